@@ -1,0 +1,141 @@
+"""Influx line protocol, and nothing else.
+
+Like prometheus_client's exposition module, this knows nothing of libvirt or of
+collection: it turns plain points and one explicit timestamp into text. The
+escaping is byte-identical to InfluxData's Go line-protocol encoder, whose rules
+Telegraf's influx serializer shares (``tests/go/lpencode`` is the oracle).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Iterable, Mapping, NamedTuple, Tuple, Union
+
+FieldValue = Union[bool, int, float, str]
+Tags = Tuple[Tuple[str, str], ...]
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+_NAME_ESCAPES = str.maketrans(
+    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ "}
+)
+_KEY_ESCAPES = str.maketrans(
+    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ ", "=": "\\="}
+)
+_STRING_ESCAPES = str.maketrans(
+    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
+)
+
+
+class Point(NamedTuple):
+    """One measurement record: what shape produces and encode consumes."""
+
+    measurement: str
+    tags: Tags
+    fields: Mapping[str, FieldValue]
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name; trailing backslashes are trimmed (see escape_key)."""
+    return name.rstrip("\\").translate(_NAME_ESCAPES)
+
+
+def escape_key(key: str) -> str:
+    """Escape a tag key, a tag value or a field key; trailing backslashes are trimmed first.
+
+    An identifier that ends in ``\\`` would escape the separator after it and
+    break the line (the Go encoder does exactly that), so Telegraf's
+    serializer trims them from tag values; we trim them everywhere.
+    """
+    return key.rstrip("\\").translate(_KEY_ESCAPES)
+
+
+def format_float(value: float) -> str:
+    """Shortest round-tripping decimal without exponent, as Go's FormatFloat(v, 'f', -1, 64)."""
+    text = repr(value)
+    if "e" in text:
+        mantissa, _, exponent = text.partition("e")
+        sign = "-" if mantissa.startswith("-") else ""
+        digits = mantissa.lstrip("-").replace(".", "")
+        point = mantissa.lstrip("-").find(".")
+        point = len(mantissa.lstrip("-")) if point < 0 else point
+        shift = point + int(exponent)
+        if shift <= 0:
+            return f"{sign}0.{'0' * -shift}{digits}".rstrip("0").rstrip(".")
+        if shift >= len(digits):
+            return f"{sign}{digits}{'0' * (shift - len(digits))}"
+        return f"{sign}{digits[:shift]}.{digits[shift:]}"
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_field_value(value: FieldValue) -> str | None:
+    """The encoded value, or None when line protocol cannot carry it.
+
+    Integers outside int64 and non-finite floats are dropped, never wrapped
+    or clamped: a wrong number is worse than a missing one.
+    """
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return f"{value}i" if INT64_MIN <= value <= INT64_MAX else None
+    if isinstance(value, float):
+        return format_float(value) if math.isfinite(value) else None
+    return f'"{value.translate(_STRING_ESCAPES)}"'
+
+
+class LineEncoder:
+    """Encodes batches, caching each series' escaped prefix between batches.
+
+    The cache keeps only the prefixes the previous batch used, so renamed or
+    vanished domains fall out of it after one batch without any bookkeeping.
+    """
+
+    def __init__(self) -> None:
+        self._prefixes: Dict[Tuple[str, Tags], str] = {}
+        self._field_keys: Dict[str, str] = {}
+
+    def series_prefix(self, measurement: str, tags: Tags) -> str:
+        """``measurement,tag=value,...`` with empty tag keys or values skipped."""
+        parts = [escape_measurement(measurement)]
+        for key, value in tags:
+            escaped_key, escaped_value = escape_key(key), escape_key(value)
+            if escaped_key and escaped_value:
+                parts.append(f"{escaped_key}={escaped_value}")
+        return ",".join(parts)
+
+    def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
+        """Encode *points*, all stamped *timestamp_ns*; points left with no field are skipped.
+
+        >>> LineEncoder().encode([Point("vm_metrics", (("uuid", "4f1c"), ("vm", "web 1")),
+        ...     {"state": 1, "cpu_time_ns": 4211000000})], 1700000000000000000)
+        'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
+        """
+        previous, current = self._prefixes, {}
+        field_keys = self._field_keys
+        suffix = f" {timestamp_ns}\n"
+        lines = []
+        for measurement, tags, fields in points:
+            series = (measurement, tags)
+            prefix = current.get(series) or previous.get(series)
+            if prefix is None:
+                prefix = self.series_prefix(measurement, tags)
+            current[series] = prefix
+            encoded = []
+            for key, value in fields.items():
+                text = format_field_value(value)
+                if text is None:
+                    continue
+                escaped_key = field_keys.get(key)
+                if escaped_key is None:
+                    escaped_key = field_keys[key] = escape_key(key)
+                if escaped_key:
+                    encoded.append(f"{escaped_key}={text}")
+            if encoded:
+                lines.append(f"{prefix} {','.join(encoded)}{suffix}")
+        self._prefixes = current
+        if len(field_keys) > 4096:
+            field_keys.clear()
+        return "".join(lines)

@@ -1,0 +1,46 @@
+"""stderr logging in Telegraf's execd convention.
+
+Telegraf logs a stderr line that starts with ``E! ``, ``W! ``, ``I! `` or
+``D! `` at that level and any other line as an error, so every line we print
+carries a prefix, and a message never spans two lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+LOGGER_NAME = "kvm_telegraf"
+LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+_PREFIXES = {logging.ERROR: "E! ", logging.WARNING: "W! ", logging.INFO: "I! ", logging.DEBUG: "D! "}
+
+
+class TelegrafFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if record.exc_info and record.levelno <= logging.DEBUG:
+            message = f"{message}: {self.formatException(record.exc_info)}"
+        prefix = _PREFIXES.get(record.levelno, "E! " if record.levelno > logging.ERROR else "D! ")
+        return prefix + " | ".join(line for line in message.splitlines() if line.strip())
+
+
+class SafeStreamHandler(logging.StreamHandler):
+    """A closed stderr must not take the collector down with it."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
+        pass
+
+
+def setup_logging(level: str) -> logging.Logger:
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.handlers.clear()
+    handler = SafeStreamHandler(sys.stderr)
+    handler.setFormatter(TelegrafFormatter())
+    logger.addHandler(handler)
+    logger.setLevel(LEVELS[level])
+    logger.propagate = False
+    return logger
+
+
+def get_logger(module: str) -> logging.Logger:
+    return logging.getLogger(f"{LOGGER_NAME}.{module.rsplit('.', 1)[-1]}")

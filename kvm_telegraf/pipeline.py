@@ -1,0 +1,57 @@
+"""One cycle: collect, shape, encode, write; and how failures are reported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Optional
+
+from kvm_telegraf.collect import Collector
+from kvm_telegraf.connection import LibvirtUnavailable
+from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.log import get_logger
+from kvm_telegraf.shape import MEASUREMENTS, CpuReading, shape_snapshot
+from kvm_telegraf.trigger import Shutdown
+from kvm_telegraf.write import BatchWriter
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Pipeline:
+    collector: Collector
+    writer: BatchWriter
+    shutdown: Shutdown
+    measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
+    encoder: LineEncoder = field(default_factory=LineEncoder)
+    _history: Dict[str, CpuReading] = field(default_factory=dict, init=False)
+    _outage: Optional[str] = field(default=None, init=False)
+
+    def cycle(self) -> None:
+        """One batch; LibvirtUnavailable propagates (``--once`` turns it into exit 1)."""
+        snapshot = self.collector.collect()
+        points, self._history = shape_snapshot(snapshot, self._history, self.measurements)
+        batch = self.encoder.encode(points, snapshot.timestamp_ns)
+        with self.shutdown.writing():
+            self.writer.write(batch)
+
+    def survive_cycle(self) -> None:
+        """A cycle for the long-running modes: failures are logged once per outage, never fatal.
+
+        BrokenPipeError (stdout closed) and SystemExit still end the process.
+        """
+        try:
+            self.cycle()
+        except LibvirtUnavailable as exc:
+            if self._outage != str(exc):
+                log.error("%s; no metrics until it recovers (retrying every cycle)", exc)
+            self._outage = str(exc)
+            return
+        except (BrokenPipeError, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug must cost a batch, not the host's telemetry
+            log.error("cycle failed: %s: %s", type(exc).__name__, exc)
+            log.debug("cycle failed", exc_info=True)
+            return
+        if self._outage is not None:
+            log.info("libvirt answers again; collecting")
+            self._outage = None

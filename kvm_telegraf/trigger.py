@@ -1,0 +1,130 @@
+"""When a cycle runs: on a stdin newline (Telegraf's ``signal = "STDIN"``), on a timer, or once.
+
+This module owns the edges that are not libvirt: the stdin reader thread and
+the signal handlers. A SIGTERM that lands while a batch is being written waits
+until the batch is out, so Telegraf never reads a partial line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import stat
+import threading
+import time
+from typing import BinaryIO, Callable, Iterator, Optional
+
+
+class StdinTrigger:
+    """Counts newlines from a reader thread; while a cycle runs, at most one more waits.
+
+    Newlines that pile up because a collection was slower than Telegraf's
+    interval coalesce into one: the cycle after a slow one reports fresh data,
+    instead of a backlog of cycles reporting the same moment.
+    """
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._cond = threading.Condition()
+        self._pending = 0
+        self._running = False
+        self._eof = False
+        threading.Thread(target=self._read, name="stdin", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in iter(self._stream.readline, b""):
+                with self._cond:
+                    if line.endswith(b"\n"):
+                        self._pending = min(self._pending + 1, 1 if self._running else 2)
+                        self._cond.notify()
+        except (OSError, ValueError):  # stdin closed under us: same as EOF
+            pass
+        with self._cond:
+            self._eof = True
+            self._cond.notify()
+
+    def next(self, timeout: Optional[float] = None) -> Optional[bool]:
+        """True: run a cycle. False: stdin closed and nothing is pending. None: timeout."""
+        with self._cond:
+            self._running = False
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not self._pending and not self._eof:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            if self._pending:
+                self._pending -= 1
+                self._running = True
+                return True
+            return False
+
+
+class Shutdown:
+    """SIGTERM and SIGINT end the process at once, except inside a batch write."""
+
+    def __init__(self) -> None:
+        self._writing = False
+        self._requested: Optional[int] = None
+
+    def install(self) -> Callable[[], None]:
+        """Take over SIGTERM and SIGINT; returns a function that gives them back."""
+        previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+        def restore() -> None:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+        return restore
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        self._requested = signum
+        if not self._writing:
+            raise SystemExit(self.exit_code)
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self._requested == signal.SIGINT else 0
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
+        if self._requested is not None:
+            raise SystemExit(self.exit_code)
+
+
+def stdin_is_pipe(stream: BinaryIO) -> bool:
+    """Under Telegraf stdin is a pipe that closes on stop; a terminal or /dev/null is not watched."""
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_on_newlines(trigger: StdinTrigger, cycle: Callable[[], None]) -> None:
+    """One cycle per newline until stdin closes."""
+    while trigger.next():
+        cycle()
+
+
+def run_every(interval_s: float, cycle: Callable[[], None], trigger: Optional[StdinTrigger]) -> None:
+    """Self-timed cycles on a fixed grid (no drift); stops when a watched stdin closes."""
+    next_tick = time.monotonic()
+    while True:
+        cycle()
+        next_tick += interval_s
+        now = time.monotonic()
+        if next_tick < now:  # a slow cycle: skip the ticks it overran
+            next_tick = now + interval_s - (now - next_tick) % interval_s
+        if trigger is None:
+            time.sleep(next_tick - now)
+            continue
+        while (remaining := next_tick - time.monotonic()) > 0:
+            if trigger.next(remaining) is False:  # newlines are ignored in this mode
+                return
