@@ -19,8 +19,14 @@ from kvm_telegraf.config import Duration, load_config_file
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 CONFIG_KEYS = (
-    "uri", "domain", "exclude_domain", "measurement", "features_refresh",
-    "timeout", "interval", "log_level",
+    "uri",
+    "domain",
+    "exclude_domain",
+    "measurement",
+    "features_refresh",
+    "timeout",
+    "interval",
+    "log_level",
 )
 
 
@@ -76,24 +82,52 @@ class TelegrafGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-@click.group(cls=TelegrafGroup, invoke_without_command=True,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TelegrafGroup, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="kvm-telegraf")
-@click.option("--config", type=click.Path(dir_okay=False), callback=_load_config, is_eager=True,
-              expose_value=False, help="TOML file with the same keys as the long options (underscores).")
-@click.option("--uri", default="qemu:///system", envvar="KVM_TELEGRAF_URI", show_default=True,
-              help="libvirt URI, opened read-only.")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False),
+    callback=_load_config,
+    is_eager=True,
+    expose_value=False,
+    help="TOML file with the same keys as the long options (underscores).",
+)
+@click.option(
+    "--uri",
+    default="qemu:///system",
+    envvar="KVM_TELEGRAF_URI",
+    show_default=True,
+    help="libvirt URI, opened read-only.",
+)
 @click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
-@click.option("--interval", type=Duration(), default=None,
-              help="Collect on our own timer (Telegraf signal = \"none\") instead of on stdin newlines.")
-@click.option("--timeout", type=Duration(), default="5s", show_default=True,
-              help="Deadline for one bulk stats call; keep it below Telegraf's interval.")
+@click.option(
+    "--interval",
+    type=Duration(),
+    default=None,
+    help='Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines.',
+)
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default="5s",
+    show_default=True,
+    help="Deadline for one bulk stats call; keep it below Telegraf's interval.",
+)
 @click.option("--domain", "domain", multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
 @click.option("--exclude-domain", multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable).")
-@click.option("--measurement", type=click.Choice(MEASUREMENT_CHOICES), multiple=True,
-              help="Emit only these measurements (repeatable; default all four).")
-@click.option("--features-refresh", type=Duration(), default="5m", show_default=True,
-              help="Re-read domain XML and flags this often (also on start and restart of a domain).")
+@click.option(
+    "--measurement",
+    type=click.Choice(MEASUREMENT_CHOICES),
+    multiple=True,
+    help="Emit only these measurements (repeatable; default all four).",
+)
+@click.option(
+    "--features-refresh",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="Re-read domain XML and flags this often (also on start and restart of a domain).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @click.pass_context
 def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: float, **_: Any) -> None:
@@ -108,7 +142,7 @@ def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: flo
         raise click.BadParameter(f"must be shorter than --interval ({interval:g}s)", param_hint="--timeout")
     if ctx.invoked_subcommand:
         return
-    from kvm_telegraf.connection import LibvirtUnavailable
+    from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
     from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
 
@@ -118,7 +152,7 @@ def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: flo
         if once:
             try:
                 pipeline.cycle()
-            except LibvirtUnavailable as exc:
+            except LibvirtUnavailableError as exc:
                 get_logger(__name__).error("%s", exc)
                 ctx.exit(1)
             return
@@ -136,13 +170,18 @@ def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: flo
 
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
-@click.option("--cycles", type=click.IntRange(1, 100), default=2, show_default=True,
-              help="Consecutive snapshots to record (two or more pin the derived fields).")
+@click.option(
+    "--cycles",
+    type=click.IntRange(1, 100),
+    default=2,
+    show_default=True,
+    help="Consecutive snapshots to record (two or more pin the derived fields).",
+)
 @click.option("--every", type=Duration(), default="2s", show_default=True, help="Pause between snapshots.")
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
-    from kvm_telegraf.connection import LibvirtUnavailable
+    from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.snapshot import snapshot_to_json
 
     pipeline = _build_pipeline(ctx.parent, want_config=True)
@@ -153,7 +192,7 @@ def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
             if index:
                 time.sleep(every)
             snapshots.append(pipeline.collector.collect())
-    except LibvirtUnavailable as exc:
+    except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
     with open(file, "w", encoding="utf-8") as handle:
         handle.write(snapshot_to_json(snapshots) + "\n")

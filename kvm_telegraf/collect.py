@@ -17,7 +17,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from kvm_telegraf.connection import Connection, LibvirtUnavailable, error_message
+from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot
 
@@ -54,7 +54,7 @@ class StuckCallGuard:
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self._requests: "queue.Queue[Tuple[Callable[[], RawStats], Future]]" = queue.Queue()
+        self._requests: queue.Queue[Tuple[Callable[[], RawStats], Future]] = queue.Queue()
         self._worker: Optional[threading.Thread] = None
         self._stuck: Optional[Future] = None
         self._stuck_since = 0.0
@@ -76,8 +76,10 @@ class StuckCallGuard:
         if self._stuck is not None:
             if not self._stuck.done():
                 return conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT), True
-            log.info("libvirt answered the stuck stats call after %.1fs; full stats resume",
-                     time.monotonic() - self._stuck_since)
+            log.info(
+                "libvirt answered the stuck stats call after %.1fs; full stats resume",
+                time.monotonic() - self._stuck_since,
+            )
             self._stuck = None
         if self._worker is None:
             self._worker = threading.Thread(target=self._serve, name="bulk-stats", daemon=True)
@@ -155,7 +157,7 @@ class Collector:
                 if not alive:
                     self.connection.close()
                 if alive or attempt == 2:
-                    raise LibvirtUnavailable(f"stats call failed: {error_message(exc)}") from None
+                    raise LibvirtUnavailableError(f"stats call failed: {error_message(exc)}") from None
                 continue
             self._note_frozen(records if nowait else None)
             return records
@@ -171,7 +173,8 @@ class Collector:
             log.warning(
                 "stats call did not return within %gs (domains not answering: %s); "
                 "reporting what libvirt has without waiting until it does",
-                self.timeout_s, names,
+                self.timeout_s,
+                names,
             )
 
     def _config_for(self, dom: Any, uuid: str, domain_id: int, now: float) -> Optional[DomainConfig]:
@@ -186,7 +189,7 @@ class Collector:
         return config
 
     def collect(self) -> Snapshot:
-        """One cycle's snapshot; LibvirtUnavailable when libvirt cannot be reached."""
+        """One cycle's snapshot; LibvirtUnavailableError when libvirt cannot be reached."""
         records = self._bulk_stats()
         timestamp = self.clock()
         now = self.monotonic()
@@ -209,4 +212,3 @@ def _is_alive(conn: Any) -> bool:
         return bool(conn.isAlive())
     except Exception:
         return False
-

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any, Callable, Optional
-
 
 _USERINFO = re.compile(r"(?<=://)[^/@]*@")
 
 
-class LibvirtUnavailable(Exception):
+class LibvirtUnavailableError(Exception):
     """libvirt could not be reached; the message is one line, safe to log."""
 
 
@@ -56,19 +56,19 @@ class Connection:
         self._conn: Optional[Any] = None
 
     def get(self) -> Any:
-        """The open connection; LibvirtUnavailable when it cannot be had."""
+        """The open connection; LibvirtUnavailableError when it cannot be had."""
         if self._conn is None:
             try:
                 self._conn = self._opener(self.uri)
             except Exception as exc:  # libvirtError, or ImportError without the binding
-                raise LibvirtUnavailable(f"cannot connect to {redact_uri(self.uri)}: {error_message(exc)}") from None
+                raise LibvirtUnavailableError(
+                    f"cannot connect to {redact_uri(self.uri)}: {error_message(exc)}"
+                ) from None
         return self._conn
 
     def close(self) -> None:
         """Drop the connection (after a failed call, or at exit); the next get() reopens it."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # already dead: nothing to release
                 conn.close()
-            except Exception:  # already dead: nothing to release
-                pass

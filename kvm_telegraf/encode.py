@@ -17,15 +17,9 @@ Tags = Tuple[Tuple[str, str], ...]
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 
-_NAME_ESCAPES = str.maketrans(
-    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ "}
-)
-_KEY_ESCAPES = str.maketrans(
-    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ ", "=": "\\="}
-)
-_STRING_ESCAPES = str.maketrans(
-    {"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-)
+_NAME_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ "})
+_KEY_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ ", "=": "\\="})
+_STRING_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"})
 
 
 class Point(NamedTuple):

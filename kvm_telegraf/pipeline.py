@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Optional
 
 from kvm_telegraf.collect import Collector
-from kvm_telegraf.connection import LibvirtUnavailable
+from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.shape import MEASUREMENTS, CpuReading, shape_snapshot
@@ -27,7 +27,7 @@ class Pipeline:
     _outage: Optional[str] = field(default=None, init=False)
 
     def cycle(self) -> None:
-        """One batch; LibvirtUnavailable propagates (``--once`` turns it into exit 1)."""
+        """One batch; LibvirtUnavailableError propagates (``--once`` turns it into exit 1)."""
         snapshot = self.collector.collect()
         points, self._history = shape_snapshot(snapshot, self._history, self.measurements)
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
@@ -41,7 +41,7 @@ class Pipeline:
         """
         try:
             self.cycle()
-        except LibvirtUnavailable as exc:
+        except LibvirtUnavailableError as exc:
             if self._outage != str(exc):
                 log.error("%s; no metrics until it recovers (retrying every cycle)", exc)
             self._outage = str(exc)
