@@ -38,7 +38,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str
 def _build_pipeline(ctx: click.Context, want_config: bool = True):
     """Wire the stages from the parsed options; imports libvirt-facing modules lazily."""
     from kvm_telegraf.collect import Collector, DomainFilter
-    from kvm_telegraf.connection import Connection
+    from kvm_telegraf.connection import Connection, open_read_only
     from kvm_telegraf.log import setup_logging
     from kvm_telegraf.pipeline import Pipeline
     from kvm_telegraf.trigger import Shutdown
@@ -46,9 +46,10 @@ def _build_pipeline(ctx: click.Context, want_config: bool = True):
 
     opts = ctx.params
     setup_logging(opts["log_level"])
+    opener = (ctx.obj or {}).get("opener", open_read_only)  # tests swap the source here
     measurements = frozenset(opts["measurement"] or MEASUREMENT_CHOICES)
     collector = Collector(
-        connection=Connection(opts["uri"]),
+        connection=Connection(opts["uri"], opener),
         domain_filter=DomainFilter(tuple(opts["domain"]), tuple(opts["exclude_domain"])),
         features_refresh_s=opts["features_refresh"],
         timeout_s=opts["timeout"],

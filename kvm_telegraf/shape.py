@@ -117,16 +117,15 @@ def disks(stats: Mapping[str, StatValue]) -> List[Tuple[str, Dict[str, FieldValu
     """(device name, fields) per disk, leaving out backing-chain entries.
 
     With the BACKING flag ``block.count`` also counts backing images, which
-    repeat their disk's name and carry a ``backingIndex``: summing them would
-    count the same I/O twice.
+    repeat their disk's name after the top image: summing them would count the
+    same I/O twice. (``backingIndex`` cannot tell them apart: the top image
+    carries one too.)
     """
     count = counter(stats, "block.count") or 0
     seen = set()
     result = []
     for i in range(count):
         prefix = f"block.{i}."
-        if counter(stats, prefix + "backingIndex"):
-            continue
         name = stats.get(prefix + "name") or f"disk{i}"
         if name in seen:
             continue

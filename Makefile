@@ -1,0 +1,52 @@
+# kvm-telegraf: every entry point a new user or CI needs.
+# `make test` and `make demo` set up whatever is missing (apt packages, the venv, the lab guests).
+
+PYTHON_SYSTEM ?= /usr/bin/python3
+VENV          ?= .venv
+PY            := $(VENV)/bin/python
+LAB           := $(PY) tests/lab/lab.py
+RUNTIME_DEBS  := python3-libvirt python3-click python3-venv libvirt-clients
+LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd
+TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev golang-github-influxdata-toml-dev
+BENCH_DEBS    := collectd-core prometheus-libvirt-exporter
+
+.PHONY: deps venv lint test unit demo demo-down goldens bench soak clean
+
+deps:
+	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS)
+
+# The host's own Python with apt's python3-libvirt: nothing is compiled.
+$(PY): pyproject.toml
+	$(PYTHON_SYSTEM) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(PY)
+
+venv: $(PY)
+
+lint: venv
+	$(VENV)/bin/ruff check kvm_telegraf tests
+	$(VENV)/bin/ruff format --check kvm_telegraf tests
+	$(VENV)/bin/vermin --no-tips --target=3.9- --violations kvm_telegraf
+
+# The whole suite, end-to-end tests on live lab guests included.
+test: deps venv lint
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+# Only the tests that need no lab.
+unit: venv
+	$(PY) -m pytest -q -m "not lab" $(PYTEST_ARGS)
+
+demo: deps venv
+	$(LAB) up 2
+	$(VENV)/bin/kvm-telegraf --once --domain 'ktlab-*'
+
+demo-down:
+	$(PYTHON_SYSTEM) tests/lab/lab.py down
+
+# Re-record the golden snapshots from live lab guests, then regenerate the goldens.
+goldens: deps venv
+	$(PY) tests/record_snapshots.py
+	$(PY) -m pytest -q tests/test_goldens.py --update-goldens
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,78 @@
+"""Shared fixtures: the Go oracle, the live lab, InfluxDB, recorded snapshots."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
+from tests.go.build import build
+from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
+
+TESTS = Path(__file__).resolve().parent
+SNAPSHOTS = TESTS / "snapshots"
+IN_CI = os.environ.get("CI") == "true"
+
+
+def load_snapshots(name: str) -> List[Snapshot]:
+    """A snapshot file recorded from live lab guests with ``kvm-telegraf record``."""
+    return snapshots_from_json((SNAPSHOTS / name).read_text())
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip on a developer box without the part; under CI a missing part is a failure."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"CI must run this test: {reason}")
+        pytest.skip(reason)
+
+
+class Oracle:
+    """InfluxData's Go line-protocol encoder, one JSON metric in, one record out."""
+
+    def __init__(self, binary: Path) -> None:
+        self._proc = subprocess.Popen(
+            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
+        )
+
+    def encode(self, metric: dict) -> bytes:
+        assert self._proc.stdin and self._proc.stdout
+        self._proc.stdin.write(json.dumps(metric).encode() + b"\n")
+        self._proc.stdin.flush()
+        return self._proc.stdout.readline()
+
+    def close(self) -> None:
+        self._proc.kill()
+        self._proc.wait()
+
+
+@pytest.fixture(scope="session")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
+    try:
+        binary = build("lpencode", tmp_path_factory.mktemp("go"))
+    except RuntimeError as exc:
+        need(False, f"Go oracle unavailable: {exc}")
+    oracle = Oracle(binary)
+    yield oracle
+    oracle.close()
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[List[str]]:
+    """Two live lab guests (tests/lab), up for the whole session and removed after it."""
+    sys.path.insert(0, str(TESTS / "lab"))
+    import lab as lab_module
+
+    try:
+        names = lab_module.up(2)
+    except Exception as exc:  # no libvirt, no QEMU, no root
+        need(False, f"lab could not start: {exc}")
+    yield names
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        lab_module.down()

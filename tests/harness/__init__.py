@@ -1,0 +1,1 @@
+"""Test harness: drive the plugin as Telegraf does, and a throwaway InfluxDB."""

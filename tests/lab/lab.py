@@ -1,0 +1,937 @@
+#!/usr/bin/env python3
+"""Test lab for kvm-telegraf: small TCG guests under a local libvirtd.
+
+Usable as a module (``import lab``) and as a CLI::
+
+    python3 tests/lab/lab.py up N [--kvm] [--timeout S]
+    python3 tests/lab/lab.py down | pause | resume | status | daemons | build
+
+Each guest (``ktlab-01`` .. ``ktlab-NN``) boots a Debian kernel straight into a
+busybox initramfs whose /init loops forever: direct I/O on vda and vdb, a
+gratuitous ARP plus an IPv6 all-nodes ping on eth0 and eth1, then sleep 1.
+The virtio balloon reports memory stats every 2 s.
+
+Stdlib only; talks to libvirt through ``virsh`` (argv lists, never a shell).
+Everything it builds lives outside the repo in $KVM_TELEGRAF_LAB_CACHE
+(default /var/cache/kvm-telegraf-lab).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import grp
+import gzip
+import hashlib
+import io
+import lzma
+import os
+import pwd
+import re
+import shutil
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Sequence
+from typing import NamedTuple
+from xml.sax.saxutils import escape, quoteattr
+
+LAB_PREFIX = "ktlab-"
+URI = "qemu:///system"
+CACHE_DIR = os.environ.get("KVM_TELEGRAF_LAB_CACHE", "/var/cache/kvm-telegraf-lab")
+
+PACKAGES = (
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "qemu-utils",
+    "busybox-static",
+    "cpio",
+    "dbus",
+    "polkitd",
+)
+
+# Load order matters: each one depends on those before it.
+MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_balloon",
+    "virtio_blk",
+    "failover",
+    "net_failover",
+    "virtio_net",
+)
+
+GUEST_MEM_MIB = 96
+DISK_MIB = 8
+DISKS = ("vda", "vdb")
+NICS = 2
+# acpi=noirq: skips ACPI PCI interrupt-link setup, ~0.4 s per device under TCG.
+CMDLINE = "console=ttyS0 quiet panic=-1 acpi=noirq"
+DEFAULT_TIMEOUT = 90.0  # for up to 4 booting guests; +5 s for each one more
+POLKITD = "/usr/lib/polkit-1/polkitd"
+BUSYBOX = "/bin/busybox"
+TELEGRAF_USER = "telegraf"
+
+# Bump when the initramfs layout changes in a way the hash below cannot see.
+INITRD_FORMAT = "1"
+# Bump when the way vmlinux is derived from vmlinuz changes.
+VMLINUX_FORMAT = "1"
+
+INIT_SCRIPT = r"""#!/bin/busybox sh
+# kvm-telegraf lab guest. Generates block, net and memory activity forever.
+/bin/busybox mkdir -p /proc /sys /dev /tmp /sbin /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for m in $(cat /lib/modules/order); do
+    insmod /lib/modules/$m.ko || echo "ktlab: insmod $m failed"
+done
+i=0
+while [ $i -lt 100 ]; do
+    [ -b /dev/vda ] && [ -b /dev/vdb ] && [ -e /sys/class/net/eth1 ] && break
+    sleep 0.1; i=$((i+1))
+done
+ip link set lo up
+n=0
+for nic in eth0 eth1; do
+    ip link set $nic up
+    ip addr add 169.254.1$n.2/24 dev $nic
+    n=$((n+1))
+done
+echo "ktlab: guest up: $(ls /dev | grep '^vd' | tr '\n' ' ')$(ls /sys/class/net | tr '\n' ' ')"
+n=0
+while :; do
+    # Network: announce our own address (gratuitous ARP) and ping all
+    # IPv6 nodes on the link: only the host's end of the tap answers.
+    # No other address is ever targeted.
+    arping -q -U -c 1 -w 1 -I eth0 169.254.10.2 >/dev/null 2>&1 &
+    arping -q -U -c 1 -w 1 -I eth1 169.254.11.2 >/dev/null 2>&1 &
+    ping6 -q -c 1 -W 1 -I eth0 ff02::1 >/dev/null 2>&1 &
+    ping6 -q -c 1 -W 1 -I eth1 ff02::1 >/dev/null 2>&1 &
+    # Block: one 64 KiB direct write and read per disk.
+    b=$((n % 64))
+    for d in vda vdb; do
+        dd if=/dev/zero of=/dev/$d bs=64k count=1 seek=$b oflag=direct conv=notrunc status=none
+        dd if=/dev/$d of=/dev/null bs=64k count=1 skip=$b iflag=direct status=none
+    done
+    # Memory: a little page cache churn now and then.
+    if [ $((n % 10)) -eq 0 ]; then
+        dd if=/dev/zero of=/tmp/ballast bs=64k count=32 status=none
+        rm -f /tmp/ballast
+    fi
+    sleep 1
+    wait
+    n=$((n+1))
+done
+"""
+
+
+class LabError(RuntimeError):
+    """Anything that stops the lab from coming up."""
+
+
+class Guest(NamedTuple):
+    kver: str
+    kernel: str
+    initrd: str
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def log(msg: str) -> None:
+    print("lab: " + msg, file=sys.stderr, flush=True)
+
+
+def _run(argv: Sequence[str], check: bool = True, env: dict[str, str] | None = None,
+         timeout: float | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd,
+                       check=False)
+    if check and p.returncode != 0:
+        out = (p.stderr or p.stdout).strip()
+        raise LabError(f"{' '.join(argv)} failed (rc={p.returncode}): {out}")
+    return p
+
+
+def virsh(*args: str, check: bool = True, readonly: bool = False) -> str:
+    argv = ["virsh", "-q"]
+    if readonly:
+        argv.append("-r")
+    argv += ["-c", URI] + list(args)
+    return _run(argv, check=check, timeout=120).stdout
+
+
+def _pids(comm: str, arg: str | None = None) -> list[int]:
+    """Pids whose /proc/PID/comm is comm (and whose argv holds arg, if given)."""
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/comm") as f:
+                if f.read().strip() != comm:
+                    continue
+            if arg is not None:
+                with open(f"/proc/{d}/cmdline", "rb") as f:
+                    if arg.encode() not in f.read().split(b"\0"):
+                        continue
+        except OSError:
+            continue
+        out.append(int(d))
+    return out
+
+
+def _pidfile_alive(path: str, comm: str) -> int | None:
+    try:
+        with open(path) as f:
+            pid = int(f.read().split()[0])
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() == comm:
+                return pid
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _wait(pred, timeout: float, step: float = 0.5) -> bool:
+    end = time.monotonic() + timeout
+    while True:
+        if pred():
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(step)
+
+
+def _ensure_dir(path: str, mode: int = 0o755) -> str:
+    os.makedirs(path, exist_ok=True)
+    os.chmod(path, mode)
+    return path
+
+
+def _ensure_readable_path(path: str) -> None:
+    """Make every directory from / down to path traversable by others (QEMU runs
+    as libvirt-qemu). Only adds o+x where it is missing."""
+    path = os.path.abspath(path)
+    parts = path.split(os.sep)
+    for i in range(2, len(parts) + 1):
+        p = os.sep.join(parts[:i])
+        st = os.stat(p)
+        if stat.S_ISDIR(st.st_mode) and not st.st_mode & stat.S_IXOTH:
+            log(f"chmod o+x {p} (QEMU runs as libvirt-qemu)")
+            os.chmod(p, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# packages
+
+
+def ensure_packages(extra: Sequence[str] = ()) -> list[str]:
+    """Install whichever of PACKAGES (+extra) is missing. Returns what it installed."""
+    wanted = list(PACKAGES) + list(extra)
+    p = _run(["dpkg-query", "-W", "-f=${Package} ${Status}\n"] + wanted, check=False)
+    ok = set()
+    for line in p.stdout.splitlines():
+        name, _, status = line.partition(" ")
+        if status.strip() == "install ok installed":
+            ok.add(name.split(":")[0])
+    missing = [w for w in wanted if w not in ok]
+    if not missing:
+        return []
+    log(f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    _run(["apt-get", "update"], env=env)
+    _run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, env=env)
+    return missing
+
+
+# --------------------------------------------------------------------------
+# daemons
+
+
+def _systemd_booted() -> bool:
+    return os.path.isdir("/run/systemd/system")
+
+
+def _virsh_ok() -> bool:
+    try:
+        return _run(["virsh", "-c", URI, "version"], check=False, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def _polkit_on_bus() -> bool:
+    if not shutil.which("dbus-send"):
+        return bool(_pids("polkitd"))
+    p = _run(["dbus-send", "--system", "--print-reply", "--dest=org.freedesktop.DBus",
+              "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
+              "string:org.freedesktop.PolicyKit1"], check=False, timeout=10)
+    return "boolean true" in p.stdout
+
+
+def _log_dir() -> str:
+    return _ensure_dir(os.path.join(CACHE_DIR, "logs"))
+
+
+def _start_libvirtd() -> None:
+    log("starting libvirtd")
+    _run(["libvirtd", "-d"])
+
+
+def _fix_kvm_access() -> None:
+    """Give /dev/kvm the owner and mode udev gives it on a Debian host
+    (root:kvm 0660), where no udev did. Else libvirt finds KVM when it probes
+    QEMU but not for the libvirt-qemu user afterwards, calls its capability
+    cache outdated and re-probes QEMU (4-9 s) on every define, start and
+    version call."""
+    try:
+        st = os.stat("/dev/kvm")
+        kvm_gid = grp.getgrnam("kvm").gr_gid
+    except (FileNotFoundError, KeyError):
+        return
+    if st.st_gid != kvm_gid or (st.st_mode & 0o060) != 0o060:
+        log("chgrp kvm /dev/kvm; chmod g+rw (as udev would; QEMU runs as libvirt-qemu)")
+        os.chown("/dev/kvm", -1, kvm_gid)
+        os.chmod("/dev/kvm", stat.S_IMODE(st.st_mode) | 0o060)
+
+
+def ensure_telegraf_user() -> None:
+    try:
+        pwd.getpwnam(TELEGRAF_USER)
+    except KeyError:
+        log(f"creating system user {TELEGRAF_USER}")
+        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+              TELEGRAF_USER])
+
+
+def ensure_daemons() -> None:
+    """Start dbus, polkitd, virtlogd, libvirtd where no init system does it.
+
+    On a host booted with systemd, or where all of them run, nothing is touched.
+    Then create the telegraf user and check it can read libvirt read-only.
+    """
+    if _systemd_booted():
+        if not _virsh_ok():
+            raise LabError(f"libvirtd does not answer on {URI}: start it with systemctl")
+    else:
+        _fix_kvm_access()
+        dbus_started = False
+        if not (_pidfile_alive("/run/dbus/pid", "dbus-daemon") or _pids("dbus-daemon", "--system")):
+            _ensure_dir("/run/dbus")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink("/run/dbus/pid")
+            if not (os.path.exists("/etc/machine-id") or os.path.exists("/var/lib/dbus/machine-id")):
+                _run(["dbus-uuidgen", "--ensure"])
+            log("starting dbus-daemon --system")
+            _run(["dbus-daemon", "--system", "--fork"])
+            dbus_started = True
+        if not _pids("polkitd"):
+            log("starting polkitd")
+            with open(os.path.join(_log_dir(), "polkitd.log"), "ab") as lf:
+                subprocess.Popen([POLKITD, "--no-debug"], stdin=subprocess.DEVNULL, stdout=lf,
+                                 stderr=lf, start_new_session=True, close_fds=True)
+            if not _wait(_polkit_on_bus, 15):
+                plog = os.path.join(_log_dir(), "polkitd.log")
+                log(f"warning: polkitd did not register on the system bus (see {plog})")
+        if not (_pidfile_alive("/run/virtlogd.pid", "virtlogd") or _pids("virtlogd")):
+            log("starting virtlogd")
+            _run(["virtlogd", "-d"])
+        pid = _pidfile_alive("/run/libvirtd.pid", "libvirtd")
+        running = pid or (_pids("libvirtd") or [None])[0]
+        if running and dbus_started:
+            log("restarting libvirtd (dbus was just started; polkit needs it)")
+            os.kill(running, signal.SIGTERM)
+            if not _wait(lambda: not os.path.exists(f"/proc/{running}"), 30, 0.2):
+                raise LabError(f"libvirtd (pid {running}) did not stop")
+            _start_libvirtd()
+        elif not running:
+            _start_libvirtd()
+        if not _wait(_virsh_ok, 30):
+            raise LabError(f"libvirtd does not answer: virsh -c {URI} version")
+    ensure_telegraf_user()
+    argv = ["runuser", "-u", TELEGRAF_USER, "--", "virsh", "-r", "-c", URI, "list", "--all"]
+    res = {}
+
+    def ro_ok() -> bool:
+        res["p"] = _run(argv, check=False, timeout=20)
+        return res["p"].returncode == 0
+
+    if not _wait(ro_ok, 15, 1):
+        raise LabError(f"user {TELEGRAF_USER} cannot read libvirt read-only ({' '.join(argv)}): "
+                       f"{res['p'].stderr.strip()}")
+
+
+# --------------------------------------------------------------------------
+# guest image
+
+
+def _kernel_package() -> str | None:
+    p = _run(["apt-cache", "depends", "linux-image-amd64"], check=False)
+    m = re.search(r"Depends:\s*(linux-image-[0-9][^\s]*-amd64)\b", p.stdout)
+    return m.group(1) if m else None
+
+
+def _cached_kvers() -> list[str]:
+    """Kernel versions in the cache, oldest fetched first."""
+    d = os.path.join(CACHE_DIR, "guest")
+    if not os.path.isdir(d):
+        return []
+    ks = [k for k in os.listdir(d) if os.path.exists(os.path.join(d, k, "vmlinuz"))]
+    return sorted(ks, key=lambda k: os.path.getmtime(os.path.join(d, k, "vmlinuz")))
+
+
+def _fetch_kernel(pkg: str, kver: str, dest: str) -> None:
+    """apt-get download the kernel package and take vmlinuz and our modules out of
+    it (the same data tree dpkg -x unpacks, streamed; nothing is installed)."""
+    tmp = tempfile.mkdtemp(prefix="dl-", dir=CACHE_DIR)
+    try:
+        with contextlib.suppress(KeyError, OSError):  # let apt's sandbox user write here
+            os.chown(tmp, pwd.getpwnam("_apt").pw_uid, -1)
+        log(f"apt-get download {pkg}")
+        _run(["apt-get", "-q", "download", pkg], cwd=tmp,
+             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        debs = [f for f in os.listdir(tmp) if f.endswith(".deb")]
+        if len(debs) != 1:
+            raise LabError(f"apt-get download {pkg} gave {debs!r}")
+        deb = os.path.join(tmp, debs[0])
+        staging = _ensure_dir(os.path.join(tmp, "x"))
+        mdir = _ensure_dir(os.path.join(staging, "modules"))
+        found = {}
+        proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+            for m in tf:
+                if not m.isfile():
+                    continue
+                name = m.name.lstrip("./")
+                base = os.path.basename(name)
+                if name == f"boot/vmlinuz-{kver}":
+                    with open(os.path.join(staging, "vmlinuz"), "wb") as f:
+                        shutil.copyfileobj(tf.extractfile(m), f)
+                    found["vmlinuz"] = name
+                    continue
+                if f"/modules/{kver}/kernel/" not in "/" + name:
+                    continue
+                mod, ext = base.split(".", 1)
+                mod = mod.replace("-", "_")
+                if mod in MODULES and ext in ("ko", "ko.xz"):
+                    data = tf.extractfile(m).read()
+                    if ext == "ko.xz":
+                        data = lzma.decompress(data)
+                    with open(os.path.join(mdir, mod + ".ko"), "wb") as f:
+                        f.write(data)
+                    found[mod] = name
+        if proc.wait() != 0:
+            raise LabError(f"dpkg-deb --fsys-tarfile {deb} failed")
+        if "vmlinuz" not in found:
+            raise LabError(f"no boot/vmlinuz-{kver} in {deb}")
+        missing = [m for m in MODULES if m not in found]
+        if missing:  # built into the kernel, or named otherwise: say so, go on
+            log(f"note: modules not shipped as .ko (built in?): {' '.join(missing)}")
+        for fn in os.listdir(mdir) + [".."]:
+            os.chmod(os.path.join(mdir, fn), 0o755 if fn == ".." else 0o644)
+        os.chmod(os.path.join(staging, "vmlinuz"), 0o644)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(staging, dest)
+        os.chmod(dest, 0o755)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _has_pvh_note(elf: bytes) -> bool:
+    """True if elf is an x86-64 ELF kernel with a Xen PVH entry note (type 18),
+    which lets QEMU boot it uncompressed."""
+    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+        return False
+    phoff, = struct.unpack_from("<Q", elf, 32)
+    phentsize, phnum = struct.unpack_from("<HH", elf, 54)
+    for i in range(phnum):
+        ptype, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
+        if ptype != 4:  # PT_NOTE
+            continue
+        pos, end = off, off + filesz
+        while pos + 12 <= end:
+            namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
+            name = elf[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            if name == b"Xen" and ntype == 18:
+                return True
+            pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return False
+
+
+def _extract_vmlinux(vmlinuz: str, dest: str) -> bool:
+    """Unpack the ELF kernel from a bzImage (xz or gzip payload). Under TCG,
+    QEMU's PVH boot of the ELF saves the ~8 s the guest needs to decompress
+    itself. Returns False (and the caller keeps vmlinuz) when not possible."""
+    with open(vmlinuz, "rb") as f:
+        data = f.read()
+    for magic, make in ((b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
+                        (b"\x1f\x8b\x08", lambda: zlib.decompressobj(31))):
+        pos = data.find(magic)
+        while pos >= 0:
+            try:
+                elf = make().decompress(data[pos:])
+            except (lzma.LZMAError, zlib.error):
+                elf = b""
+            if elf[:4] == b"\x7fELF":
+                if not _has_pvh_note(elf):
+                    return False
+                with open(dest + ".tmp", "wb") as f:
+                    f.write(elf)
+                os.chmod(dest + ".tmp", 0o644)
+                os.rename(dest + ".tmp", dest)
+                return True
+            pos = data.find(magic, pos + 1)
+    return False
+
+
+def _cpio_newc(entries) -> bytes:
+    """entries: (name, mode, data, rdevmajor, rdevminor). Returns a newc archive."""
+    out = io.BytesIO()
+    ino = 1000
+
+    def pad(n: int) -> None:
+        out.write(b"\0" * ((4 - n % 4) % 4))
+
+    for name, mode, data, rmaj, rmin in list(entries) + [("TRAILER!!!", 0, b"", 0, 0)]:
+        nb = name.encode() + b"\0"
+        hdr = "070701" + "".join(f"{v:08X}" for v in (
+            ino, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nb), 0))
+        out.write(hdr.encode())
+        out.write(nb)
+        pad(110 + len(nb))
+        out.write(data)
+        pad(len(data))
+        ino += 1
+    return out.getvalue()
+
+
+def build_guest(force: bool = False, refresh: bool = False) -> Guest:
+    """Kernel + initramfs in CACHE_DIR/guest/<kver>/, rebuilt only when missing
+    or when the init script, module set or busybox changed.
+
+    The kernel is the one linux-image-amd64 depends on. Once one is cached it
+    is used without asking apt (1-2 s, or an apt-get update when the lists are
+    gone), unless refresh=True (the CLI's build command) or force=True."""
+    _ensure_dir(CACHE_DIR)
+    _ensure_readable_path(CACHE_DIR)
+    cached = _cached_kvers()
+    pkg = None if cached and not (refresh or force) else _kernel_package()
+    if pkg is None and not cached:
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        _run(["apt-get", "update"], env=env, check=False)
+        pkg = _kernel_package()
+    if pkg is None:
+        if not cached:
+            raise LabError("cannot resolve linux-image-amd64's kernel package (apt-cache depends)")
+        kver = cached[-1]
+        if refresh or force:
+            log(f"apt cannot resolve the kernel; using cached {kver}")
+    else:
+        kver = pkg[len("linux-image-"):]
+    gdir = os.path.join(CACHE_DIR, "guest", kver)
+    _ensure_dir(os.path.dirname(gdir))
+    if force or not os.path.exists(os.path.join(gdir, "vmlinuz")):
+        _fetch_kernel(pkg or "linux-image-" + kver, kver, gdir)
+    mdir = os.path.join(gdir, "modules")
+    mods = [m for m in MODULES if os.path.exists(os.path.join(mdir, m + ".ko"))]
+    h = hashlib.sha256()
+    h.update(INITRD_FORMAT.encode())
+    h.update(INIT_SCRIPT.encode())
+    h.update(" ".join(mods).encode())
+    h.update(_sha256_file(BUSYBOX).encode())
+    for m in mods:
+        h.update(_sha256_file(os.path.join(mdir, m + ".ko")).encode())
+    digest = h.hexdigest()
+    initrd = os.path.join(gdir, "initrd.img")
+    stamp = os.path.join(gdir, "initrd.sha256")
+    try:
+        with open(stamp) as f:
+            current = f.read().strip() == digest and os.path.exists(initrd)
+    except OSError:
+        current = False
+    if force or not current:
+        log(f"building initramfs for {kver}")
+        with open(BUSYBOX, "rb") as f:
+            bb = f.read()
+        entries = [(d, 0o040755, b"", 0, 0) for d in
+                   ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
+        entries.append(("dev/console", 0o020600, b"", 5, 1))
+        entries.append(("bin/busybox", 0o100755, bb, 0, 0))
+        entries.append(("init", 0o100755, INIT_SCRIPT.encode(), 0, 0))
+        entries.append(("lib/modules/order", 0o100644, ("\n".join(mods) + "\n").encode(), 0, 0))
+        for m in mods:
+            with open(os.path.join(mdir, m + ".ko"), "rb") as f:
+                entries.append((f"lib/modules/{m}.ko", 0o100644, f.read(), 0, 0))
+        tmp = initrd + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(gzip.compress(_cpio_newc(entries), 6))
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, initrd)
+        with open(stamp, "w") as f:
+            f.write(digest + "\n")
+    kernel = os.path.join(gdir, "vmlinuz")
+    vmlinux = os.path.join(gdir, "vmlinux")
+    vstamp = vmlinux + ".format"
+    try:
+        with open(vstamp) as f:
+            vstate = f.read().strip()
+    except OSError:
+        vstate = ""
+    if force or vstate != VMLINUX_FORMAT:
+        log("unpacking vmlinux for PVH boot")
+        ok = _extract_vmlinux(kernel, vmlinux)
+        if not ok:
+            log("note: no PVH-bootable vmlinux in this kernel; booting vmlinuz")
+            if os.path.exists(vmlinux):
+                os.unlink(vmlinux)
+        with open(vstamp, "w") as f:
+            f.write(VMLINUX_FORMAT + "\n")
+    if os.path.exists(vmlinux):
+        kernel = vmlinux
+    return Guest(kver, kernel, initrd)
+
+
+# --------------------------------------------------------------------------
+# domains
+
+
+def _parallel(fn, items: Sequence[str], workers: int = 4) -> None:
+    """fn(item) for each item, a few at a time; re-raises the first error."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as ex:
+        for fut in [ex.submit(fn, it) for it in items]:
+            fut.result()
+
+
+def _index(name: str) -> int:
+    return int(name[len(LAB_PREFIX):])
+
+
+def _name(i: int) -> str:
+    return f"{LAB_PREFIX}{i:02d}"
+
+
+def guest_dir(name: str) -> str:
+    return os.path.join(CACHE_DIR, "guests", name)
+
+
+def domain_xml(name: str, guest: Guest, kvm: bool = False) -> str:
+    gd = guest_dir(name)
+    idx = _index(name)
+    disks = "".join(
+        "    <disk type='file' device='disk'>\n"
+        "      <driver name='qemu' type='raw'/>\n"
+        f"      <source file={quoteattr(os.path.join(gd, d + '.img'))}/>\n"
+        f"      <target dev='{d}' bus='virtio'/>\n"
+        "    </disk>\n" for d in DISKS)
+    nics = "".join(
+        "    <interface type='ethernet'>\n"
+        f"      <mac address='52:54:00:6b:{idx % 256:02x}:{k:02x}'/>\n"
+        "      <model type='virtio'/>\n"
+        "    </interface>\n" for k in range(NICS))
+    console = quoteattr(os.path.join(gd, "console.log"))
+    dtype = "kvm" if kvm else "qemu"
+    return f"""<domain type='{dtype}'>
+  <name>{escape(name)}</name>
+  <description>kvm-telegraf test lab guest</description>
+  <memory unit='MiB'>{GUEST_MEM_MIB}</memory>
+  <currentMemory unit='MiB'>{GUEST_MEM_MIB}</currentMemory>
+  <vcpu placement='static' current='1'>2</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{escape(guest.kernel)}</kernel>
+    <initrd>{escape(guest.initrd)}</initrd>
+    <cmdline>{escape(CMDLINE)}</cmdline>
+  </os>
+  <features><acpi/><apic/><pae/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+{disks}{nics}    <serial type='file'>
+      <source path={console} append='off'/>
+      <target port='0'/>
+    </serial>
+    <console type='file'>
+      <source path={console} append='off'/>
+      <target type='serial' port='0'/>
+    </console>
+    <controller type='usb' model='none'/>
+    <memballoon model='virtio'>
+      <stats period='2'/>
+    </memballoon>
+  </devices>
+</domain>
+"""
+
+
+def names() -> list[str]:
+    """All lab domains (any state), sorted."""
+    out = virsh("list", "--all", "--name")
+    return sorted(n.strip() for n in out.splitlines() if n.strip().startswith(LAB_PREFIX))
+
+
+def domstats(doms: Sequence[str], *groups: str) -> dict[str, dict[str, str]]:
+    """virsh domstats for the given domains: {name: {key: value-as-string}}."""
+    if not doms:
+        return {}
+    out = virsh("domstats", *(["--" + g for g in groups] + list(doms)), check=False)
+    res: dict[str, dict[str, str]] = {}
+    cur: dict[str, str] | None = None
+    for line in out.splitlines():
+        m = re.match(r"Domain: '(.*)'", line)
+        if m:
+            cur = res.setdefault(m.group(1), {})
+        elif cur is not None and "=" in line:
+            k, _, v = line.strip().partition("=")
+            cur[k] = v
+    return res
+
+
+def _domstate(stats: dict[str, str]) -> str:
+    names_ = {"0": "nostate", "1": "running", "2": "blocked", "3": "paused", "4": "shutdown",
+              "5": "shutoff", "6": "crashed", "7": "pmsuspended"}
+    return names_.get(stats.get("state.state", ""), "unknown")
+
+
+def console_tail(name: str, lines: int = 12) -> str:
+    """The guest's own ktlab:/panic lines, then the last lines of its console."""
+    try:
+        with open(os.path.join(guest_dir(name), "console.log"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - (1 << 20)))
+            text = f.read().decode("utf-8", "replace").splitlines()
+    except OSError as e:
+        return f"(no console log: {e})"
+    if not text:
+        return "(console log is empty)"
+    key = [ln for ln in text if "ktlab:" in ln or "Kernel panic" in ln][-8:]
+    tail = text[-lines:]
+    out = [ln for ln in key if ln not in tail]
+    return "\n".join(out + (["..."] if out else []) + tail)
+
+
+def _pending(stats: dict[str, str]) -> list[str]:
+    """What a domain still lacks before it counts as up."""
+    why = []
+    if "balloon.usable" not in stats or "balloon.available" not in stats:
+        why.append("balloon stats")
+    nets = int(stats.get("net.count", "0"))
+    if nets < NICS or any(int(stats.get(f"net.{i}.tx.pkts", "0")) == 0 for i in range(nets)):
+        why.append("net tx")
+    blks = int(stats.get("block.count", "0"))
+    if blks < len(DISKS) or any(int(stats.get(f"block.{i}.{rw}.reqs", "0")) == 0
+                                for i in range(blks) for rw in ("rd", "wr")):
+        why.append("block rd/wr")
+    return why
+
+
+def _wait_ready(doms: Sequence[str], started: dict[str, float], timeout: float) -> None:
+    pending = set(doms)
+    last: dict[str, dict[str, str]] = {}
+    end = time.monotonic() + timeout
+    while pending:
+        stats = domstats(sorted(pending), "state", "balloon", "interface", "block")
+        for d in sorted(pending):
+            st = stats.get(d, {})
+            last[d] = st
+            state = _domstate(st)
+            if state not in ("running", "unknown"):
+                raise LabError(f"{d} is {state} while booting; console tail:\n{console_tail(d)}")
+            if st and not _pending(st):
+                log(f"{d} ready after {time.monotonic() - started[d]:.1f} s")
+                pending.discard(d)
+        if not pending:
+            break
+        if time.monotonic() >= end:
+            msg = ["timed out after {:.0f} s waiting for {}".format(timeout, " ".join(sorted(pending)))]
+            for d in sorted(pending):
+                lacks = ", ".join(_pending(last.get(d, {}))) or "stats"
+                msg.append(f"{d} lacks {lacks}; console tail:\n{console_tail(d)}")
+            raise LabError("\n".join(msg))
+        time.sleep(1)
+
+
+def up(n: int, kvm: bool = False, timeout: float | None = None) -> list[str]:
+    """Define and start ktlab-01..ktlab-NN (those not running yet) and wait until
+    all of them report balloon stats, net tx and block rd/wr. Returns the names.
+
+    timeout defaults to DEFAULT_TIMEOUT, plus 5 s per booting guest beyond 4
+    (20 TCG guests need ~90 s to boot on 2 cores)."""
+    if n < 1:
+        raise LabError("up needs N >= 1")
+    ensure_packages()
+    ensure_daemons()
+    guest = build_guest()
+    if kvm and not os.path.exists("/dev/kvm"):
+        raise LabError("--kvm: /dev/kvm does not exist")
+    want = [_name(i) for i in range(1, n + 1)]
+    existing = set(names())
+    states = {d: _domstate(s) for d, s in domstats(sorted(existing & set(want)), "state").items()}
+    started: dict[str, float] = {}
+    boot = []
+    for d in want:
+        if states.get(d) == "paused":
+            virsh("resume", d)
+        if states.get(d) in ("running", "paused"):
+            started[d] = time.monotonic()
+        else:
+            boot.append(d)
+
+    def start(d: str) -> None:
+        gd = _ensure_dir(os.path.join(_ensure_dir(os.path.join(CACHE_DIR, "guests")), d))
+        for disk in DISKS:
+            path = os.path.join(gd, disk + ".img")
+            if not os.path.exists(path):
+                with open(path, "wb") as f:
+                    f.truncate(DISK_MIB << 20)
+        with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+            f.write(domain_xml(d, guest, kvm))
+        try:
+            virsh("define", f.name)
+        finally:
+            os.unlink(f.name)
+        virsh("autostart", "--disable", d)
+        started[d] = time.monotonic()
+        virsh("start", d)
+
+    if boot:
+        log("starting {} ({})".format(" ".join(boot), "kvm" if kvm else "tcg"))
+        _parallel(start, boot)
+    if timeout is None:
+        timeout = DEFAULT_TIMEOUT + 5.0 * max(0, len(boot) - 4)
+    _wait_ready(want, started, timeout)
+    log(f"{len(want)} guest(s) up, {time.monotonic() - min(started.values()):.1f} s after the first start")
+    others = sorted(existing - set(want))
+    if others:
+        log("note: other lab domains left as they were: {}".format(" ".join(others)))
+    return want
+
+
+def down() -> None:
+    """Destroy and undefine every ktlab-* domain and remove its files."""
+    doms = names()
+    states = {d: _domstate(s) for d, s in domstats(doms, "state").items()}
+
+    def remove(d: str) -> None:
+        if states.get(d) not in ("shutoff", None):
+            virsh("destroy", d, check=False)  # QEMU takes ~2 s to exit
+        virsh("undefine", d, check=False)
+
+    _parallel(remove, doms)
+    root = os.path.join(CACHE_DIR, "guests")
+    if os.path.isdir(root):
+        left = set(names())
+        for d in os.listdir(root):
+            if d.startswith(LAB_PREFIX) and d not in left:
+                shutil.rmtree(os.path.join(root, d), ignore_errors=True)
+    log(f"down: removed {len(doms)} domain(s)")
+
+
+def _each(action: str, skip_state: str) -> list[str]:
+    doms = names()
+    states = {d: _domstate(s) for d, s in domstats(doms, "state").items()}
+    done = []
+    for d in doms:
+        if states.get(d) in (skip_state, "shutoff"):
+            continue
+        virsh(action, d)
+        done.append(d)
+    log("{}: {}".format(action, " ".join(done) or "nothing to do"))
+    return done
+
+
+def pause() -> list[str]:
+    """virsh suspend every running lab domain."""
+    return _each("suspend", "paused")
+
+
+def resume() -> list[str]:
+    """virsh resume every paused lab domain."""
+    return _each("resume", "running")
+
+
+def status() -> list[str]:
+    doms = names()
+    stats = domstats(doms, "state", "balloon")
+    lines = []
+    for d in doms:
+        st = stats.get(d, {})
+        line = f"{d} {_domstate(st)}"
+        if "balloon.rss" in st:
+            line += f" rss={int(st['balloon.rss']) // 1024}MiB"
+        if "balloon.usable" in st:
+            line += f" usable={int(st['balloon.usable']) // 1024}MiB"
+        lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p_up = sub.add_parser("up", help="start N guests and wait for their stats")
+    p_up.add_argument("n", type=int)
+    p_up.add_argument("--kvm", action="store_true", help="<domain type='kvm'> instead of TCG")
+    p_up.add_argument("--timeout", type=float, default=None,
+                      help=f"seconds to wait (default {DEFAULT_TIMEOUT:.0f}, +5 per guest beyond 4)")
+    for c, h in (("down", "destroy and undefine all lab guests"),
+                 ("pause", "suspend all lab guests"), ("resume", "resume all lab guests"),
+                 ("status", "one line per lab guest"), ("daemons", "only ensure the daemons"),
+                 ("build", "only build the guest kernel and initramfs")):
+        sub.add_parser(c, help=h)
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "up":
+            for d in up(args.n, kvm=args.kvm, timeout=args.timeout):
+                print(d)
+        elif args.cmd == "down":
+            down()
+        elif args.cmd == "pause":
+            pause()
+        elif args.cmd == "resume":
+            resume()
+        elif args.cmd == "status":
+            for line in status():
+                print(line)
+        elif args.cmd == "daemons":
+            ensure_packages()
+            ensure_daemons()
+        elif args.cmd == "build":
+            ensure_packages()
+            g = build_guest(refresh=True)
+            print("{} {} {}".format(*g))
+    except LabError as e:
+        log(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

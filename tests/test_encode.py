@@ -1,0 +1,130 @@
+"""The encoder: escaping and formatting, pinned against InfluxData's own Go encoder."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kvm_telegraf.encode import LineEncoder, Point, format_float
+
+TS = 1700000000000000000
+
+
+def encode(measurement, tags, fields, ts=TS) -> str:
+    return LineEncoder().encode([Point(measurement, tuple(tags), fields)], ts)
+
+
+@pytest.mark.parametrize(
+    ("point", "line"),
+    [
+        (("m", [("vm", "a b,c=d")], {"f": 1}), "m,vm=a\\ b\\,c\\=d f=1i"),
+        (("a b,c=d", [], {"f": 1}), "a\\ b\\,c=d f=1i"),
+        (("m", [("k", 'q"uote\\in')], {"f": 1}), 'm,k=q"uote\\in f=1i'),
+        (("m", [("k", "tab\there")], {"f": 1}), "m,k=tab\\there f=1i"),
+        (("m", [("k", "ünï")], {"f": 1}), "m,k=ünï f=1i"),
+        (("m", [], {"s": 'say "hi" \\o/'}), 'm s="say \\"hi\\" \\\\o/"'),
+        (("m", [], {"s": "a=b, c"}), 'm s="a=b, c"'),
+        (("m", [], {"t": True, "f": False}), "m t=true,f=false"),
+        (("m", [("", "v"), ("k", ""), ("x", "y")], {"f": 1}), "m,x=y f=1i"),
+        (("m", [("z", "1"), ("a", "2")], {"z": 1, "a": 2}), "m,z=1,a=2 z=1i,a=2i"),
+    ],
+)
+def test_points_encode_exactly_as_the_go_encoder_does(point, line):
+    assert encode(*point) == f"{line} {TS}\n"
+
+
+def test_a_tag_value_ending_in_backslash_is_trimmed_so_the_line_stays_whole():
+    assert encode("m", [("vm", "x\\\\")], {"f": 1}) == f"m,vm=x f=1i {TS}\n"
+
+
+def test_a_tag_that_is_only_backslashes_is_dropped():
+    assert encode("m", [("vm", "\\"), ("uuid", "u")], {"f": 1}) == f"m,uuid=u f=1i {TS}\n"
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1, -(2**63) - 1])
+def test_integers_outside_int64_are_dropped_not_wrapped_or_clamped(value):
+    assert encode("m", [], {"big": value, "ok": 1}) == f"m ok=1i {TS}\n"
+
+
+def test_int64_limits_are_kept():
+    assert encode("m", [], {"a": 2**63 - 1, "b": -(2**63)}) == f"m a=9223372036854775807i,b=-9223372036854775808i {TS}\n"
+
+
+def test_non_finite_floats_are_dropped():
+    assert encode("m", [], {"n": math.nan, "i": math.inf, "ok": 0.5}) == f"m ok=0.5 {TS}\n"
+
+
+def test_a_point_left_without_fields_prints_no_line():
+    assert encode("m", [("vm", "x")], {"big": 2**64}) == ""
+    assert encode("m", [("vm", "x")], {}) == ""
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(1.0, "1"), (0.1, "0.1"), (1e21, "1000000000000000000000"), (1e-7, "0.0000001"), (-0.0, "-0"),
+     (123456789.123, "123456789.123"), (12.5, "12.5"), (-2.5e-5, "-0.000025"), (1.5e300, "15" + "0" * 299)],
+)
+def test_floats_print_in_plain_decimal_like_go_format_float(value, text):
+    assert format_float(value) == text
+
+
+def test_every_line_of_a_batch_carries_the_same_timestamp():
+    batch = LineEncoder().encode([Point("a", (), {"x": 1}), Point("b", (), {"y": 2})], 42)
+    assert [line.rsplit(" ", 1)[1] for line in batch.splitlines()] == ["42", "42"]
+
+
+def test_a_cached_prefix_follows_a_rename():
+    encoder = LineEncoder()
+    first = encoder.encode([Point("m", (("vm", "old"),), {"x": 1})], 1)
+    second = encoder.encode([Point("m", (("vm", "new"),), {"x": 1})], 2)
+    assert (first, second) == ("m,vm=old x=1i 1\n", "m,vm=new x=1i 2\n")
+
+
+# --- property tests against the Go oracle --------------------------------------------------------
+
+identifiers = st.text(min_size=1, max_size=12)
+field_values = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+
+
+def oracle_metric(measurement, tags, fields, ts):
+    """The same metric for the Go encoder, with trailing backslashes trimmed as ours does."""
+
+    def typed(value):
+        if isinstance(value, bool):
+            return {"type": "bool", "value": value}
+        if isinstance(value, int):
+            return {"type": "int", "value": value}
+        if isinstance(value, float):
+            return {"type": "float", "value": repr(value)}
+        return {"type": "string", "value": value}
+
+    return {
+        "name": measurement.rstrip("\\"),
+        "tags": [[k.rstrip("\\"), v.rstrip("\\")] for k, v in tags],
+        "fields": [[k.rstrip("\\"), typed(v)] for k, v in fields.items()],
+        "time": ts,
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    measurement=identifiers.filter(lambda s: s.rstrip("\\")),
+    tags=st.lists(st.tuples(identifiers, identifiers), max_size=4),
+    fields=st.dictionaries(identifiers, field_values, min_size=1, max_size=4),
+    ts=st.integers(min_value=0, max_value=2**63 - 1),
+)
+def test_any_metric_encodes_byte_identical_to_influxdatas_go_encoder(oracle, measurement, tags, fields, ts):
+    ours = encode(measurement, tags, fields, ts).encode()
+    theirs = oracle.encode(oracle_metric(measurement, tags, fields, ts))
+    if theirs.startswith(b"ERROR"):
+        assert ours == b"", theirs
+    else:
+        assert ours == theirs
