@@ -46,7 +46,7 @@ demo-down:
 # Re-record the golden snapshots from live lab guests, then regenerate the goldens.
 goldens: deps venv
 	$(PY) tests/record_snapshots.py
-	$(PY) -m pytest -q tests/test_goldens.py --update-goldens
+	$(PY) -m pytest -q tests/test_shape.py --update-goldens
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

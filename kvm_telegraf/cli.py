@@ -195,7 +195,10 @@ def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
             snapshots.append(pipeline.collector.collect())
     except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
-    with open(file, "w", encoding="utf-8") as handle:
-        handle.write(snapshot_to_json(snapshots) + "\n")
+    try:
+        with open(file, "w", encoding="utf-8") as handle:
+            handle.write(snapshot_to_json(snapshots) + "\n")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
     domains: Tuple[int, ...] = tuple(len(s.domains) for s in snapshots)
     click.echo(f"recorded {cycles} snapshot(s) of {domains[0]} domain(s) to {file}", err=True)

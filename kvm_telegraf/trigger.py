@@ -32,12 +32,23 @@ class StdinTrigger:
         self._eof = False
         threading.Thread(target=self._read, name="stdin", daemon=True).start()
 
+    def _chunks(self) -> Iterator[bytes]:
+        """Raw reads from the fd when there is one: a thread blocked inside a buffered
+        reader makes CPython abort at exit, so the buffered object is never used."""
+        try:
+            fd = self._stream.fileno()
+        except (OSError, ValueError, AttributeError):  # an in-memory stream (click's CliRunner)
+            yield from iter(self._stream.readline, b"")
+            return
+        yield from iter(lambda: os.read(fd, 65536), b"")
+
     def _read(self) -> None:
         try:
-            for line in iter(self._stream.readline, b""):
-                with self._cond:
-                    if line.endswith(b"\n"):
-                        self._pending = min(self._pending + 1, 1 if self._running else 2)
+            for chunk in self._chunks():
+                newlines = chunk.count(b"\n")
+                if newlines:
+                    with self._cond:
+                        self._pending = min(self._pending + newlines, 1 if self._running else 2)
                         self._cond.notify()
         except (OSError, ValueError):  # stdin closed under us: same as EOF
             pass

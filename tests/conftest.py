@@ -37,9 +37,7 @@ class Oracle:
     """InfluxData's Go line-protocol encoder, one JSON metric in, one record out."""
 
     def __init__(self, binary: Path) -> None:
-        self._proc = subprocess.Popen(
-            [str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False
-        )
+        self._proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=False)
 
     def encode(self, metric: dict) -> bytes:
         assert self._proc.stdin and self._proc.stdout

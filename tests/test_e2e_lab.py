@@ -21,26 +21,73 @@ from tests.harness.execd import ExecdDriver
 pytestmark = pytest.mark.lab
 
 KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
-SELECT = ["--domain", "ktlab-*"]
+
+
+def only(names: List[str]) -> List[str]:
+    """Selectors for exactly these guests: other lab domains may exist in other states."""
+    return [arg for name in names for arg in ("--domain", name)]
+
 
 METRICS_FIELDS = {"state", "state_reason", "cpu_time_ns", "vcpus", "memory_bytes", "max_memory_bytes"}
 FEATURES_FIELDS = {
-    "persistent", "autostart", "managed_save", "os_type", "arch", "machine", "firmware",
-    "max_vcpus", "disk_count", "interface_count", "feature_acpi", "feature_apic", "feature_pae",
+    "persistent",
+    "autostart",
+    "managed_save",
+    "os_type",
+    "arch",
+    "machine",
+    "firmware",
+    "max_vcpus",
+    "disk_count",
+    "interface_count",
+    "feature_acpi",
+    "feature_apic",
+    "feature_pae",
 }
 INTERFACE_FIELDS = {f"{d}_{c}" for d in ("rx", "tx") for c in ("bytes", "packets", "errors", "drops")}
 DISK_FIELDS = {
-    "read_requests", "read_bytes", "read_time_ns", "write_requests", "write_bytes", "write_time_ns",
-    "flush_requests", "flush_time_ns", "allocation_bytes", "capacity_bytes", "physical_bytes",
+    "read_requests",
+    "read_bytes",
+    "read_time_ns",
+    "write_requests",
+    "write_bytes",
+    "write_time_ns",
+    "flush_requests",
+    "flush_time_ns",
+    "allocation_bytes",
+    "capacity_bytes",
+    "physical_bytes",
 }
 TOTALS_FIELDS = (
     {"cpu_user_ns", "cpu_system_ns", "vcpu_wait_ns", "vcpu_delay_ns", "memory_used_bytes"}
     | {f"net_{f}" for f in INTERFACE_FIELDS}
-    | {f"disk_{f}" for f in ("read_requests", "read_bytes", "write_requests", "write_bytes",
-                             "read_time_ns", "write_time_ns", "flush_requests")}
-    | {f"memory_{f}" for f in ("actual_bytes", "unused_bytes", "available_bytes", "usable_bytes", "rss_bytes",
-                               "disk_caches_bytes", "swap_in_bytes", "swap_out_bytes", "major_faults",
-                               "minor_faults")}
+    | {
+        f"disk_{f}"
+        for f in (
+            "read_requests",
+            "read_bytes",
+            "write_requests",
+            "write_bytes",
+            "read_time_ns",
+            "write_time_ns",
+            "flush_requests",
+        )
+    }
+    | {
+        f"memory_{f}"
+        for f in (
+            "actual_bytes",
+            "unused_bytes",
+            "available_bytes",
+            "usable_bytes",
+            "rss_bytes",
+            "disk_caches_bytes",
+            "swap_in_bytes",
+            "swap_out_bytes",
+            "major_faults",
+            "minor_faults",
+        )
+    }
 )
 
 
@@ -62,7 +109,7 @@ def virsh_domstats(name: str) -> Dict[str, str]:
 
 
 def test_once_prints_all_four_measurements_for_every_guest_with_the_documented_fields(lab):
-    result = subprocess.run([KVM_TELEGRAF, "--once", *SELECT], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([KVM_TELEGRAF, "--once", *only(lab)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     points = [parse_line(line) for line in result.stdout.splitlines()]
     assert len({p[3] for p in points}) == 1, "one timestamp per batch"
@@ -81,7 +128,7 @@ def test_once_prints_all_four_measurements_for_every_guest_with_the_documented_f
 
 
 def test_telegraf_style_driving_gives_one_batch_per_newline_and_exits_on_eof(lab):
-    driver = ExecdDriver([KVM_TELEGRAF, *SELECT], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)], restart=False)
     driver.start()
     try:
         time.sleep(0.5)
@@ -101,7 +148,7 @@ def test_telegraf_style_driving_gives_one_batch_per_newline_and_exits_on_eof(lab
 
 
 def test_the_second_batch_adds_cpu_percent(lab):
-    driver = ExecdDriver([KVM_TELEGRAF, *SELECT, "--measurement", "vm_totals"], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab), "--measurement", "vm_totals"], restart=False)
     driver.start()
     try:
         driver.tick()
@@ -117,7 +164,7 @@ def test_the_second_batch_adds_cpu_percent(lab):
 
 
 def test_sigterm_ends_a_waiting_process_at_once_with_exit_0(lab):
-    proc = subprocess.Popen([KVM_TELEGRAF, *SELECT], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen([KVM_TELEGRAF, *only(lab)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     time.sleep(1)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
@@ -126,8 +173,9 @@ def test_sigterm_ends_a_waiting_process_at_once_with_exit_0(lab):
 
 
 def test_a_closed_stdout_ends_the_process_quietly(lab):
-    proc = subprocess.Popen([KVM_TELEGRAF, *SELECT], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [KVM_TELEGRAF, *only(lab)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     proc.stdout.close()
     proc.stdin.write(b"\n")
     proc.stdin.flush()
@@ -137,7 +185,7 @@ def test_a_closed_stdout_ends_the_process_quietly(lab):
 
 def test_influxdb_accepts_every_line_and_each_counter_lies_between_two_virsh_readings(lab, influx):
     influx.create_database("e2e")
-    driver = ExecdDriver([KVM_TELEGRAF, *SELECT], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)], restart=False)
     driver.start()
     try:
         before = {name: virsh_domstats(name) for name in lab}
@@ -149,8 +197,12 @@ def test_influxdb_accepts_every_line_and_each_counter_lies_between_two_virsh_rea
     status, body = influx.write("e2e", "\n".join(batch) + "\n")
     assert status == 204, body
     counts = {m: influx.count("e2e", m) for m in ("vm_metrics", "vm_features", "vm_devices", "vm_totals")}
-    assert counts == {"vm_metrics": len(lab), "vm_features": len(lab), "vm_devices": 4 * len(lab),
-                      "vm_totals": len(lab)}
+    assert counts == {
+        "vm_metrics": len(lab),
+        "vm_features": len(lab),
+        "vm_devices": 4 * len(lab),
+        "vm_totals": len(lab),
+    }
 
     for row in influx.rows("e2e", "SELECT * FROM vm_devices"):
         low, high = before[row["vm"]], after[row["vm"]]
@@ -171,8 +223,10 @@ def test_influxdb_accepts_every_line_and_each_counter_lies_between_two_virsh_rea
 def test_the_unprivileged_telegraf_user_gets_full_batches_over_the_read_only_socket(lab):
     runuser = shutil.which("runuser")
     result = subprocess.run(
-        [runuser, "-u", "telegraf", "--", KVM_TELEGRAF, "--once", *SELECT],
-        capture_output=True, text=True, timeout=60,
+        [runuser, "-u", "telegraf", "--", KVM_TELEGRAF, "--once", *only(lab)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     measurements = [line.split(",", 1)[0] for line in result.stdout.splitlines()]

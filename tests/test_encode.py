@@ -50,7 +50,9 @@ def test_integers_outside_int64_are_dropped_not_wrapped_or_clamped(value):
 
 
 def test_int64_limits_are_kept():
-    assert encode("m", [], {"a": 2**63 - 1, "b": -(2**63)}) == f"m a=9223372036854775807i,b=-9223372036854775808i {TS}\n"
+    assert (
+        encode("m", [], {"a": 2**63 - 1, "b": -(2**63)}) == f"m a=9223372036854775807i,b=-9223372036854775808i {TS}\n"
+    )
 
 
 def test_non_finite_floats_are_dropped():
@@ -64,8 +66,17 @@ def test_a_point_left_without_fields_prints_no_line():
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1.0, "1"), (0.1, "0.1"), (1e21, "1000000000000000000000"), (1e-7, "0.0000001"), (-0.0, "-0"),
-     (123456789.123, "123456789.123"), (12.5, "12.5"), (-2.5e-5, "-0.000025"), (1.5e300, "15" + "0" * 299)],
+    [
+        (1.0, "1"),
+        (0.1, "0.1"),
+        (1e21, "1000000000000000000000"),
+        (1e-7, "0.0000001"),
+        (-0.0, "-0"),
+        (123456789.123, "123456789.123"),
+        (12.5, "12.5"),
+        (-2.5e-5, "-0.000025"),
+        (1.5e300, "15" + "0" * 299),
+    ],
 )
 def test_floats_print_in_plain_decimal_like_go_format_float(value, text):
     assert format_float(value) == text

@@ -105,7 +105,7 @@ def test_a_minus_one_sentinel_counts_as_not_reported(running):
 
 def test_devices_keep_their_values_when_libvirt_renumbers_them(running):
     def unplug_first_nic(stats):
-        second = {k[len("net.1."):]: v for k, v in stats.items() if k.startswith("net.1.")}
+        second = {k[len("net.1.") :]: v for k, v in stats.items() if k.startswith("net.1.")}
         for key in [k for k in stats if k.startswith(("net.0.", "net.1."))]:
             del stats[key]
         stats.update({f"net.0.{k}": v for k, v in second.items()})
@@ -166,14 +166,16 @@ def test_memory_used_is_available_minus_usable(running):
     assert totals["memory_used_bytes"] == expected
 
 
-def test_an_inactive_domain_reports_its_state_and_configuration_only():
+def test_an_inactive_domain_reports_its_state_configuration_and_disk_sizes_but_no_guest_activity():
     (snapshot, _) = load_snapshots("lab-states.json")
     shut_off = next(d for d in snapshot.domains if d.stats["state.state"] == 5)
     points = shape_one(shut_off)
     assert points["vm_metrics"][0].fields["state"] == 5
-    assert "cpu_time_ns" not in points["vm_metrics"][0].fields
-    assert "vm_devices" not in points
     assert points["vm_features"][0].fields["persistent"] is True
+    assert {dict(p.tags)["type"] for p in points["vm_devices"]} == {"disk"}
+    assert all("read_requests" not in p.fields for p in points["vm_devices"])
+    totals = points["vm_totals"][0].fields
+    assert "memory_usable_bytes" not in totals and "net_rx_bytes" not in totals and "cpu_percent" not in totals
 
 
 def test_a_domain_whose_configuration_could_not_be_read_loses_only_vm_features(running):

@@ -52,10 +52,7 @@ def build(prog: str, outdir: Path) -> Path:
         except OSError as exc:
             raise RuntimeError(f"cannot run {go}: {exc}") from exc
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"go build of {prog} failed (exit {proc.returncode}):\n"
-            f"{proc.stderr.strip()}"
-        )
+        raise RuntimeError(f"go build of {prog} failed (exit {proc.returncode}):\n{proc.stderr.strip()}")
     return out
 
 

@@ -157,10 +157,14 @@ def log(msg: str) -> None:
     print("lab: " + msg, file=sys.stderr, flush=True)
 
 
-def _run(argv: Sequence[str], check: bool = True, env: dict[str, str] | None = None,
-         timeout: float | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
-    p = subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd,
-                       check=False)
+def _run(
+    argv: Sequence[str],
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    cwd: str | None = None,
+) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(argv), capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd, check=False)
     if check and p.returncode != 0:
         out = (p.stderr or p.stdout).strip()
         raise LabError(f"{' '.join(argv)} failed (rc={p.returncode}): {out}")
@@ -285,9 +289,19 @@ def _virsh_ok() -> bool:
 def _polkit_on_bus() -> bool:
     if not shutil.which("dbus-send"):
         return bool(_pids("polkitd"))
-    p = _run(["dbus-send", "--system", "--print-reply", "--dest=org.freedesktop.DBus",
-              "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner",
-              "string:org.freedesktop.PolicyKit1"], check=False, timeout=10)
+    p = _run(
+        [
+            "dbus-send",
+            "--system",
+            "--print-reply",
+            "--dest=org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.NameHasOwner",
+            "string:org.freedesktop.PolicyKit1",
+        ],
+        check=False,
+        timeout=10,
+    )
     return "boolean true" in p.stdout
 
 
@@ -322,8 +336,7 @@ def ensure_telegraf_user() -> None:
         pwd.getpwnam(TELEGRAF_USER)
     except KeyError:
         log(f"creating system user {TELEGRAF_USER}")
-        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-              TELEGRAF_USER])
+        _run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", TELEGRAF_USER])
 
 
 def ensure_daemons() -> None:
@@ -350,8 +363,14 @@ def ensure_daemons() -> None:
         if not _pids("polkitd"):
             log("starting polkitd")
             with open(os.path.join(_log_dir(), "polkitd.log"), "ab") as lf:
-                subprocess.Popen([POLKITD, "--no-debug"], stdin=subprocess.DEVNULL, stdout=lf,
-                                 stderr=lf, start_new_session=True, close_fds=True)
+                subprocess.Popen(
+                    [POLKITD, "--no-debug"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=lf,
+                    stderr=lf,
+                    start_new_session=True,
+                    close_fds=True,
+                )
             if not _wait(_polkit_on_bus, 15):
                 plog = os.path.join(_log_dir(), "polkitd.log")
                 log(f"warning: polkitd did not register on the system bus (see {plog})")
@@ -379,8 +398,9 @@ def ensure_daemons() -> None:
         return res["p"].returncode == 0
 
     if not _wait(ro_ok, 15, 1):
-        raise LabError(f"user {TELEGRAF_USER} cannot read libvirt read-only ({' '.join(argv)}): "
-                       f"{res['p'].stderr.strip()}")
+        raise LabError(
+            f"user {TELEGRAF_USER} cannot read libvirt read-only ({' '.join(argv)}): {res['p'].stderr.strip()}"
+        )
 
 
 # --------------------------------------------------------------------------
@@ -410,8 +430,7 @@ def _fetch_kernel(pkg: str, kver: str, dest: str) -> None:
         with contextlib.suppress(KeyError, OSError):  # let apt's sandbox user write here
             os.chown(tmp, pwd.getpwnam("_apt").pw_uid, -1)
         log(f"apt-get download {pkg}")
-        _run(["apt-get", "-q", "download", pkg], cwd=tmp,
-             env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        _run(["apt-get", "-q", "download", pkg], cwd=tmp, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
         debs = [f for f in os.listdir(tmp) if f.endswith(".deb")]
         if len(debs) != 1:
             raise LabError(f"apt-get download {pkg} gave {debs!r}")
@@ -465,7 +484,7 @@ def _has_pvh_note(elf: bytes) -> bool:
     which lets QEMU boot it uncompressed."""
     if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
         return False
-    phoff, = struct.unpack_from("<Q", elf, 32)
+    (phoff,) = struct.unpack_from("<Q", elf, 32)
     phentsize, phnum = struct.unpack_from("<HH", elf, 54)
     for i in range(phnum):
         ptype, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", elf, phoff + i * phentsize)
@@ -474,7 +493,7 @@ def _has_pvh_note(elf: bytes) -> bool:
         pos, end = off, off + filesz
         while pos + 12 <= end:
             namesz, descsz, ntype = struct.unpack_from("<III", elf, pos)
-            name = elf[pos + 12:pos + 12 + namesz].rstrip(b"\0")
+            name = elf[pos + 12 : pos + 12 + namesz].rstrip(b"\0")
             if name == b"Xen" and ntype == 18:
                 return True
             pos += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
@@ -487,8 +506,10 @@ def _extract_vmlinux(vmlinuz: str, dest: str) -> bool:
     itself. Returns False (and the caller keeps vmlinuz) when not possible."""
     with open(vmlinuz, "rb") as f:
         data = f.read()
-    for magic, make in ((b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
-                        (b"\x1f\x8b\x08", lambda: zlib.decompressobj(31))):
+    for magic, make in (
+        (b"\xfd7zXZ\x00", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ)),
+        (b"\x1f\x8b\x08", lambda: zlib.decompressobj(31)),
+    ):
         pos = data.find(magic)
         while pos >= 0:
             try:
@@ -517,8 +538,7 @@ def _cpio_newc(entries) -> bytes:
 
     for name, mode, data, rmaj, rmin in list(entries) + [("TRAILER!!!", 0, b"", 0, 0)]:
         nb = name.encode() + b"\0"
-        hdr = "070701" + "".join(f"{v:08X}" for v in (
-            ino, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nb), 0))
+        hdr = "070701" + "".join(f"{v:08X}" for v in (ino, mode, 0, 0, 1, 0, len(data), 0, 0, rmaj, rmin, len(nb), 0))
         out.write(hdr.encode())
         out.write(nb)
         pad(110 + len(nb))
@@ -550,7 +570,7 @@ def build_guest(force: bool = False, refresh: bool = False) -> Guest:
         if refresh or force:
             log(f"apt cannot resolve the kernel; using cached {kver}")
     else:
-        kver = pkg[len("linux-image-"):]
+        kver = pkg[len("linux-image-") :]
     gdir = os.path.join(CACHE_DIR, "guest", kver)
     _ensure_dir(os.path.dirname(gdir))
     if force or not os.path.exists(os.path.join(gdir, "vmlinuz")):
@@ -576,8 +596,7 @@ def build_guest(force: bool = False, refresh: bool = False) -> Guest:
         log(f"building initramfs for {kver}")
         with open(BUSYBOX, "rb") as f:
             bb = f.read()
-        entries = [(d, 0o040755, b"", 0, 0) for d in
-                   ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
+        entries = [(d, 0o040755, b"", 0, 0) for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
         entries.append(("dev/console", 0o020600, b"", 5, 1))
         entries.append(("bin/busybox", 0o100755, bb, 0, 0))
         entries.append(("init", 0o100755, INIT_SCRIPT.encode(), 0, 0))
@@ -626,7 +645,7 @@ def _parallel(fn, items: Sequence[str], workers: int = 4) -> None:
 
 
 def _index(name: str) -> int:
-    return int(name[len(LAB_PREFIX):])
+    return int(name[len(LAB_PREFIX) :])
 
 
 def _name(i: int) -> str:
@@ -645,12 +664,16 @@ def domain_xml(name: str, guest: Guest, kvm: bool = False) -> str:
         "      <driver name='qemu' type='raw'/>\n"
         f"      <source file={quoteattr(os.path.join(gd, d + '.img'))}/>\n"
         f"      <target dev='{d}' bus='virtio'/>\n"
-        "    </disk>\n" for d in DISKS)
+        "    </disk>\n"
+        for d in DISKS
+    )
     nics = "".join(
         "    <interface type='ethernet'>\n"
         f"      <mac address='52:54:00:6b:{idx % 256:02x}:{k:02x}'/>\n"
         "      <model type='virtio'/>\n"
-        "    </interface>\n" for k in range(NICS))
+        "    </interface>\n"
+        for k in range(NICS)
+    )
     console = quoteattr(os.path.join(gd, "console.log"))
     dtype = "kvm" if kvm else "qemu"
     return f"""<domain type='{dtype}'>
@@ -712,8 +735,16 @@ def domstats(doms: Sequence[str], *groups: str) -> dict[str, dict[str, str]]:
 
 
 def _domstate(stats: dict[str, str]) -> str:
-    names_ = {"0": "nostate", "1": "running", "2": "blocked", "3": "paused", "4": "shutdown",
-              "5": "shutoff", "6": "crashed", "7": "pmsuspended"}
+    names_ = {
+        "0": "nostate",
+        "1": "running",
+        "2": "blocked",
+        "3": "paused",
+        "4": "shutdown",
+        "5": "shutoff",
+        "6": "crashed",
+        "7": "pmsuspended",
+    }
     return names_.get(stats.get("state.state", ""), "unknown")
 
 
@@ -743,8 +774,9 @@ def _pending(stats: dict[str, str]) -> list[str]:
     if nets < NICS or any(int(stats.get(f"net.{i}.tx.pkts", "0")) == 0 for i in range(nets)):
         why.append("net tx")
     blks = int(stats.get("block.count", "0"))
-    if blks < len(DISKS) or any(int(stats.get(f"block.{i}.{rw}.reqs", "0")) == 0
-                                for i in range(blks) for rw in ("rd", "wr")):
+    if blks < len(DISKS) or any(
+        int(stats.get(f"block.{i}.{rw}.reqs", "0")) == 0 for i in range(blks) for rw in ("rd", "wr")
+    ):
         why.append("block rd/wr")
     return why
 
@@ -899,12 +931,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start N guests and wait for their stats")
     p_up.add_argument("n", type=int)
     p_up.add_argument("--kvm", action="store_true", help="<domain type='kvm'> instead of TCG")
-    p_up.add_argument("--timeout", type=float, default=None,
-                      help=f"seconds to wait (default {DEFAULT_TIMEOUT:.0f}, +5 per guest beyond 4)")
-    for c, h in (("down", "destroy and undefine all lab guests"),
-                 ("pause", "suspend all lab guests"), ("resume", "resume all lab guests"),
-                 ("status", "one line per lab guest"), ("daemons", "only ensure the daemons"),
-                 ("build", "only build the guest kernel and initramfs")):
+    p_up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help=f"seconds to wait (default {DEFAULT_TIMEOUT:.0f}, +5 per guest beyond 4)",
+    )
+    for c, h in (
+        ("down", "destroy and undefine all lab guests"),
+        ("pause", "suspend all lab guests"),
+        ("resume", "resume all lab guests"),
+        ("status", "one line per lab guest"),
+        ("daemons", "only ensure the daemons"),
+        ("build", "only build the guest kernel and initramfs"),
+    ):
         sub.add_parser(c, help=h)
     args = ap.parse_args(argv)
     try:
