@@ -43,7 +43,8 @@ from collections.abc import Sequence
 from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
-LAB_PREFIX = "ktlab-"
+# Separate labs side by side (the benchmark uses ktbench-): `down` removes only its own prefix.
+LAB_PREFIX = os.environ.get("KVM_TELEGRAF_LAB_PREFIX", "ktlab-")
 URI = "qemu:///system"
 CACHE_DIR = os.environ.get("KVM_TELEGRAF_LAB_CACHE", "/var/cache/kvm-telegraf-lab")
 
