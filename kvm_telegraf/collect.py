@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message
+from kvm_telegraf.domain_xml import MetadataTag
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot
 
@@ -112,7 +113,7 @@ class _ConfigEntry:
     config: DomainConfig
 
 
-def read_config(dom: Any) -> Optional[DomainConfig]:
+def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> Optional[DomainConfig]:
     """XML and flags of one domain; None (logged) when libvirt refuses, so only this domain loses vm_features."""
     try:
         return DomainConfig(
@@ -120,6 +121,7 @@ def read_config(dom: Any) -> Optional[DomainConfig]:
             persistent=bool(dom.isPersistent()),
             autostart=bool(dom.autostart()),
             managed_save=bool(dom.hasManagedSaveImage(0)),
+            metadata_tags=metadata_tags,
         )
     except Exception as exc:  # libvirtError: vanished, or a driver that refuses
         code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
@@ -137,6 +139,7 @@ class Collector:
     features_refresh_s: float = 300.0
     timeout_s: float = 5.0
     want_config: bool = True
+    metadata_tags: Tuple[MetadataTag, ...] = ()
     clock: Callable[[], int] = time.time_ns
     monotonic: Callable[[], float] = time.monotonic
     _configs: Dict[str, _ConfigEntry] = field(default_factory=dict, init=False)
@@ -181,7 +184,7 @@ class Collector:
         entry = self._configs.get(uuid)
         if entry is not None and entry.domain_id == domain_id and now - entry.fetched_at < self.features_refresh_s:
             return entry.config
-        config = read_config(dom)
+        config = read_config(dom, self.metadata_tags)
         if config is None:
             self._configs.pop(uuid, None)
             return None
@@ -205,6 +208,9 @@ class Collector:
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
         return Snapshot(timestamp_ns=timestamp, domains=tuple(domains))
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def _is_alive(conn: Any) -> bool:

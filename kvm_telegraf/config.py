@@ -12,6 +12,8 @@ from typing import Any, Dict, Iterable, Optional
 
 import click
 
+from kvm_telegraf.domain_xml import MetadataTag, parse_metadata_tag
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
@@ -61,8 +63,26 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def load_config_file(path: str, known_keys: Iterable[str]) -> Dict[str, Any]:
-    """The TOML file as click defaults; click.BadParameter for an unreadable file or an unknown key."""
+class MetadataTagSpec(click.ParamType):
+    """``TAG=XPATH`` for ``--metadata-tag``, checked before the first cycle."""
+
+    name = "TAG=XPATH"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> MetadataTag:
+        if isinstance(value, MetadataTag):
+            return value
+        try:
+            return parse_metadata_tag(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def load_config_file(path: str, known_keys: Iterable[str], repeatable: Iterable[str] = ()) -> Dict[str, Any]:
+    """The TOML file as click defaults; click.BadParameter for an unreadable file or an unknown key.
+
+    A repeatable key takes a list, a single string, or a table, which stands for
+    one ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
+    """
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -78,4 +98,10 @@ def load_config_file(path: str, known_keys: Iterable[str]) -> Dict[str, Any]:
             f"unknown key(s) {', '.join(unknown)} in {path}; known keys: {', '.join(sorted(known))}",
             param_hint="--config",
         )
+    for key in set(repeatable) & set(normalised):
+        value = normalised[key]
+        if isinstance(value, str):
+            normalised[key] = [value]
+        elif isinstance(value, dict):
+            normalised[key] = [f"{name}={entry}" for name, entry in value.items()]
     return normalised

@@ -54,6 +54,7 @@ class Connection:
         self.uri = uri
         self._opener = opener
         self._conn: Optional[Any] = None
+        self._hostname: Optional[str] = None
 
     def get(self) -> Any:
         """The open connection; LibvirtUnavailableError when it cannot be had."""
@@ -66,9 +67,21 @@ class Connection:
                 ) from None
         return self._conn
 
+    def hostname(self) -> str:
+        """libvirt's name for the host behind the connection, asked once per connection."""
+        conn = self.get()
+        if self._hostname is None:
+            try:
+                self._hostname = str(conn.getHostname())
+            except Exception as exc:  # libvirtError: the daemon went away
+                raise LibvirtUnavailableError(
+                    f"cannot get the hostname of {redact_uri(self.uri)}: {error_message(exc)}"
+                ) from None
+        return self._hostname
+
     def close(self) -> None:
         """Drop the connection (after a failed call, or at exit); the next get() reopens it."""
-        conn, self._conn = self._conn, None
+        conn, self._conn, self._hostname = self._conn, None, None
         if conn is not None:
             with contextlib.suppress(Exception):  # already dead: nothing to release
                 conn.close()

@@ -2,9 +2,88 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Iterable, Optional, Tuple
+
+# Prefixes a metadata XPath may use. Nova has written two namespaces (Nova 18 wrote 1.0,
+# Nova 25 writes 1.1); ``nova:`` matches either, the newer first.
+NOVA_NAMESPACES = ("http://openstack.org/xmlns/libvirt/nova/1.1", "http://openstack.org/xmlns/libvirt/nova/1.0")
+OVIRT_NAMESPACES = {"ovirt-vm": "http://ovirt.org/vm/1.0", "ovirt-tune": "http://ovirt.org/vm/tune/1.0"}
+NAMESPACE_MAPS = tuple({"nova": nova, **OVIRT_NAMESPACES} for nova in NOVA_NAMESPACES)
+# Tags every point already carries, or that Telegraf adds.
+RESERVED_TAGS = frozenset({"vm", "uuid", "device", "type", "hypervisor", "host"})
+_TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
+_ATTRIBUTE = re.compile(r"(?:^|/)@([A-Za-z_][A-Za-z0-9_.-]*)\Z")
+# ElementTree reports a malformed path with whichever of these its parser trips over.
+_PATH_ERRORS = (SyntaxError, KeyError, TypeError, ValueError, IndexError, StopIteration, AttributeError)
+
+
+@dataclass(frozen=True)
+class MetadataTag:
+    """A tag read from the domain XML: an ElementTree path below ``<domain>``, its text or one attribute."""
+
+    name: str
+    path: str
+    attribute: Optional[str] = None
+
+    def read(self, root: ElementTree.Element) -> Optional[str]:
+        """The stripped text or attribute of the first match; None when absent or empty."""
+        for namespaces in NAMESPACE_MAPS if "nova:" in self.path else NAMESPACE_MAPS[:1]:
+            element = root.find(self.path, namespaces)
+            if element is not None:
+                value = element.get(self.attribute) if self.attribute else element.text
+                return (value or "").strip() or None
+        return None
+
+
+def parse_metadata_tag(spec: str) -> MetadataTag:
+    """``TAG=XPATH`` checked once at start-up; ValueError says what is wrong, on one line.
+
+    XPATH is ElementTree's XPath subset, relative to ``<domain>`` (a leading
+    ``/domain/`` is accepted), optionally ending in ``/@attribute``.
+
+    >>> parse_metadata_tag("nova_flavor=metadata/nova:instance/nova:flavor/@name")
+    MetadataTag(name='nova_flavor', path='metadata/nova:instance/nova:flavor', attribute='name')
+    """
+    name, sep, xpath = spec.partition("=")
+    name, xpath = name.strip(), xpath.strip()
+    if not sep or not name or not xpath:
+        raise ValueError(f"expected TAG=XPATH, got {spec!r}")
+    if not _TAG_NAME.match(name):
+        raise ValueError(f"tag name {name!r} must be letters, digits, '_', '.' or '-', not starting with a digit")
+    if name in RESERVED_TAGS:
+        raise ValueError(f"tag name {name!r} is taken: every point carries it already")
+    path = xpath
+    if xpath.startswith("/"):
+        if xpath != "/domain" and not xpath.startswith("/domain/"):
+            raise ValueError(f"XPath {xpath!r} must start at <domain>: metadata/..., or /domain/metadata/...")
+        path = "." + xpath[len("/domain") :]
+    attribute = None
+    match = _ATTRIBUTE.search(path)
+    if match:
+        attribute, path = match.group(1), path[: match.start()]
+        if path.endswith("/"):  # "//@name": the first element below that has the attribute
+            path += f"/*[@{attribute}]"
+        path = path or "."
+    try:
+        ElementTree.fromstring("<domain><metadata/></domain>").find(path, NAMESPACE_MAPS[0])
+    except _PATH_ERRORS as exc:
+        reason = f": {exc}" if isinstance(exc, SyntaxError) else ""
+        known = ", ".join(NAMESPACE_MAPS[0])
+        raise ValueError(
+            f"XPath {xpath!r} is not one ElementTree can evaluate{reason} (namespace prefixes: {known})"
+        ) from None
+    return MetadataTag(name, path, attribute)
+
+
+# --nova: the instance's display name, project name and flavor name as Nova records them.
+NOVA_TAGS = (
+    MetadataTag("nova_name", "metadata/nova:instance/nova:name"),
+    MetadataTag("nova_project", "metadata/nova:instance/nova:owner/nova:project"),
+    MetadataTag("nova_flavor", "metadata/nova:instance/nova:flavor", "name"),
+)
 
 
 @dataclass(frozen=True)
@@ -17,6 +96,7 @@ class DomainFacts:
     disk_count: int = 0
     interface_count: int = 0
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
+    metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
 
 
 def _firmware(os_element: Optional[ElementTree.Element]) -> Optional[str]:
@@ -38,8 +118,19 @@ def _int_or_none(text: Optional[str]) -> Optional[int]:
         return None
 
 
-def parse_domain_xml(xml: str) -> DomainFacts:
-    """Read the facts vm_features reports; ValueError when the XML does not parse.
+def metadata_values(root: ElementTree.Element, tags: Iterable[MetadataTag]) -> Tuple[Tuple[str, str], ...]:
+    """(tag, value) for each tag that matched; a tag given twice takes the first path that matches."""
+    values = {}
+    for tag in tags:
+        if tag.name not in values:
+            value = tag.read(root)
+            if value is not None:
+                values[tag.name] = value
+    return tuple(values.items())
+
+
+def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> DomainFacts:
+    """Read the facts vm_features reports, and the metadata tags; ValueError when the XML does not parse.
 
     A feature element with ``state='off'`` (``<vmport state='off'/>``) counts as disabled.
     """
@@ -61,4 +152,5 @@ def parse_domain_xml(xml: str) -> DomainFacts:
         features=tuple(
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),
+        metadata=metadata_values(root, metadata_tags),
     )

@@ -13,11 +13,15 @@ import sys
 LOGGER_NAME = "kvm_telegraf"
 LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 _PREFIXES = {logging.ERROR: "E! ", logging.WARNING: "W! ", logging.INFO: "I! ", logging.DEBUG: "D! "}
+# A thread named "kvm-telegraf <host>" (one per hypervisor) starts its lines with "<host>: ".
+HOST_THREAD_PREFIX = "kvm-telegraf "
 
 
 class TelegrafFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
+        if record.threadName and record.threadName.startswith(HOST_THREAD_PREFIX):
+            message = f"{record.threadName[len(HOST_THREAD_PREFIX) :]}: {message}"
         if record.exc_info and record.levelno <= logging.DEBUG:
             message = f"{message}: {self.formatException(record.exc_info)}"
         prefix = _PREFIXES.get(record.levelno, "E! " if record.levelno > logging.ERROR else "D! ")

@@ -76,7 +76,7 @@ class CpuReading(NamedTuple):
     cpu_time_ns: int
 
 
-CpuHistory = Mapping[str, CpuReading]  # keyed by domain UUID
+CpuHistory = Mapping[str, CpuReading]  # keyed by history_key()
 
 
 def counter(stats: Mapping[str, StatValue], key: str) -> Optional[int]:
@@ -87,12 +87,24 @@ def counter(stats: Mapping[str, StatValue], key: str) -> Optional[int]:
     return None
 
 
+def extra_tags(domain: DomainSample) -> Tags:
+    """``hypervisor`` and the metadata tags (``--nova``, ``--metadata-tag``) that this domain has."""
+    facts = domain.config.facts if domain.config is not None else None
+    metadata = facts.metadata if facts is not None else ()
+    return (("hypervisor", domain.hypervisor), *metadata) if domain.hypervisor else metadata
+
+
 def domain_tags(domain: DomainSample) -> Tags:
-    return (("uuid", domain.uuid), ("vm", domain.name))
+    """``uuid`` and ``vm``, plus any extra tags, sorted by key as InfluxDB prefers."""
+    tags = (("uuid", domain.uuid), ("vm", domain.name))
+    extra = extra_tags(domain)
+    return tuple(sorted(tags + extra)) if extra else tags
 
 
 def device_tags(domain: DomainSample, device: str, kind: str) -> Tags:
-    return (("device", device), ("type", kind), ("uuid", domain.uuid), ("vm", domain.name))
+    tags = (("device", device), ("type", kind), ("uuid", domain.uuid), ("vm", domain.name))
+    extra = extra_tags(domain)
+    return tuple(sorted(tags + extra)) if extra else tags
 
 
 def _collect(stats: Mapping[str, StatValue], prefix: str, table) -> Dict[str, FieldValue]:
@@ -242,6 +254,11 @@ def vm_totals(domain: DomainSample, nics, block_devices, percent: Optional[float
     return Point("vm_totals", domain_tags(domain), fields)
 
 
+def history_key(domain: DomainSample) -> str:
+    """The UUID, qualified by host: a migrating domain exists on two hypervisors at once."""
+    return domain.uuid if domain.hypervisor is None else f"{domain.hypervisor}/{domain.uuid}"
+
+
 def cpu_reading(domain: DomainSample, timestamp_ns: int) -> Optional[CpuReading]:
     cpu_time = counter(domain.stats, "cpu.time")
     if domain.id < 0 or cpu_time is None:
@@ -256,7 +273,7 @@ def shape_snapshot(
 ) -> Tuple[List[Point], Dict[str, CpuReading]]:
     """All points of one cycle, and the CPU history the next cycle needs.
 
-    History is keyed by UUID and rebuilt from this snapshot alone, so a domain
+    History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
     """
     points: List[Point] = []
@@ -265,8 +282,9 @@ def shape_snapshot(
     want_totals = "vm_totals" in measurements
     for domain in snapshot.domains:
         reading = cpu_reading(domain, snapshot.timestamp_ns)
+        key = history_key(domain)
         if reading is not None:
-            new_history[domain.uuid] = reading
+            new_history[key] = reading
         if "vm_metrics" in measurements:
             points.append(vm_metrics(domain))
         if "vm_features" in measurements:
@@ -278,6 +296,6 @@ def shape_snapshot(
             if want_devices:
                 points += vm_devices(domain, nics, block_devices)
             if want_totals:
-                percent = cpu_percent(domain, reading, history.get(domain.uuid))
+                percent = cpu_percent(domain, reading, history.get(key))
                 points.append(vm_totals(domain, nics, block_devices, percent))
     return points, new_history

@@ -8,11 +8,11 @@ below is also the bug-report format.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from kvm_telegraf.domain_xml import DomainFacts, parse_domain_xml
+from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
 
 SNAPSHOT_FORMAT = "kvm-telegraf-snapshot/1"
 
@@ -27,12 +27,14 @@ class DomainConfig:
     persistent: Optional[bool] = None
     autostart: Optional[bool] = None
     managed_save: Optional[bool] = None
+    # How to read tags from the XML: an option of this run, not recorded with the snapshot.
+    metadata_tags: Tuple[MetadataTag, ...] = field(default=(), compare=False, repr=False)
 
     @cached_property
     def facts(self) -> Optional[DomainFacts]:
         """The parsed XML, once per fetched config; None when it does not parse."""
         try:
-            return parse_domain_xml(self.xml)
+            return parse_domain_xml(self.xml, self.metadata_tags)
         except ValueError:
             return None
 
@@ -44,6 +46,7 @@ class DomainSample:
     id: int  # -1 when not running; a new id means the domain was restarted
     stats: Mapping[str, StatValue]
     config: Optional[DomainConfig] = None  # None when the XML could not be read
+    hypervisor: Optional[str] = None  # libvirt's hostname, when several hosts are read (or asked for)
 
 
 @dataclass(frozen=True)
@@ -52,40 +55,46 @@ class Snapshot:
     domains: Tuple[DomainSample, ...] = field(default_factory=tuple)
 
 
+_RECORDED_CONFIG = ("xml", "persistent", "autostart", "managed_save")
+
+
+def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
+    config = dom.config
+    raw: Dict[str, Any] = {
+        "name": dom.name,
+        "uuid": dom.uuid,
+        "id": dom.id,
+        "stats": dict(dom.stats),
+        "config": {name: getattr(config, name) for name in _RECORDED_CONFIG} if config else None,
+    }
+    if dom.hypervisor is not None:  # absent in single-host files, which stay as they were
+        raw["hypervisor"] = dom.hypervisor
+    return raw
+
+
 def snapshot_to_json(snapshots: List[Snapshot]) -> str:
     """Serialise consecutive snapshots (one per cycle) for ``record``."""
     cycles = [
-        {
-            "timestamp_ns": snap.timestamp_ns,
-            "domains": [
-                {
-                    "name": dom.name,
-                    "uuid": dom.uuid,
-                    "id": dom.id,
-                    "stats": dict(dom.stats),
-                    "config": asdict(dom.config) if dom.config else None,
-                }
-                for dom in snap.domains
-            ],
-        }
+        {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
         for snap in snapshots
     ]
     return json.dumps({"format": SNAPSHOT_FORMAT, "cycles": cycles}, indent=1, sort_keys=True)
 
 
-def _domain_from_dict(raw: Dict[str, Any]) -> DomainSample:
+def _domain_from_dict(raw: Dict[str, Any], metadata_tags: Tuple[MetadataTag, ...]) -> DomainSample:
     config = raw.get("config")
     return DomainSample(
         name=raw["name"],
         uuid=raw["uuid"],
         id=raw["id"],
         stats=raw["stats"],
-        config=DomainConfig(**config) if config else None,
+        config=DomainConfig(**config, metadata_tags=metadata_tags) if config else None,
+        hypervisor=raw.get("hypervisor"),
     )
 
 
-def snapshots_from_json(text: str) -> List[Snapshot]:
-    """Load what ``record`` wrote; ValueError names what is wrong."""
+def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) -> List[Snapshot]:
+    """Load what ``record`` wrote, reading *metadata_tags* from its XML; ValueError names what is wrong."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -96,7 +105,7 @@ def snapshots_from_json(text: str) -> List[Snapshot]:
         return [
             Snapshot(
                 timestamp_ns=cycle["timestamp_ns"],
-                domains=tuple(_domain_from_dict(dom) for dom in cycle["domains"]),
+                domains=tuple(_domain_from_dict(dom, metadata_tags) for dom in cycle["domains"]),
             )
             for cycle in data["cycles"]
         ]

@@ -1,12 +1,15 @@
 """Re-record the golden snapshots from live lab guests with ``kvm-telegraf record``.
 
-Run by ``make goldens``. Each scenario sets the lab guests up as it needs,
-then records two cycles so the derived fields (cpu_percent) are pinned too.
-A changed golden after this is a schema change: the README must say so.
+Run by ``make goldens`` (all scenarios), or ``python tests/record_snapshots.py nova``
+for one. Each scenario sets the lab guests up as it needs, then records two
+cycles so the derived fields (cpu_percent) are pinned too. A changed golden
+after this is a schema change: the README must say so.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 import time
@@ -29,7 +32,56 @@ def record(name: str, domains: list) -> None:
     subprocess.run([KVM_TELEGRAF, *selectors, "record", str(out), "--cycles", "2", "--every", "2s"], check=True)
 
 
-def main() -> None:
+NOVA_PREFIX = "ktnova-"
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+# What Nova 25 writes into <metadata> (its LibvirtConfigGuestMetaNovaInstance and friends), in
+# the element order it uses; libvirt puts every element into the namespace given with --uri.
+NOVA_INSTANCE = """<instance>
+  <package version="25.1.0"/>
+  <name>web frontend 01</name>
+  <creationTime>2025-11-03 09:12:44</creationTime>
+  <flavor name="kt.tiny">
+    <memory>96</memory>
+    <disk>0</disk>
+    <swap>0</swap>
+    <ephemeral>0</ephemeral>
+    <vcpus>2</vcpus>
+  </flavor>
+  <owner>
+    <user uuid="6f1e0c3c4b2a4d0e9a7b5c3d1e2f4a6b">admin</user>
+    <project uuid="0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f">demo</project>
+  </owner>
+  <root type="image" uuid="3b0e6f5c-2d4a-4e8b-9c1d-7a6f5e4d3c2b"/>
+  <ports>
+    <port uuid="8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d">
+      <ip type="fixed" address="169.254.10.2" ipVersion="4"/>
+    </port>
+  </ports>
+</instance>"""
+
+
+def lab_with_prefix(prefix: str, *args: str) -> list:
+    """tests/lab/lab.py in a subprocess under its own name prefix; the names it prints."""
+    env = {**os.environ, "KVM_TELEGRAF_LAB_PREFIX": prefix}
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "lab" / "lab.py"), *args], env=env, check=True, stdout=subprocess.PIPE
+    )
+    return done.stdout.decode().split()
+
+
+def record_nova() -> None:
+    """A running guest carrying Nova's instance metadata, set through libvirt as Nova's define does."""
+    (name,) = lab_with_prefix(NOVA_PREFIX, "up", "1")
+    try:
+        instance = re.sub(r">\s+<", "><", NOVA_INSTANCE)  # libvirt indents it then, as Nova's XML is
+        lab.virsh("metadata", name, "--uri", NOVA_NS, "--key", "nova", "--set", instance, "--live", "--config")
+        time.sleep(3)
+        record("nova-metadata.json", [name])
+    finally:
+        lab_with_prefix(NOVA_PREFIX, "down")
+
+
+def record_lab() -> None:
     names = lab.up(3)
     time.sleep(5)  # let the guests' I/O loops move every counter
     record("lab-running.json", names[:2])
@@ -48,5 +100,13 @@ def main() -> None:
         lab.virsh("domrename", HOSTILE_NAME, names[2])
 
 
+SCENARIOS = {"lab": record_lab, "nova": record_nova}
+
+
+def main(argv: list) -> None:
+    for name in argv or list(SCENARIOS):
+        SCENARIOS[name]()
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -41,8 +41,9 @@ class ReplayDomain:
 class ReplayConnection:
     """Each bulk call returns the next recorded cycle, the last one repeating."""
 
-    def __init__(self, snapshots: List[Snapshot]) -> None:
+    def __init__(self, snapshots: List[Snapshot], hostname: str = "lab-host") -> None:
         self._snapshots = snapshots
+        self._hostname = hostname
         self.calls: List[tuple] = []
         self.closed = False
 
@@ -53,6 +54,19 @@ class ReplayConnection:
 
     def isAlive(self) -> bool:  # noqa: N802 - libvirt's API
         return True
+
+    # The versions of the lab that recorded the snapshots (Debian 12): libvirt 9.0.0, QEMU 7.2.22.
+    def getLibVersion(self) -> int:  # noqa: N802 - libvirt's API
+        return 9_000_000
+
+    def getType(self) -> str:  # noqa: N802 - libvirt's API
+        return "QEMU"
+
+    def getVersion(self) -> int:  # noqa: N802 - libvirt's API
+        return 7_002_022
+
+    def getHostname(self) -> str:  # noqa: N802 - libvirt's API
+        return self._hostname
 
     def close(self) -> int:
         self.closed = True

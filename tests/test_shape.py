@@ -11,21 +11,28 @@ from typing import Dict, List
 
 import pytest
 
+from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.encode import LineEncoder, Point
 from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
-from kvm_telegraf.snapshot import DomainSample, Snapshot
-from tests.conftest import load_snapshots
+from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
+from tests.conftest import SNAPSHOTS, load_snapshots
 
 
 def as_yaml(points: List[Point]) -> List[dict]:
     return [{"measurement": p.measurement, "tags": dict(p.tags), "fields": dict(p.fields)} for p in points]
 
 
+def golden_snapshots(golden) -> List[Snapshot]:
+    """The golden's snapshot file, read as the options it names (``nova: true`` is ``--nova``)."""
+    tags = NOVA_TAGS if golden.get("nova") else ()
+    return snapshots_from_json((SNAPSHOTS / golden["snapshot"]).read_text(), tags)
+
+
 @pytest.mark.golden_test("goldens/shape/*.yml")
 def test_recorded_snapshots_shape_into_the_golden_records(golden):
     history: Dict = {}
     cycles = []
-    for snapshot in load_snapshots(golden["snapshot"]):
+    for snapshot in golden_snapshots(golden):
         points, history = shape_snapshot(snapshot, history)
         cycles.append(as_yaml(points))
     assert cycles == golden.out["cycles"]
@@ -36,7 +43,7 @@ def test_recorded_snapshots_encode_into_the_golden_batches(golden):
     history: Dict = {}
     encoder = LineEncoder()
     batches = []
-    for snapshot in load_snapshots(golden["snapshot"]):
+    for snapshot in golden_snapshots(golden):
         points, history = shape_snapshot(snapshot, history)
         batches.append(encoder.encode(points, snapshot.timestamp_ns))
     assert batches == golden.out["batches"]
@@ -197,3 +204,20 @@ def test_a_host_with_ten_guests_of_two_nics_and_three_disks_gives_eighty_lines(r
     guests = tuple(dataclasses.replace(guest, uuid=f"uuid-{i}", name=f"vm{i}") for i in range(10))
     points, _ = shape_snapshot(Snapshot(1, guests), {})
     assert len(LineEncoder().encode(points, 1).splitlines()) == 80
+
+
+def test_the_hypervisor_and_metadata_tags_go_on_every_point_of_the_domain_sorted_by_key():
+    (snapshot, _) = snapshots_from_json((SNAPSHOTS / "nova-metadata.json").read_text(), NOVA_TAGS)
+    domain = dataclasses.replace(snapshot.domains[0], hypervisor="kvm1")
+    points = [p for group in shape_one(domain).values() for p in group]
+    assert {p.measurement for p in points} == set(MEASUREMENTS)
+    for point in points:
+        keys = [key for key, _ in point.tags]
+        assert keys == sorted(keys)
+        tags = dict(point.tags)
+        assert (tags["hypervisor"], tags["nova_name"], tags["nova_project"], tags["nova_flavor"]) == (
+            "kvm1",
+            "web frontend 01",
+            "demo",
+            "kt.tiny",
+        )
