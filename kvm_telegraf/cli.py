@@ -14,10 +14,12 @@ from typing import Any, Optional, Tuple
 import click
 
 from kvm_telegraf import __version__
-from kvm_telegraf.config import Duration, load_config_file
+from kvm_telegraf.config import Duration, MetadataTagSpec, load_config_file
 
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
+FORMATS = ("influx", "table")
+DOCTOR_INTERVAL_S = 10.0  # Telegraf's default interval
 CONFIG_KEYS = (
     "uri",
     "domain",
@@ -27,18 +29,40 @@ CONFIG_KEYS = (
     "timeout",
     "interval",
     "log_level",
+    "nova",
+    "metadata_tag",
+    "hypervisor_tag",
 )
+REPEATABLE_KEYS = ("uri", "domain", "exclude_domain", "measurement", "metadata_tag")
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str]) -> None:
     if path:
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_KEYS)}
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_KEYS, REPEATABLE_KEYS)}
 
 
-def _build_pipeline(ctx: click.Context, want_config: bool = True):
-    """Wire the stages from the parsed options; imports libvirt-facing modules lazily."""
+def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
+    from kvm_telegraf.connection import redact_uri
+
+    seen = set()
+    for uri in uris:
+        if uri in seen:
+            raise click.BadParameter(f"{redact_uri(uri)} is given twice", param=param)
+        seen.add(uri)
+    return uris
+
+
+def _build_pipeline(ctx: click.Context, want_config: Optional[bool] = None):
+    """Wire the stages from the parsed options; imports libvirt-facing modules lazily.
+
+    want_config: read each domain's XML always (True), never (False), or when
+    vm_features or a metadata tag needs it (None). Several ``--uri`` (or
+    ``--hypervisor-tag``) make the source a HostSet; the Pipeline does not care.
+    """
     from kvm_telegraf.collect import Collector, DomainFilter
     from kvm_telegraf.connection import Connection, open_read_only
+    from kvm_telegraf.domain_xml import NOVA_TAGS
+    from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
     from kvm_telegraf.log import setup_logging
     from kvm_telegraf.pipeline import Pipeline
     from kvm_telegraf.trigger import Shutdown
@@ -48,15 +72,25 @@ def _build_pipeline(ctx: click.Context, want_config: bool = True):
     setup_logging(opts["log_level"])
     opener = (ctx.obj or {}).get("opener", open_read_only)  # tests swap the source here
     measurements = frozenset(opts["measurement"] or MEASUREMENT_CHOICES)
-    collector = Collector(
-        connection=Connection(opts["uri"], opener),
-        domain_filter=DomainFilter(tuple(opts["domain"]), tuple(opts["exclude_domain"])),
-        features_refresh_s=opts["features_refresh"],
-        timeout_s=opts["timeout"],
-        want_config=want_config and "vm_features" in measurements,
-    )
+    metadata_tags = tuple(opts["metadata_tag"]) + (NOVA_TAGS if opts["nova"] else ())
+    if want_config is None:
+        want_config = "vm_features" in measurements or bool(metadata_tags)
+    collectors = [
+        Collector(
+            connection=Connection(uri, opener),
+            domain_filter=DomainFilter(tuple(opts["domain"]), tuple(opts["exclude_domain"])),
+            features_refresh_s=opts["features_refresh"],
+            timeout_s=opts["timeout"],
+            want_config=want_config,
+            metadata_tags=metadata_tags,
+        )
+        for uri in opts["uri"]
+    ]
+    source = collectors[0]
+    if len(collectors) > 1 or opts["hypervisor_tag"]:
+        source = HostSet(collectors, deadline_s=opts["timeout"] + HOST_GRACE_S)
     writer = BatchWriter(click.get_binary_stream("stdout"))
-    return Pipeline(collector, writer, Shutdown(), measurements)
+    return Pipeline(source, writer, Shutdown(), measurements)
 
 
 def _silence_stdout() -> None:
@@ -95,10 +129,13 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--uri",
-    default="qemu:///system",
+    multiple=True,
+    default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
     show_default=True,
-    help="libvirt URI, opened read-only.",
+    callback=_unique_uris,
+    help="libvirt URI, opened read-only. Repeat it to read several hypervisors; each point then "
+    "carries a hypervisor tag.",
 )
 @click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
 @click.option(
@@ -129,9 +166,43 @@ class TelegrafGroup(click.Group):
     show_default=True,
     help="Re-read domain XML and flags this often (also on start and restart of a domain).",
 )
+@click.option(
+    "--hypervisor-tag",
+    is_flag=True,
+    help="Tag points with libvirt's hostname even with one --uri (a remote host read from elsewhere).",
+)
+@click.option("--nova", is_flag=True, help="Tag points with OpenStack Nova's nova_name, nova_project, nova_flavor.")
+@click.option(
+    "--metadata-tag",
+    type=MetadataTagSpec(),
+    multiple=True,
+    help="Tag points with what XPATH (below <domain>, ending in /@attr for an attribute) finds (repeatable).",
+)
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="influx",
+    show_default=True,
+    help="table: one row per VM for a person, like virt-top (needs --once).",
+)
+@click.option(
+    "--sample",
+    type=Duration(),
+    default=None,
+    help="With --format table: take two readings this far apart and show CPU % and net/disk rates.",
+)
 @click.pass_context
-def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: float, **_: Any) -> None:
+def main(
+    ctx: click.Context,
+    once: bool,
+    interval: Optional[float],
+    timeout: float,
+    output_format: str,
+    sample: Optional[float],
+    **_: Any,
+) -> None:
     """Telegraf execd input: one batch of Influx line protocol per newline on stdin.
 
     Run it from Telegraf's [[inputs.execd]] with signal = "STDIN", or by hand
@@ -141,7 +212,14 @@ def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: flo
         raise click.UsageError("--once and --interval exclude each other")
     if interval is not None and timeout >= interval:
         raise click.BadParameter(f"must be shorter than --interval ({interval:g}s)", param_hint="--timeout")
+    if output_format == "table" and not once:
+        raise click.UsageError("--format table needs --once (it is for a person, not for Telegraf)")
+    if sample is not None and output_format != "table":
+        raise click.UsageError("--sample needs --format table")
     if ctx.invoked_subcommand:
+        return
+    if output_format == "table":
+        _print_table(ctx, sample)
         return
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
@@ -166,7 +244,65 @@ def main(ctx: click.Context, once: bool, interval: Optional[float], timeout: flo
         _silence_stdout()
     finally:
         restore()
-        pipeline.collector.connection.close()
+        pipeline.collector.close()
+
+
+def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
+    """--once --format table: one reading, or two *sample* seconds apart for rates; exit 1 without libvirt."""
+    from kvm_telegraf.connection import LibvirtUnavailableError
+    from kvm_telegraf.log import get_logger
+    from kvm_telegraf.table import table_from_snapshots
+
+    source = _build_pipeline(ctx, want_config=False).collector
+    try:
+        snapshots = [source.collect()]
+        if sample is not None:
+            time.sleep(sample)
+            snapshots.append(source.collect())
+    except LibvirtUnavailableError as exc:
+        get_logger(__name__).error("%s", exc)
+        ctx.exit(1)
+    finally:
+        source.close()
+    click.echo(table_from_snapshots(snapshots), nl=False)
+
+
+@main.command()
+@click.option(
+    "--interval",
+    "telegraf_interval",
+    type=Duration(),
+    default=None,
+    help="Telegraf's interval to compare one collection with  [default: the group's --interval, else 10s]",
+)
+@click.pass_context
+def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
+    """Check this host for kvm-telegraf, one line per finding; exit 1 if it cannot deliver metrics.
+
+    Put it after the options of the command in your drop-in:
+    kvm-telegraf --timeout 5s doctor --interval 10s
+    """
+    import pwd
+
+    from kvm_telegraf.doctor import FAIL, diagnose
+    from kvm_telegraf.hosts import HostSet
+
+    interval = telegraf_interval or ctx.parent.params["interval"] or DOCTOR_INTERVAL_S
+    source = _build_pipeline(ctx.parent, want_config=True).collector  # the balloon checks read the XML
+    collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
+    try:
+        user = pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        user = f"uid {os.geteuid()}"
+    failed = False
+    try:
+        for collector in collectors:  # one host after the other, each from its "connected" line on
+            for finding in diagnose(collector, interval, user):
+                click.echo(str(finding))
+                failed = failed or finding.level == FAIL
+    finally:
+        source.close()
+    ctx.exit(1 if failed else 0)
 
 
 @main.command()
@@ -186,7 +322,6 @@ def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     from kvm_telegraf.snapshot import snapshot_to_json
 
     pipeline = _build_pipeline(ctx.parent, want_config=True)
-    pipeline.collector.want_config = True
     snapshots = []
     try:
         for index in range(cycles):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -91,6 +94,9 @@ def test_a_newline_while_libvirt_is_down_costs_a_batch_not_the_process():
         (["--config", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
         (["--interval", "2s", "--timeout", "5s"], "must be shorter than --interval"),
         (["--once", "--interval", "10s"], "exclude each other"),
+        (["--format", "table"], "--format table needs --once"),
+        (["--once", "--sample", "1s"], "--sample needs --format table"),
+        (["--once", "--format", "csv"], "'csv' is not one of"),
     ],
 )
 def test_bad_options_give_one_error_line_and_exit_2(args, message):
@@ -98,6 +104,38 @@ def test_bad_options_give_one_error_line_and_exit_2(args, message):
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("E! ") and message in line
+
+
+def test_format_table_prints_one_row_per_vm_and_no_line_protocol(replay):
+    result = invoke(["--once", "--format", "table"], replay)
+    assert result.exit_code == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "STATE", "CPU%", "VCPUS", "MEMORY", "USED", "/", "ACTUAL"]
+    assert [row.split()[:4] for row in rows] == [["ktlab-01", "running", "-", "1"], ["ktlab-02", "running", "-", "1"]]
+
+
+def test_format_table_with_sample_reads_twice_and_adds_cpu_percent_and_rates(replay):
+    result = invoke(["--once", "--format", "table", "--sample", "10ms"], replay)
+    assert result.exit_code == 0, result.stderr
+    assert len(replay.calls) == 2
+    header, *rows = result.stdout.splitlines()
+    assert " ".join(header.split()[-8:]) == "NET RX/s NET TX/s DISK READ/s DISK WRITE/s"
+    for row in rows:  # the replay's counters moved over 2 s of recording: the values only need to be there
+        cpu_percent, rates = row.split()[2], row.split()[-8:]
+        assert float(cpu_percent) > 0
+        assert all(float(number) > 0 for number in rates[0::2])
+        assert all(unit.endswith("B/s") for unit in rates[1::2])
+
+
+def test_format_table_exits_1_with_one_prefixed_line_when_libvirt_cannot_be_reached():
+    def refuse(uri):
+        raise OSError("Failed to connect socket to '/run/libvirt/libvirt-sock-ro': No such file or directory")
+
+    result = runner().invoke(main, ["--once", "--format", "table"], obj={"opener": refuse})
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! cannot connect to qemu:///system")
 
 
 def test_a_config_file_with_an_unknown_key_is_refused_naming_the_key(tmp_path):
@@ -134,3 +172,79 @@ def test_record_saves_snapshots_that_load_back_as_recorded(tmp_path, replay):
     original = load_snapshots("lab-running.json")
     assert [[d.stats for d in s.domains] for s in recorded] == [[d.stats for d in s.domains] for s in original]
     assert recorded[0].domains[0].config == original[0].domains[0].config
+
+
+# --- several hypervisors, metadata tags -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metadata-tag", "nova_name"], "expected TAG=XPATH"),
+        (["--metadata-tag", "uuid=metadata/x"], "tag name 'uuid' is taken"),
+        (["--metadata-tag", "x=metadata/nova:instance["], "is not one ElementTree can evaluate"),
+        (["--uri", "qemu:///system", "--uri", "qemu:///system"], "qemu:///system is given twice"),
+    ],
+)
+def test_bad_metadata_tags_and_repeated_uris_give_one_error_line_and_exit_2(args, message):
+    result = invoke(args)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! ") and message in line
+
+
+def test_a_repeated_uri_that_names_credentials_is_refused_without_showing_them():
+    result = invoke(["--uri", "qemu+ssh://root:pw@kvm1/system", "--uri", "qemu+ssh://root:pw@kvm1/system"])
+    assert "qemu+ssh://***@kvm1/system is given twice" in result.stderr and "pw" not in result.stderr
+
+
+def test_several_uris_give_one_batch_whose_points_name_their_hypervisor():
+    connections = {
+        uri: ReplayConnection(load_snapshots("lab-running.json"), hostname=name)
+        for uri, name in (("qemu+ssh://kvm1/system", "kvm1"), ("qemu+tls://kvm2/system", "kvm2"))
+    }
+    args = [arg for uri in connections for arg in ("--uri", uri)]
+    result = runner().invoke(
+        main, [*args, "--measurement", "vm_metrics"], input="\n\n", obj={"opener": connections.get}
+    )
+    assert result.exit_code == 0, result.stderr
+    first, second = batches(result.stdout)
+    assert len(first) == len(second) == 4
+    assert sorted(line.split(",")[1] for line in first) == ["hypervisor=kvm1"] * 2 + ["hypervisor=kvm2"] * 2
+
+
+def test_one_uri_gets_a_hypervisor_tag_only_when_asked(replay):
+    assert "hypervisor=" not in invoke(["--once"], replay).stdout
+    lines = invoke(["--once", "--hypervisor-tag"], replay).stdout.splitlines()
+    assert lines and all(",hypervisor=lab-host," in line for line in lines)
+
+
+def test_nova_tags_every_point_of_an_openstack_guest_even_without_vm_features():
+    nova = ReplayConnection(load_snapshots("nova-metadata.json"))
+    result = invoke(["--once", "--nova", "--measurement", "vm_devices", "--measurement", "vm_totals"], nova)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 5
+    assert all(",nova_flavor=kt.tiny,nova_name=web\\ frontend\\ 01,nova_project=demo," in line for line in lines)
+
+
+def test_a_config_file_takes_metadata_tags_as_a_table_and_one_uri_as_a_string(tmp_path):
+    nova = ReplayConnection(load_snapshots("nova-metadata.json"))
+    config = tmp_path / "kvm.toml"
+    config.write_text(
+        'uri = "qemu:///system"\nmeasurement = "vm_metrics"\n'
+        "[metadata_tag]\n"
+        'project = "metadata/nova:instance/nova:owner/nova:project"\n'
+        'flavor = "/domain/metadata//@name"\n'
+    )
+    result = invoke(["--config", str(config), "--once"], nova)
+    assert result.exit_code == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("vm_metrics,flavor=kt.tiny,project=demo,uuid=")
+
+
+def test_a_bad_metadata_xpath_in_a_real_process_is_one_error_line_and_exit_2():
+    argv = [str(Path(sys.executable).with_name("kvm-telegraf")), "--once", "--metadata-tag", "x=metadata/[nova:name"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("E! Invalid value for '--metadata-tag': XPath 'metadata/[nova:name' is not one")

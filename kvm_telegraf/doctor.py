@@ -1,0 +1,338 @@
+"""``kvm-telegraf doctor``: what stands between a host and its metrics, one line per finding.
+
+It reads through the same Collector the plugin runs, so it sees what Telegraf
+will get. Findings are for a person at a terminal: stdout, each marked
+``ok``, ``note``, ``warn`` or ``FAIL``, the fix on the same line. Any FAIL
+means the setup cannot deliver metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+import xml.etree.ElementTree as ElementTree
+from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+from kvm_telegraf.collect import STATS_GROUPS, Collector
+from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
+from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.shape import shape_snapshot
+from kvm_telegraf.snapshot import DomainSample, Snapshot
+from kvm_telegraf.table import STATE_NAMES
+
+OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
+
+STATS_ENFORCE = 1 << 31  # VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS
+# ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
+NO_DOMAINS = 1 | 64
+VIR_ERR_ARGUMENT_UNSUPPORTED = 74
+NOWAIT_SINCE = 4_005_000  # libvirt 4.5.0 added the NOWAIT flag the stuck-call fallback uses
+# virDomainStatsTypes bits and their names, in libvirt's order.
+STATS_GROUP_NAMES = (
+    (1, "state"),
+    (2, "cpu-total"),
+    (4, "balloon"),
+    (8, "vcpu"),
+    (16, "interface"),
+    (32, "block"),
+    (64, "perf"),
+    (128, "iothread"),
+    (256, "memory"),
+    (512, "dirtyrate"),
+    (1024, "vm"),
+)
+STATE_RUNNING = 1
+# Present only when the guest's balloon driver reports; memory_used_bytes needs both.
+GUEST_MEMORY_KEYS = ("balloon.available", "balloon.usable")
+READ_ONLY_SOCKET = "/run/libvirt/libvirt-sock-ro"
+GUEST_MEMORY_FIELDS = "memory_used/usable/available/unused_bytes, swap and faults"
+
+
+class Finding(NamedTuple):
+    level: str  # OK, NOTE, WARN or FAIL
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.level:<4}  {self.text}"
+
+
+def version_text(number: int) -> str:
+    """libvirt's encoded version as text: 9000000 -> 9.0.0."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
+    """The local socket a read-only open of *uri* uses, as libvirt picks it; None when not a local socket.
+
+    A ``socket=`` parameter wins. Otherwise ``/system`` URIs go to the modular
+    daemon's socket (virtqemud-sock-ro) when it exists, else to libvirtd's.
+    """
+    parts = urlsplit(uri)
+    given = parse_qs(parts.query).get("socket")
+    if given:
+        return given[0]
+    driver, _, transport = parts.scheme.partition("+")
+    if parts.netloc or transport not in ("", "unix") or parts.path != "/system" or not driver:
+        return None
+    modular = f"/run/libvirt/virt{driver}d-sock-ro"
+    return modular if exists(modular) else READ_ONLY_SOCKET
+
+
+def connect_hint(message: str, user: str) -> str:
+    """What to do about a failed read-only open, from libvirt's message."""
+    lowered = message.lower()
+    if "no module named" in lowered:
+        return "install libvirt's Python binding: apt-get install python3-libvirt and a --system-site-packages venv"
+    if "denied by policy" in lowered:
+        return (
+            f"a polkit rule refuses user {user} the action org.libvirt.unix.monitor, which any local user "
+            "has by default: look in /etc/polkit-1/rules.d/"
+        )
+    if any(word in lowered for word in ("polkit", "policykit", "authoriz", "authentication", "dbus", "d-bus")):
+        return (
+            f"libvirt checks read-only clients such as {user} with polkit: dbus and polkitd must run (hosts "
+            "without systemd: dbus-daemon --system --fork, then /usr/lib/polkit-1/polkitd, then restart libvirtd)"
+        )
+    if "permission denied" in lowered:
+        return (
+            f"the socket does not let user {user} in: use the read-only socket {READ_ONLY_SOCKET} "
+            "(mode 0777 by default), or put the user in the socket's group (usermod -aG libvirt telegraf); "
+            "check as Telegraf's user: runuser -u telegraf -- kvm-telegraf doctor"
+        )
+    if "no such file" in lowered or "connection refused" in lowered:
+        return "libvirtd (or virtqemud) is not running or the socket path is wrong: start it, and check --uri"
+    return "check --uri and that libvirtd answers: virsh -r -c URI list --all"
+
+
+def balloon_period(xml: str) -> Optional[int]:
+    """The memory balloon's stats period in seconds (0: none set); None without a balloon device.
+
+    ValueError when the XML does not parse.
+    """
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as exc:
+        raise ValueError(f"domain XML does not parse: {exc}") from None
+    balloon = root.find("devices/memballoon")
+    if balloon is None or balloon.get("model") == "none":
+        return None
+    stats = balloon.find("stats")
+    try:
+        return int(stats.get("period", "0")) if stats is not None else 0
+    except ValueError:
+        return 0
+
+
+def period_fix(domain: DomainSample, period_s: int) -> str:
+    """The virsh command that sets a stats period: live for a running domain, in the config for a persistent one."""
+    flags = []
+    if domain.id >= 0:
+        flags.append("--live")
+    if domain.config is None or domain.config.persistent is not False:
+        flags.append("--config")
+    return f"virsh dommemstat --period {period_s} {' '.join(flags)} {shlex.quote(domain.name)}"
+
+
+def memory_findings(domains: Sequence[DomainSample], period_s: int) -> List[Finding]:
+    """Domains whose guest memory fields will be missing, and why; one ok line when there are none."""
+    problems = []
+    periods = set()
+    for domain in domains:
+        if domain.config is None:
+            continue
+        try:
+            period = balloon_period(domain.config.xml)
+        except ValueError:
+            continue
+        running = domain.stats.get("state.state") == STATE_RUNNING
+        if period is None:
+            problems.append(
+                Finding(
+                    WARN,
+                    f"{domain.name} has no memory balloon device, so {GUEST_MEMORY_FIELDS} are missing; "
+                    f"fix: virsh edit it to hold <memballoon model='virtio'><stats period='{period_s}'/></memballoon>, "
+                    "then restart the guest",
+                )
+            )
+        elif period == 0:
+            problems.append(
+                Finding(
+                    WARN,
+                    f"{domain.name} has no balloon stats period, so {GUEST_MEMORY_FIELDS} are missing; "
+                    f"fix: {period_fix(domain, period_s)}",
+                )
+            )
+        elif running and not all(key in domain.stats for key in GUEST_MEMORY_KEYS):
+            problems.append(
+                Finding(
+                    WARN,
+                    f"{domain.name} has a balloon stats period of {period}s but its guest reports no memory "
+                    f"(no balloon.available/usable), so {GUEST_MEMORY_FIELDS} are missing: load the virtio "
+                    "balloon driver in the guest (Linux: virtio_balloon; Windows: virtio-win's Balloon driver "
+                    "and service), or wait until it has booted",
+                )
+            )
+        else:
+            periods.add(period)
+    if problems or not periods:
+        return problems
+    listed = ", ".join(f"{p}s" for p in sorted(periods))
+    return [
+        Finding(
+            OK,
+            f"memory stats: every domain has a balloon stats period ({listed}) "
+            "and every running guest reports its memory",
+        )
+    ]
+
+
+def timing_finding(
+    first_s: float, steady_s: float, domains: int, lines: int, timeout_s: float, interval_s: float
+) -> Finding:
+    """How one collection compares with --timeout and Telegraf's interval."""
+    took = (
+        f"one collection takes {steady_s:.2f}s for {domains} domain(s), {lines} lines "
+        f"(the first, which also reads each domain's XML, {first_s:.2f}s)"
+    )
+    slowest = max(first_s, steady_s)
+    if timeout_s >= interval_s:
+        return Finding(
+            WARN,
+            f"{took}, but --timeout {timeout_s:g}s is not below the {interval_s:g}s interval: a guest whose "
+            "QEMU hangs holds the batch past the next tick; fix: set --timeout below the interval",
+        )
+    if slowest >= interval_s:
+        return Finding(
+            WARN,
+            f"{took}: slower than the {interval_s:g}s interval, so ticks coalesce and batches are skipped; "
+            "fix: raise interval (and --timeout with it) in the drop-in",
+        )
+    if slowest >= timeout_s:
+        return Finding(
+            WARN,
+            f"{took}: as long as --timeout {timeout_s:g}s, the bulk call's deadline: a guest's QEMU may not "
+            "answer (a W! line names it, and its details go missing) or the host is overloaded",
+        )
+    if slowest > interval_s / 2:
+        return Finding(
+            WARN,
+            f"{took}: more than half the {interval_s:g}s interval, so a busier moment will miss a tick; "
+            "fix: raise interval in the drop-in",
+        )
+    return Finding(OK, f"{took}: well within --timeout {timeout_s:g}s and the {interval_s:g}s interval")
+
+
+def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
+    """(supported, unsupported) stats group names, each probed alone with ENFORCE_STATS.
+
+    The probes select no domain: a guest's state (starting, hung) cannot fail
+    them, and they cost no QEMU a monitor call.
+    """
+    supported, unsupported = [], []
+    for bit, name in STATS_GROUP_NAMES:
+        try:
+            conn.getAllDomainStats(bit, STATS_ENFORCE | NO_DOMAINS)
+        except Exception as exc:  # libvirtError
+            code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
+            if code != VIR_ERR_ARGUMENT_UNSUPPORTED:
+                raise
+            unsupported.append(name)
+        else:
+            supported.append(name)
+    return supported, unsupported
+
+
+def groups_finding(supported: List[str], unsupported: List[str]) -> Finding:
+    needed = [name for bit, name in STATS_GROUP_NAMES if bit & STATS_GROUPS]
+    missing = [name for name in needed if name in unsupported]
+    extra = [name for name in supported if name not in needed]
+    if missing:
+        return Finding(
+            WARN,
+            f"stats groups: the daemon does not support {' '.join(missing)}, so their fields are missing "
+            f"(supported: {' '.join(supported) or 'none'})",
+        )
+    also = f"; also {' '.join(extra)}" if extra else ""
+    return Finding(OK, f"stats groups: all {len(needed)} that kvm-telegraf reads ({' '.join(needed)}){also}")
+
+
+def domains_finding(snapshot: Snapshot) -> Finding:
+    if not snapshot.domains:
+        return Finding(
+            WARN,
+            "no domains (none defined, or none match --domain/--exclude-domain): every batch is empty",
+        )
+    counts: dict = {}
+    for domain in snapshot.domains:
+        state = domain.stats.get("state.state")
+        name = STATE_NAMES.get(state, f"state {state}") if isinstance(state, int) else "state unknown"
+        counts[name] = counts.get(name, 0) + 1
+    summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items(), key=lambda item: -item[1]))
+    return Finding(OK, f"{len(snapshot.domains)} domain(s): {summary}")
+
+
+def _libvirt_findings(conn: Any) -> Iterator[Finding]:
+    """The daemon's versions and its stats groups."""
+    try:
+        lib_version = conn.getLibVersion()
+    except Exception as exc:  # libvirtError
+        yield Finding(WARN, f"cannot read the libvirt version: {error_message(exc)}")
+        lib_version = 0
+    else:
+        try:
+            hypervisor = f", {conn.getType()} {version_text(conn.getVersion())}"
+        except Exception:  # libvirtError: drivers without a hypervisor version
+            hypervisor = ""
+        if lib_version < NOWAIT_SINCE:
+            yield Finding(
+                WARN,
+                f"libvirt {version_text(lib_version)}{hypervisor}: older than 4.5.0, so a guest whose QEMU hangs "
+                "blocks the collection instead of costing only its own details",
+            )
+        else:
+            yield Finding(OK, f"libvirt {version_text(lib_version)}{hypervisor}")
+    try:
+        yield groups_finding(*supported_groups(conn))
+    except Exception as exc:  # libvirtError: the connection broke mid-probe
+        yield Finding(WARN, f"cannot probe the stats groups: {error_message(exc)}")
+
+
+def _timed_cycle(collector: Collector, encoder: LineEncoder, history: dict) -> Tuple[float, Snapshot, int, dict]:
+    """One collection as a newline costs it: read, shape, encode (not written)."""
+    started = time.perf_counter()
+    snapshot = collector.collect()
+    points, history = shape_snapshot(snapshot, history)
+    lines = encoder.encode(points, snapshot.timestamp_ns).count("\n")
+    return time.perf_counter() - started, snapshot, lines, history
+
+
+def diagnose(collector: Collector, interval_s: float, user: str) -> Iterator[Finding]:
+    """The findings in order; it stops after a FAIL that leaves nothing else to check."""
+    uri = collector.connection.uri
+    try:
+        conn = collector.connection.get()
+    except LibvirtUnavailableError as exc:
+        yield Finding(FAIL, f"{exc}; fix: {connect_hint(str(exc), user)}")
+        return
+    socket = read_only_socket(uri)
+    over = f" over {socket}" if socket else ""
+    yield Finding(OK, f"connected to {redact_uri(uri)} read-only{over}, as user {user}")
+    if user == "root" and socket:
+        yield Finding(
+            NOTE,
+            "libvirt lets root in whatever its socket and polkit say; Telegraf runs kvm-telegraf as user "
+            "telegraf: check that user too with runuser -u telegraf -- kvm-telegraf doctor",
+        )
+    yield from _libvirt_findings(conn)
+    encoder = LineEncoder()
+    try:
+        first_s, _, _, history = _timed_cycle(collector, encoder, {})
+        steady_s, snapshot, lines, _ = _timed_cycle(collector, encoder, history)
+    except LibvirtUnavailableError as exc:
+        yield Finding(FAIL, f"{exc}; fix: check that libvirtd answers: virsh -r -c {redact_uri(uri)} list --all")
+        return
+    yield domains_finding(snapshot)
+    yield from memory_findings(snapshot.domains, max(1, int(interval_s)))
+    yield timing_finding(first_s, steady_s, len(snapshot.domains), lines, collector.timeout_s, interval_s)

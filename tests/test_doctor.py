@@ -1,0 +1,341 @@
+"""kvm-telegraf doctor: recorded lab domains with one thing wrong, libvirt's own test driver, and the live lab."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Iterator, List
+
+import pytest
+
+from kvm_telegraf.cli import main
+from kvm_telegraf.doctor import (
+    FAIL,
+    OK,
+    WARN,
+    balloon_period,
+    connect_hint,
+    groups_finding,
+    memory_findings,
+    read_only_socket,
+    timing_finding,
+)
+from kvm_telegraf.snapshot import DomainSample, Snapshot
+from tests.conftest import load_snapshots
+from tests.replay import ReplayConnection
+from tests.test_cli import runner
+
+KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
+STATS_PERIOD = "<stats period='2'/>"
+UNREACHABLE = "qemu+unix:///system?socket=/nonexistent"
+
+
+def without_period(domain: DomainSample) -> DomainSample:
+    """The domain as libvirt reports it when no balloon stats period is set: no guest memory keys either."""
+    assert domain.config is not None and STATS_PERIOD in domain.config.xml
+    config = dataclasses.replace(domain.config, xml=domain.config.xml.replace(STATS_PERIOD, ""))
+    stats = {k: v for k, v in domain.stats.items() if k not in ("balloon.available", "balloon.usable")}
+    return dataclasses.replace(domain, config=config, stats=stats)
+
+
+def without_guest_memory(domain: DomainSample) -> DomainSample:
+    """A period is set, but the guest has no balloon driver: QEMU gets nothing to report."""
+    guest_keys = ("unused", "available", "usable", "disk_caches", "swap_in", "swap_out", "major_fault", "minor_fault")
+    stats = {k: v for k, v in domain.stats.items() if k.split(".", 1)[-1] not in guest_keys}
+    return dataclasses.replace(domain, stats=stats)
+
+
+def changed(snapshots: List[Snapshot], *changes) -> List[Snapshot]:
+    """Each cycle with its i-th domain passed through changes[i]."""
+    return [
+        dataclasses.replace(s, domains=tuple(change(d) for change, d in zip(changes, s.domains))) for s in snapshots
+    ]
+
+
+def doctor(replay: ReplayConnection):
+    return runner().invoke(main, ["doctor"], obj={"opener": lambda _uri: replay})
+
+
+def same(domain: DomainSample) -> DomainSample:
+    return domain
+
+
+# --- pure findings ---------------------------------------------------------------------------
+
+
+def test_a_domain_without_a_stats_period_gets_the_virsh_fix_for_its_state():
+    running, shut_off = load_snapshots("lab-states.json")[0].domains[1], load_snapshots("lab-states.json")[0].domains[0]
+    findings = memory_findings([without_period(running), without_period(shut_off)], period_s=10)
+    assert [f.level for f in findings] == [WARN, WARN]
+    assert findings[0].text.endswith("fix: virsh dommemstat --period 10 --live --config ktlab-01")
+    assert findings[1].text.endswith("fix: virsh dommemstat --period 10 --config ktlab-03")
+
+
+def test_the_fix_quotes_a_name_the_shell_would_split():
+    odd = load_snapshots("lab-odd-names.json")[0].domains[0]
+    (finding,) = memory_findings([without_period(odd)], period_s=10)
+    command = finding.text.split("fix: ", 1)[1]
+    assert shlex.split(command)[-1] == odd.name
+
+
+def test_a_running_guest_with_a_period_but_no_guest_memory_lacks_the_balloon_driver():
+    domain = without_guest_memory(load_snapshots("lab-running.json")[0].domains[0])
+    (finding,) = memory_findings([domain], period_s=10)
+    assert finding.level == WARN
+    assert "ktlab-01 has a balloon stats period of 2s but its guest reports no memory" in finding.text
+    assert "virtio_balloon" in finding.text
+
+
+def test_domains_with_period_and_guest_memory_give_one_ok_line():
+    domains = load_snapshots("lab-states.json")[1].domains  # running, paused and shut off, all with a period
+    assert memory_findings(domains, period_s=10) == [
+        (OK, "memory stats: every domain has a balloon stats period (2s) and every running guest reports its memory")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("xml", "period"),
+    [
+        ("<domain><devices><memballoon model='virtio'><stats period='10'/></memballoon></devices></domain>", 10),
+        ("<domain><devices><memballoon model='virtio'/></devices></domain>", 0),
+        ("<domain><devices><memballoon model='none'/></devices></domain>", None),
+        ("<domain><devices/></domain>", None),
+    ],
+)
+def test_the_balloon_period_is_read_from_the_domain_xml(xml, period):
+    assert balloon_period(xml) == period
+
+
+def test_a_domain_with_its_balloon_device_off_is_told_how_to_add_one():
+    domain = load_snapshots("lab-running.json")[0].domains[0]
+    xml = domain.config.xml
+    start, end = xml.index("<memballoon"), xml.index("</memballoon>") + len("</memballoon>")
+    config = dataclasses.replace(domain.config, xml=xml[:start] + "<memballoon model='none'/>" + xml[end:])
+    (finding,) = memory_findings([dataclasses.replace(domain, config=config)], period_s=10)
+    assert finding.level == WARN and "has no memory balloon device" in finding.text
+    assert "<memballoon model='virtio'><stats period='10'/></memballoon>" in finding.text
+
+
+@pytest.mark.parametrize(
+    ("first", "steady", "timeout", "interval", "level", "says"),
+    [
+        (0.3, 0.1, 5, 10, OK, "well within --timeout 5s and the 10s interval"),
+        (6.0, 5.5, 8, 10, WARN, "more than half the 10s interval"),
+        (0.3, 5.2, 5, 20, WARN, "as long as --timeout 5s, the bulk call's deadline"),
+        (12.0, 11.0, 5, 10, WARN, "slower than the 10s interval"),
+        (0.3, 0.1, 10, 10, WARN, "--timeout 10s is not below the 10s interval"),
+    ],
+)
+def test_one_collection_is_judged_against_timeout_and_interval(first, steady, timeout, interval, level, says):
+    finding = timing_finding(first, steady, domains=20, lines=160, timeout_s=timeout, interval_s=interval)
+    assert finding.level == level
+    assert says in finding.text
+    assert finding.text.startswith(f"one collection takes {steady:.2f}s for 20 domain(s), 160 lines")
+
+
+def test_missing_stats_groups_that_kvm_telegraf_reads_are_named():
+    finding = groups_finding(["state", "iothread"], ["cpu-total", "balloon", "vcpu", "interface", "block", "perf"])
+    assert finding.level == WARN
+    assert "does not support cpu-total balloon vcpu interface block, so their fields are missing" in finding.text
+
+
+@pytest.mark.parametrize(
+    ("message", "hint"),
+    [
+        ("Failed to connect socket to '/run/libvirt/libvirt-sock-ro': No such file or directory", "is not running"),
+        ("Failed to connect socket to '/run/libvirt/libvirt-sock': Permission denied", "usermod -aG libvirt"),
+        (
+            "authentication unavailable: no polkit agent available to authenticate action 'org.libvirt.unix.monitor'",
+            "dbus and polkitd must run",
+        ),
+        ("authentication failed: access denied by policy", "look in /etc/polkit-1/rules.d/"),
+        ("No module named 'libvirt'", "python3-libvirt"),
+    ],
+)
+def test_a_failed_connection_gets_the_hint_for_its_cause(message, hint):
+    assert hint in connect_hint(message, "telegraf")
+
+
+def test_the_read_only_socket_is_the_one_libvirt_would_pick():
+    assert read_only_socket("qemu:///system", exists=lambda _path: False) == "/run/libvirt/libvirt-sock-ro"
+    assert read_only_socket("qemu:///system", exists=lambda _path: True) == "/run/libvirt/virtqemud-sock-ro"
+    assert read_only_socket("qemu+unix:///system?socket=/tmp/s") == "/tmp/s"
+    assert read_only_socket("qemu+ssh://root@kvm1/system") is None
+    assert read_only_socket("test:///default") is None
+
+
+# --- the command, on recorded domains ----------------------------------------------------------
+
+
+def test_doctor_on_the_recorded_lab_finds_nothing_wrong_and_exits_0():
+    result = doctor(ReplayConnection(load_snapshots("lab-running.json")))
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ok    connected to qemu:///system read-only")
+    assert "ok    libvirt 9.0.0, QEMU 7.2.22" in lines
+    assert "ok    2 domain(s): 2 running" in lines
+    assert lines[-1].startswith("ok    one collection takes ")
+    assert not [line for line in lines if line.startswith((WARN, FAIL))]
+
+
+def test_doctor_names_the_domain_without_a_period_and_the_one_without_a_driver():
+    replay = ReplayConnection(changed(load_snapshots("lab-running.json"), without_period, without_guest_memory))
+    result = doctor(replay)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith(WARN)]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("warn  ktlab-01 has no balloon stats period, so memory_used")
+    assert warnings[0].endswith("fix: virsh dommemstat --period 10 --live --config ktlab-01")
+    assert warnings[1].startswith("warn  ktlab-02 has a balloon stats period of 2s but its guest reports no memory")
+
+
+def test_the_fix_uses_the_interval_doctor_is_given_as_the_period():
+    replay = ReplayConnection(changed(load_snapshots("lab-running.json"), without_period, same))
+    result = runner().invoke(main, ["doctor", "--interval", "30s"], obj={"opener": lambda _uri: replay})
+    assert "fix: virsh dommemstat --period 30 --live --config ktlab-01" in result.stdout
+    assert "the 30s interval" in result.stdout
+
+
+def test_doctor_exits_1_with_one_fail_line_and_its_hint_when_libvirt_cannot_be_reached():
+    def refuse(_uri):
+        raise OSError("Failed to connect socket to '/run/libvirt/libvirt-sock-ro': Permission denied")
+
+    result = runner().invoke(main, ["doctor"], obj={"opener": refuse})
+    assert result.exit_code == 1
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("FAIL  cannot connect to qemu:///system: Failed to connect socket")
+    assert "fix: the socket does not let user" in line
+
+
+def test_doctor_never_prints_the_credentials_of_the_uri():
+    def refuse(uri):
+        raise OSError(f"cannot reach {uri}")
+
+    result = runner().invoke(main, ["--uri", "qemu+ssh://admin:s3cret@kvm1/system", "doctor"], obj={"opener": refuse})
+    assert result.exit_code == 1
+    assert "s3cret" not in result.stdout and "qemu+ssh://***@kvm1/system" in result.stdout
+
+
+# --- real libvirt ---------------------------------------------------------------------------------
+
+
+def test_libvirts_test_driver_lacks_the_stats_groups_and_its_domain_the_period():
+    """test:///default is libvirt's in-process driver: no daemon needed, but a real answer to every probe."""
+    pytest.importorskip("libvirt")
+    result = subprocess.run(
+        [KVM_TELEGRAF, "--uri", "test:///default", "doctor"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "warn  stats groups: the daemon does not support cpu-total balloon vcpu interface block" in result.stdout
+    assert any(line.startswith("warn  test has no balloon stats period") for line in lines)
+
+
+def test_an_unreachable_uri_fails_in_one_line_naming_the_socket_with_the_hint():
+    pytest.importorskip("libvirt")
+    result = subprocess.run([KVM_TELEGRAF, "--uri", UNREACHABLE, "doctor"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"FAIL  cannot connect to {UNREACHABLE}: Failed to connect socket to '/nonexistent': No such file or "
+        "directory; fix: libvirtd (or virtqemud) is not running or the socket path is wrong: start it, and check --uri"
+    ]
+
+
+@pytest.mark.lab
+def test_doctor_as_root_on_the_lab_passes_and_finds_the_guests_balloon_period(lab):
+    selectors = [arg for name in lab for arg in ("--domain", name)]
+    result = subprocess.run([KVM_TELEGRAF, *selectors, "doctor"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert not [line for line in lines if line.startswith(FAIL)]
+    assert f"ok    {len(lab)} domain(s): {len(lab)} running" in lines
+    assert (
+        "ok    memory stats: every domain has a balloon stats period (2s) and every running guest reports its memory"
+    ) in lines
+
+
+@pytest.mark.lab
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the telegraf user")
+def test_doctor_as_the_telegraf_user_passes_over_the_read_only_socket(lab):
+    selectors = [arg for name in lab for arg in ("--domain", name)]
+    result = subprocess.run(
+        [shutil.which("runuser"), "-u", "telegraf", "--", KVM_TELEGRAF, *selectors, "doctor"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "ok    connected to qemu:///system read-only over /run/libvirt/libvirt-sock-ro, as user telegraf"
+    assert any(line.startswith("ok    memory stats: every domain has a balloon stats period") for line in lines)
+
+
+# --- the live lab, with guests of our own --------------------------------------------------------
+
+BARE_GUEST_XML = """<domain type='qemu'>
+  <name>{name}</name>
+  <description>kvm-telegraf doctor test: SeaBIOS with nothing to boot, a balloon device and no driver</description>
+  <memory unit='MiB'>32</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>destroy</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <controller type='usb' model='none'/>
+    <memballoon model='virtio'/>
+  </devices>
+</domain>
+"""
+
+
+def virsh(*args: str) -> str:
+    return subprocess.run(
+        ["virsh", "-q", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+@pytest.fixture
+def bare_guests(lab, tmp_path) -> Iterator[List[str]]:
+    """Two ktdoc- domains without a stats period: one running (firmware only, so no balloon driver), one defined."""
+    tag = uuid.uuid4().hex[:6]
+    names = [f"ktdoc-{tag}-run", f"ktdoc-{tag}-off"]
+    try:
+        for name in names:
+            xml = tmp_path / f"{name}.xml"
+            xml.write_text(BARE_GUEST_XML.format(name=name))
+            virsh("define", str(xml))
+        virsh("start", names[0])
+        yield names
+    finally:
+        for name in names:
+            subprocess.run(["virsh", "-q", "destroy", name], capture_output=True, check=False)
+            subprocess.run(["virsh", "-q", "undefine", name], capture_output=True, check=False)
+
+
+def run_doctor(names: List[str]) -> List[str]:
+    selectors = [arg for name in names for arg in ("--domain", name)]
+    result = subprocess.run([KVM_TELEGRAF, *selectors, "doctor"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [line for line in result.stdout.splitlines() if line.startswith(WARN)]
+
+
+@pytest.mark.lab
+def test_doctors_fix_for_a_missing_period_works_and_then_the_missing_driver_shows(bare_guests):
+    running, shut_off = bare_guests
+    warnings = run_doctor(bare_guests)
+    fixes = {line.split()[1]: line.split("fix: ", 1)[1] for line in warnings if "has no balloon stats period" in line}
+    assert fixes == {
+        running: f"virsh dommemstat --period 10 --live --config {running}",
+        shut_off: f"virsh dommemstat --period 10 --config {shut_off}",
+    }
+    for command in fixes.values():
+        subprocess.run(shlex.split(command), capture_output=True, check=True)
+    (warning,) = run_doctor(bare_guests)
+    assert warning.startswith(f"warn  {running} has a balloon stats period of 10s but its guest reports no memory")
