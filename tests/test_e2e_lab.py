@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -232,3 +232,38 @@ def test_the_unprivileged_telegraf_user_gets_full_batches_over_the_read_only_soc
     measurements = [line.split(",", 1)[0] for line in result.stdout.splitlines()]
     assert measurements.count("vm_devices") == 4 * len(lab)
     assert measurements.count("vm_totals") == len(lab)
+
+
+NOVA_NS = "http://openstack.org/xmlns/libvirt/nova/1.1"
+
+
+@pytest.fixture(scope="module")
+def nova_guest(lab) -> Iterator[str]:
+    """A shut-off domain (no CPU cost) whose metadata libvirt holds in Nova's layout."""
+    name = "ktnova-e2e"
+    xml = f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>"
+    subprocess.run(["virsh", "-q", "define", "/dev/stdin"], input=xml, text=True, check=True, capture_output=True)
+    instance = (
+        '<instance><package version="25.1.0"/><name>db primary</name><flavor name="m1.small"><vcpus>1</vcpus>'
+        '</flavor><owner><user uuid="6f1e0c3c4b2a4d0e9a7b5c3d1e2f4a6b">admin</user>'
+        '<project uuid="0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f">billing</project></owner></instance>'
+    )
+    metadata = ["virsh", "-q", "metadata", name, "--config", "--uri", NOVA_NS, "--key", "nova", "--set", instance]
+    try:
+        subprocess.run(metadata, check=True, capture_output=True)
+        yield name
+    finally:
+        subprocess.run(["virsh", "-q", "undefine", name], capture_output=True)
+
+
+def test_nova_names_tag_every_point_of_an_openstack_guest_read_from_two_uris(nova_guest):
+    uris = ["--uri", "qemu:///system", "--uri", "qemu+unix:///system?socket=/run/libvirt/libvirt-sock-ro"]
+    argv = [KVM_TELEGRAF, "--once", "--nova", "--domain", nova_guest, *uris]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    points = [parse_line(line) for line in result.stdout.splitlines()]
+    measurements = sorted(p[0] for p in points)  # no devices; vm_totals holds the balloon size
+    assert measurements == ["vm_features", "vm_features", "vm_metrics", "vm_metrics", "vm_totals", "vm_totals"]
+    for _, tags, _, _ in points:
+        assert (tags["nova_name"], tags["nova_project"], tags["nova_flavor"]) == ("db\\ primary", "billing", "m1.small")
+        assert tags["hypervisor"] and tags["vm"] == nova_guest
