@@ -273,14 +273,16 @@ def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
     "telegraf_interval",
     type=Duration(),
     default=None,
-    help="Telegraf's interval to compare one collection with  [default: the group's --interval, else 10s]",
+    help="Telegraf's interval to compare one collection with  [default: an --interval before doctor, else 10s]",
 )
 @click.pass_context
 def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     """Check this host for kvm-telegraf, one line per finding; exit 1 if it cannot deliver metrics.
 
-    Put it after the options of the command in your drop-in:
-    kvm-telegraf --timeout 5s doctor --interval 10s
+    Put it after the options of your drop-in's command, and run it as Telegraf's user:
+
+    \b
+    runuser -u telegraf -- kvm-telegraf --timeout 5s doctor --interval 10s
     """
     import pwd
 

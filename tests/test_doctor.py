@@ -202,6 +202,31 @@ def test_the_fix_uses_the_interval_doctor_is_given_as_the_period():
     assert "the 30s interval" in result.stdout
 
 
+def test_doctor_warns_that_every_batch_is_empty_when_no_domain_matches():
+    result = runner().invoke(
+        main,
+        ["--domain", "web*", "doctor"],
+        obj={"opener": lambda _uri: ReplayConnection(load_snapshots("lab-running.json"))},
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "warn  no domains (none defined, or none match --domain/--exclude-domain): every batch is empty"
+        in result.stdout.splitlines()
+    )
+
+
+class OldLibvirt(ReplayConnection):
+    def getLibVersion(self) -> int:  # noqa: N802 - libvirt's API
+        return 4_004_000
+
+
+def test_a_libvirt_without_nowait_is_warned_about_since_a_hung_guest_would_block_everything():
+    replay = OldLibvirt(load_snapshots("lab-running.json"))
+    result = runner().invoke(main, ["doctor"], obj={"opener": lambda _uri: replay})
+    assert result.exit_code == 0, result.stderr
+    assert "warn  libvirt 4.4.0, QEMU 7.2.22: older than 4.5.0, so a guest whose QEMU hangs blocks" in result.stdout
+
+
 def test_doctor_exits_1_with_one_fail_line_and_its_hint_when_libvirt_cannot_be_reached():
     def refuse(_uri):
         raise OSError("Failed to connect socket to '/run/libvirt/libvirt-sock-ro': Permission denied")
