@@ -42,7 +42,7 @@ class Pipeline:
         try:
             self.cycle()
         except LibvirtUnavailableError as exc:
-            if self._outage != str(exc):
+            if self._outage is None:  # once per outage, however its message changes while libvirtd restarts
                 log.error("%s; no metrics until it recovers (retrying every cycle)", exc)
             self._outage = str(exc)
             return

@@ -74,3 +74,25 @@ def lab() -> Iterator[List[str]]:
     yield names
     if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
         lab_module.down()
+
+
+def run_lab(prefix: str, *args: str) -> List[str]:
+    """tests/lab/lab.py in a subprocess with its own name prefix; returns the names it prints."""
+    env = {**os.environ, "KVM_TELEGRAF_LAB_PREFIX": prefix}
+    argv = [sys.executable, str(TESTS / "lab" / "lab.py"), *args]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}")
+    return done.stdout.split()
+
+
+@pytest.fixture(scope="session")
+def fault_lab() -> Iterator[List[str]]:
+    """Two guests of their own (ktfault-*) for the tests that freeze, restart, rename and destroy them."""
+    try:
+        names = run_lab("ktfault-", "up", "2")
+    except Exception as exc:  # no libvirt, no QEMU, no root
+        need(False, f"fault lab could not start: {exc}")
+    yield names
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        run_lab("ktfault-", "down")
