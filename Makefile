@@ -8,12 +8,14 @@ LAB           := $(PY) tests/lab/lab.py
 RUNTIME_DEBS  := python3-libvirt python3-click python3-venv libvirt-clients
 LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd
 TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev golang-github-influxdata-toml-dev
+# What `pip install` into a plain venv needs to build libvirt-python from source (tests/test_install.py).
+BUILD_DEBS    := libvirt-dev pkg-config gcc python3-dev
 BENCH_DEBS    := collectd-core prometheus-libvirt-exporter
 
 .PHONY: deps venv lint test unit demo demo-down goldens bench soak clean
 
 deps:
-	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS)
+	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
 
 # The host's own Python with apt's python3-libvirt: nothing is compiled.
 $(PY): pyproject.toml
