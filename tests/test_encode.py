@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 from kvm_telegraf.encode import LineEncoder, Point, format_float
+from tests.harness.influxdb import quote_ident
+from tests.record_snapshots import HOSTILE_NAME
 
 TS = 1700000000000000000
 
@@ -139,3 +143,39 @@ def test_any_metric_encodes_byte_identical_to_influxdatas_go_encoder(oracle, mea
         assert ours == b"", theirs
     else:
         assert ours == theirs
+
+
+# --- property test against a real InfluxDB 1.x server ---------------------------------------------
+
+# What a libvirt domain name or a string field can hold; control characters are encoded as the Go
+# encoder does, but InfluxDB 1.x reads them back still escaped, so they are outside this property.
+printable = st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=16)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    tag_value=printable.filter(lambda s: s.rstrip("\\")),
+    field_key=printable.filter(lambda s: s.rstrip("\\") not in ("", "time", "n", "vm")),
+    text=printable,
+    number=st.integers(min_value=-(2**63), max_value=2**63 - 1),
+)
+def test_influxdb_accepts_any_printable_name_and_reads_it_back_unchanged(influx, tag_value, field_key, text, number):
+    influx.create_database("prop")
+    line = encode("prop", [("vm", tag_value)], {field_key: text, "n": number})
+    status, body = influx.write("prop", line)
+    assert status == 204, (line, body)
+    key = field_key.rstrip("\\")
+    rows = influx.rows("prop", f"SELECT {quote_ident(key)}, n, vm FROM prop WHERE time = {TS}")
+    assert [(row["vm"], row[key], row["n"]) for row in rows] == [(tag_value.rstrip("\\"), text, number)]
+    influx.query("prop", "DROP SERIES FROM prop")
+
+
+def test_a_batch_recorded_from_a_guest_with_an_awkward_name_reads_back_from_influxdb_under_that_name(influx):
+    golden = YAML(typ="safe").load((Path(__file__).parent / "goldens" / "batch" / "lab-odd-names.yml").read_text())
+    influx.create_database("odd")
+    for batch in golden["batches"]:
+        status, body = influx.write("odd", batch)
+        assert status == 204, body
+    names = {row["value"] for row in influx.rows("odd", 'SHOW TAG VALUES FROM vm_metrics WITH KEY = "vm"')}
+    assert names == {HOSTILE_NAME.rstrip("\\")}
+    assert influx.count("odd", "vm_devices") == sum(batch.count("vm_devices,") for batch in golden["batches"])
