@@ -248,3 +248,21 @@ def test_a_bad_metadata_xpath_in_a_real_process_is_one_error_line_and_exit_2():
     assert done.returncode == 2 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith("E! Invalid value for '--metadata-tag': XPath 'metadata/[nova:name' is not one")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('timeout = "5x"\n', "Invalid value for '--timeout': not a duration: '5x'"),
+        ("timeout = \n", "is not valid TOML"),
+        ('tiemout = "5s"\n', "unknown key(s) tiemout"),
+        ('measurement = ["vm_nope"]\n', "'vm_nope' is not one of"),
+    ],
+)
+def test_a_bad_config_file_gives_one_error_line_and_exit_2(tmp_path, toml, message):
+    config = tmp_path / "kvm-telegraf.toml"
+    config.write_text(toml)
+    result = invoke(["--config", str(config), "--once"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! ") and message in line
