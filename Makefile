@@ -40,7 +40,7 @@ unit: venv
 
 demo: deps venv
 	$(LAB) up 2
-	$(VENV)/bin/kvm-telegraf --once --domain 'ktlab-*'
+	$(VENV)/bin/kvm-telegraf --once --domain "$${KVM_TELEGRAF_LAB_PREFIX:-ktlab-}*"
 
 demo-down:
 	$(PYTHON_SYSTEM) tests/lab/lab.py down
