@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional
+from typing import Dict, FrozenSet, Optional, Protocol
 
-from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.shape import MEASUREMENTS, CpuReading, shape_snapshot
+from kvm_telegraf.snapshot import Snapshot
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
 
 log = get_logger(__name__)
 
 
+class SnapshotSource(Protocol):
+    """Where a cycle's snapshot comes from: one host's Collector, or a HostSet of several."""
+
+    def collect(self) -> Snapshot: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class Pipeline:
-    collector: Collector
+    collector: SnapshotSource
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
