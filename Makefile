@@ -26,8 +26,8 @@ $(PY): pyproject.toml
 venv: $(PY)
 
 lint: venv
-	$(VENV)/bin/ruff check kvm_telegraf tests
-	$(VENV)/bin/ruff format --check kvm_telegraf tests
+	$(VENV)/bin/ruff check kvm_telegraf tests benchmarks
+	$(VENV)/bin/ruff format --check kvm_telegraf tests benchmarks
 	$(VENV)/bin/vermin --no-tips --target=3.9- --violations kvm_telegraf
 
 # The whole suite, end-to-end tests on live lab guests included.
@@ -49,6 +49,12 @@ demo-down:
 goldens: deps venv
 	$(PY) tests/record_snapshots.py
 	$(PY) -m pytest -q tests/test_shape.py --update-goldens
+
+# Side by side with collectd's virt plugin and the Prometheus libvirt exporter on 20 paused
+# ktbench-* guests (not part of `make test`); writes benchmarks/results.md. BENCH_ARGS=--keep-guests keeps them.
+bench: deps venv
+	./scripts/apt-ensure $(BENCH_DEBS)
+	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis

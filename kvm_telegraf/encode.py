@@ -108,7 +108,7 @@ class LineEncoder:
         'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
         """
         previous, current = self._prefixes, {}
-        field_keys = self._field_keys
+        assignments = self._field_keys  # field key -> "escaped_key=", or "" when nothing is left of it
         suffix = f" {timestamp_ns}\n"
         lines = []
         for measurement, tags, fields in points:
@@ -119,17 +119,22 @@ class LineEncoder:
             current[series] = prefix
             encoded = []
             for key, value in fields.items():
-                text = format_field_value(value)
-                if text is None:
+                assignment = assignments.get(key)
+                if assignment is None:
+                    escaped_key = escape_key(key)
+                    assignment = assignments[key] = f"{escaped_key}=" if escaped_key else ""
+                if not assignment:
                     continue
-                escaped_key = field_keys.get(key)
-                if escaped_key is None:
-                    escaped_key = field_keys[key] = escape_key(key)
-                if escaped_key:
-                    encoded.append(f"{escaped_key}={text}")
+                if type(value) is int:  # most fields: inline, without a call per field
+                    if INT64_MIN <= value <= INT64_MAX:
+                        encoded.append(f"{assignment}{value}i")
+                    continue
+                text = format_field_value(value)
+                if text is not None:
+                    encoded.append(assignment + text)
             if encoded:
                 lines.append(f"{prefix} {','.join(encoded)}{suffix}")
         self._prefixes = current
-        if len(field_keys) > 4096:
-            field_keys.clear()
+        if len(assignments) > 4096:
+            assignments.clear()
         return "".join(lines)

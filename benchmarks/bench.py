@@ -1,0 +1,608 @@
+"""``make bench``: kvm-telegraf side by side with collectd's virt plugin and the Prometheus libvirt exporter.
+
+One run, all contenders interleaved on the same paused lab guests (see
+benchmarks/README.md for the method and why it is fair). Prints the table and
+writes it to benchmarks/results.md.
+
+    .venv/bin/python -m benchmarks.bench [--guests 20] [--cycles 20] [--keep-guests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fnmatch
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from benchmarks import procstat
+from benchmarks.peers import COLLECTD, EXPORTER, Collectd, Exporter, stop_process
+from benchmarks.synthetic import time_shape_encode
+from kvm_telegraf.collect import STATS_GROUPS
+from tests.harness.execd import ExecdDriver
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+URI = "qemu:///system"
+PREFIX = os.environ.get("KVM_TELEGRAF_BENCH_PREFIX", "ktbench-")
+SYSTEM_PYTHON = os.environ.get("PYTHON_SYSTEM", "/usr/bin/python3")
+BATCH_TIMEOUT_S = 30.0
+
+# The targets of issue #5, each a ratio or a limit measured in the same run.
+LATENCY_RATIO_MAX = 1.05
+CPU_RATIO_MAX = 0.5
+PEAK_RSS_MIB_MAX = 30.0
+SHAPE_ENCODE_US_MAX = 25.0
+START_S_MAX = 0.5
+
+
+def log(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- the lab -------------------------------------------------------------------------------------
+
+
+def lab(*args: str) -> None:
+    """tests/lab/lab.py with this bench's prefix, so the shared test lab (ktlab-*) is never touched."""
+    env = {**os.environ, "KVM_TELEGRAF_LAB_PREFIX": PREFIX}
+    subprocess.run([sys.executable, os.path.join(REPO, "tests", "lab", "lab.py"), *args], env=env, check=True)
+
+
+def install_as_documented(workdir: str) -> str:
+    """kvm-telegraf as README's Install section has it: a venv on the host's Python, a plain pip install.
+
+    The development venv's editable install loads an import hook at every start
+    (about 2 MiB), which a real install does not have. Returns the entry point's path.
+    """
+    source, venv = os.path.join(workdir, "src"), os.path.join(workdir, "venv")
+    shutil.copytree(
+        os.path.join(REPO, "kvm_telegraf"),
+        os.path.join(source, "kvm_telegraf"),
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(REPO, name), source)
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", venv], check=True)
+    pip = [os.path.join(venv, "bin", "pip"), "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    subprocess.run([*pip, source], check=True)
+    return os.path.join(venv, "bin", "kvm-telegraf")
+
+
+def ensure_peers() -> None:
+    missing = [path for path in (COLLECTD, EXPORTER) if not os.path.exists(path)]
+    if missing:
+        log(f"missing {' '.join(missing)}: installing collectd-core prometheus-libvirt-exporter")
+        subprocess.run(
+            [os.path.join(REPO, "scripts", "apt-ensure"), "collectd-core", "prometheus-libvirt-exporter"], check=True
+        )
+
+
+# --- samples -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Series:
+    """Per-cycle samples of one contender; failed cycles are counted, not sampled."""
+
+    wall_s: List[float] = field(default_factory=list)
+    cpu_s: List[float] = field(default_factory=list)
+    out_bytes: List[int] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)
+
+    def median(self, name: str) -> Optional[float]:
+        values = getattr(self, name)
+        return statistics.median(values) if values else None
+
+
+class CpuMeter:
+    """CPU of one process between consecutive marks: schedstat (ns) per cycle, utime+stime over the run."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._last: Optional[int] = None
+        self._first_stat: Optional[float] = None
+        self._stat_s = 0.0
+        self.marks = 0
+
+    def mark(self) -> Optional[float]:
+        """Seconds of CPU since the previous mark (None at the first)."""
+        now = procstat.schedstat_cpu_ns(self.pid)
+        stat = procstat.stat_cpu_s(self.pid)
+        if self._first_stat is None:
+            self._first_stat = stat
+        self._stat_s = stat - self._first_stat
+        previous, self._last = self._last, now
+        self.marks += 1
+        return None if previous is None else (now - previous) / 1e9
+
+    def stat_mean_s(self, cycles_per_mark: float = 1.0) -> Optional[float]:
+        """utime+stime from the first to the last mark, per cycle: the coarse cross-check."""
+        intervals = (self.marks - 1) * cycles_per_mark
+        return self._stat_s / intervals if intervals > 0 else None
+
+
+# --- the contenders ------------------------------------------------------------------------------
+
+
+class BareCall:
+    """The floor: libvirt-python's getAllDomainStats with kvm-telegraf's groups and flags, same name filter."""
+
+    def __init__(self, glob: str) -> None:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        self._libvirt = libvirt
+        self.glob = glob
+        self.conn = libvirt.openReadOnly(URI)
+        self.domains_read = 0
+        self.domains_kept = 0
+
+    def cycle(self) -> Tuple[float, float]:
+        """(wall seconds, this process's CPU seconds) of one call plus the filter."""
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        try:
+            records = self.conn.getAllDomainStats(STATS_GROUPS, 0)
+        except self._libvirt.libvirtError:
+            self.conn = self._libvirt.openReadOnly(URI)  # libvirtd restarted under us: one retry
+            records = self.conn.getAllDomainStats(STATS_GROUPS, 0)
+        kept = [stats for dom, stats in records if fnmatch.fnmatchcase(dom.name(), self.glob)]
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        self.domains_read, self.domains_kept = len(records), len(kept)
+        return wall, cpu
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+class KvmTelegraf:
+    """kvm-telegraf under the execd harness: one newline in, one batch out."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        self.driver = ExecdDriver(argv, restart=False)
+        self.lines_per_batch = 0
+        self.meter: Optional[CpuMeter] = None
+
+    def start(self) -> None:
+        self.driver.start()
+        assert self.driver.pid is not None
+        self.meter = CpuMeter(self.driver.pid)
+        self.driver.tick()
+        first = self.driver.read_batch(timeout=BATCH_TIMEOUT_S, settle=1.0)
+        if not first:
+            raise RuntimeError(f"kvm-telegraf printed no batch; stderr: {self.driver.stderr[-5:]}")
+        self.lines_per_batch = len(first)
+
+    def cycle(self) -> Tuple[float, int]:
+        """(seconds from the newline to the batch's last line, batch bytes)."""
+        self.driver.drain()
+        started = time.monotonic()
+        if not self.driver.tick():
+            raise RuntimeError(f"tick failed: {self.driver.errors[-1:]}")
+        lines = take_lines(self.driver, self.lines_per_batch, BATCH_TIMEOUT_S)
+        if len(lines) != self.lines_per_batch:
+            raise RuntimeError(f"batch of {len(lines)} lines, expected {self.lines_per_batch}")
+        if len({line.rsplit(" ", 1)[-1] for line in lines}) != 1:
+            raise RuntimeError("lines of one batch carry different timestamps")
+        with self.driver.lock:
+            last_line_at = self.driver.stdout_log[-1][0]
+        return last_line_at - started, sum(len(line) + 1 for line in lines)
+
+    def peak_rss_mib(self) -> float:
+        assert self.driver.pid is not None
+        return procstat.peak_rss_mib(self.driver.pid)
+
+    def stop(self) -> None:
+        self.driver.stop()
+
+
+def take_lines(driver: ExecdDriver, count: int, timeout: float) -> List[str]:
+    deadline = time.monotonic() + timeout
+    lines: List[str] = []
+    while len(lines) < count:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        got = driver.lines_until(lambda _line: True, timeout=remaining)
+        lines += got
+    return lines
+
+
+def start_to_first_batch(argv: Sequence[str], lines: int) -> float:
+    """Seconds from starting a fresh process, its stdin newline already written, to its first batch's last line."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"\n")
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
+    os.close(read_end)
+    try:
+        assert proc.stdout is not None
+        seen, deadline = 0, started + BATCH_TIMEOUT_S
+        while seen < lines and time.monotonic() < deadline:
+            chunk = os.read(proc.stdout.fileno(), 1 << 20)
+            if not chunk:
+                break
+            seen += chunk.count(b"\n")
+        elapsed = time.monotonic() - started
+        if seen < lines:
+            raise RuntimeError(f"first batch had {seen} lines, expected {lines}")
+        return elapsed
+    finally:
+        os.close(write_end)  # stdin EOF: the process exits 0
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+BARE_LOOP = """\
+import fnmatch, sys, libvirt
+conn = libvirt.openReadOnly(sys.argv[1])
+for _ in iter(sys.stdin.readline, ""):
+    records = conn.getAllDomainStats(int(sys.argv[3]), 0)
+    print(sum(fnmatch.fnmatchcase(dom.name(), sys.argv[2]) for dom, _ in records), flush=True)
+"""
+
+
+def bare_process_peak_rss_mib(glob: str, cycles: int = 3) -> float:
+    """Peak RSS of the smallest Python process that makes the bare call: the floor for the RSS target."""
+    argv = [SYSTEM_PYTHON, "-c", BARE_LOOP, URI, glob, str(STATS_GROUPS)]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        for _ in range(cycles):
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.stdout.readline()
+        return procstat.peak_rss_mib(proc.pid)
+    finally:
+        stop_process(proc)
+
+
+# --- scheduling around collectd ------------------------------------------------------------------
+
+
+def collectd_phase(pid: int, seconds: float = 3.0, step: float = 0.002) -> Tuple[float, float]:
+    """(offset within the second at which collectd's reads start, how long their CPU bursts last).
+
+    collectd reads on its own 1 s grid. The other contenders run right after a
+    read, so no two of them ever talk to libvirtd at the same time.
+    """
+    samples = []
+    end = time.time() + seconds
+    while time.time() < end:
+        samples.append((time.time(), procstat.schedstat_cpu_ns(pid)))
+        time.sleep(step)
+    active = [t1 for (_, c0), (t1, c1) in zip(samples, samples[1:]) if c1 - c0 > 200_000]
+    bursts: List[List[float]] = []
+    for moment in active:
+        if bursts and moment - bursts[-1][-1] < 0.2:
+            bursts[-1].append(moment)
+        else:
+            bursts.append([moment])
+    if not bursts:
+        return 0.0, 0.5
+    starts = [burst[0] % 1.0 for burst in bursts]
+    return statistics.median(starts), max(burst[-1] - burst[0] for burst in bursts)
+
+
+def sleep_until(wall_clock: float) -> None:
+    delay = wall_clock - time.time()
+    if delay > 0:
+        time.sleep(delay)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Results:
+    machine: Dict[str, str]
+    cycles: int
+    guests: int
+    domains_on_host: int
+    bare: Series
+    kvm: Series
+    collectd: Series
+    exporter: Series
+    start_s: List[float]
+    rss_mib: Dict[str, float]
+    stat_mean_s: Dict[str, Optional[float]]
+    synthetic: Dict[str, float]
+    lines_per_batch: int
+    exporter_domains: int
+
+
+def machine_info(conn) -> Dict[str, str]:
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+
+    def version(number: int) -> str:
+        return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "libvirt": version(conn.getLibVersion()),
+        "qemu": version(conn.getVersion()),
+        "python": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def run(guests: int, cycles: int, workdir: str) -> Results:
+    glob = f"{PREFIX}*"
+    log("installing this checkout into a fresh venv, as README's Install section does")
+    argv = [install_as_documented(workdir), "--domain", glob]
+    bare = BareCall(glob)
+    kvm = KvmTelegraf(argv)
+    collectd = Collectd(workdir, "^" + re.escape(PREFIX), URI)
+    exporter = Exporter(workdir, URI)
+    series = {name: Series() for name in ("bare", "kvm", "collectd", "exporter")}
+    start_s: List[float] = []
+    try:
+        log("starting kvm-telegraf, collectd and the exporter")
+        kvm.start()
+        collectd_meter = CpuMeter(collectd.start())
+        exporter_meter = CpuMeter(exporter.start())
+        collectd.wait_first_values()
+        exporter.wait_ready()
+        for _ in range(2):  # warm-up: connections, caches, first XML reads
+            bare.cycle()
+            kvm.cycle()
+            exporter.scrape()
+        exporter_domains = exporter.scrape()[1].count(b"\nlibvirt_domain_info_virtual_cpus{")
+        phase, burst = collectd_phase(collectd_meter.pid)
+        offset = (phase + burst + 0.05) % 1.0
+        log(f"collectd reads at +{phase:.3f}s of each second ({burst * 1e3:.0f} ms); slots start at +{offset:.3f}s")
+        log(f"{cycles} rounds of 3 s: bare call + kvm-telegraf | exporter | a new kvm-telegraf to its first batch")
+        assert kvm.meter is not None
+        kvm_meter = kvm.meter
+
+        def bare_sample(s: Series) -> None:
+            wall, cpu = bare.cycle()
+            s.wall_s.append(wall)
+            s.cpu_s.append(cpu)
+
+        def kvm_sample(s: Series) -> None:
+            wall, size = kvm.cycle()
+            s.wall_s.append(wall)
+            s.out_bytes.append(size)
+            s.cpu_s.append(kvm_meter.mark() or 0.0)  # since the previous batch: idle time included
+
+        def exporter_sample(s: Series) -> None:
+            wall, body = exporter.scrape()
+            s.wall_s.append(wall)
+            s.out_bytes.append(len(body))
+            s.cpu_s.append(exporter_meter.mark() or 0.0)
+
+        kvm_meter.mark()
+        exporter_meter.mark()
+        slot = int(time.time()) + 1 + offset
+        for index in range(cycles):
+            sleep_until(slot)
+            collectd_cpu = collectd_meter.mark()  # every 3 s, always at the same point of collectd's grid
+            if collectd_cpu is not None:
+                series["collectd"].cpu_s.append(collectd_cpu / 3)
+            series["collectd"].out_bytes.append(collectd.drain() // 3)
+            pair = [(series["bare"], bare_sample), (series["kvm"], kvm_sample)]
+            for target, sample in pair if index % 2 == 0 else pair[::-1]:  # neither always goes first
+                measure(target, sample)
+                time.sleep(0.02)
+            sleep_until(slot + 1)
+            measure(series["exporter"], exporter_sample)
+            sleep_until(slot + 2)
+            try:
+                start_s.append(start_to_first_batch(argv, kvm.lines_per_batch))
+            except RuntimeError as exc:
+                log(f"start to first batch: {exc}")
+            slot += 3
+            log(
+                f"round {index + 1}/{cycles}: bare {fmt_ms(last(series['bare'].wall_s))}, "
+                f"kvm-telegraf {fmt_ms(last(series['kvm'].wall_s))}, "
+                f"exporter {fmt_ms(last(series['exporter'].wall_s))}, start {fmt_s(last(start_s))}"
+            )
+        sleep_until(slot)
+        series["collectd"].cpu_s.append((collectd_meter.mark() or 0.0) / 3)
+        series["collectd"].out_bytes.append(collectd.drain() // 3)
+        rss = {
+            "kvm-telegraf": kvm.peak_rss_mib(),
+            "collectd": procstat.peak_rss_mib(collectd_meter.pid),
+            "exporter": procstat.peak_rss_mib(exporter_meter.pid),
+            "bare process": bare_process_peak_rss_mib(glob),
+        }
+        stat_means = {
+            "kvm-telegraf": kvm_meter.stat_mean_s(),
+            "collectd": collectd_meter.stat_mean_s(3.0),
+            "exporter": exporter_meter.stat_mean_s(),
+        }
+        machine = machine_info(bare.conn)
+    finally:
+        kvm.stop()
+        collectd.stop()
+        exporter.stop()
+        bare.close()
+    log("shape + encode on a synthetic 1,000-domain host")
+    synthetic = time_shape_encode(1000, repeats=max(cycles, 15))
+    return Results(
+        machine=machine,
+        cycles=cycles,
+        guests=guests,
+        domains_on_host=bare.domains_read,
+        bare=series["bare"],
+        kvm=series["kvm"],
+        collectd=series["collectd"],
+        exporter=series["exporter"],
+        start_s=start_s,
+        rss_mib=rss,
+        stat_mean_s=stat_means,
+        synthetic=synthetic,
+        lines_per_batch=kvm.lines_per_batch,
+        exporter_domains=exporter_domains,
+    )
+
+
+def measure(series: Series, sample: Callable[[Series], None]) -> None:
+    """One cycle; a failure (libvirtd restarted by someone else, a timeout) is counted and the run goes on."""
+    try:
+        sample(series)
+    except Exception as exc:  # any failure costs one sample, never the run
+        series.failures.append(f"{type(exc).__name__}: {exc}")
+        log(f"cycle failed: {type(exc).__name__}: {exc}")
+
+
+def last(values: List[float]) -> Optional[float]:
+    return values[-1] if values else None
+
+
+# --- the table -----------------------------------------------------------------------------------
+
+
+def fmt_ms(seconds: Optional[float], digits: int = 1) -> str:
+    return "n/a" if seconds is None else f"{seconds * 1e3:.{digits}f} ms"
+
+
+def fmt_s(seconds: Optional[float]) -> str:
+    return "n/a" if seconds is None else f"{seconds:.2f} s"
+
+
+def ratio(numerator: Optional[float], denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def fmt_ratio(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
+def verdict(value: Optional[float], limit: float) -> str:
+    if value is None:
+        return "not measured"
+    if value <= limit:
+        return "met"
+    return f"missed: {value / limit:.1f}x the limit"
+
+
+def render(results: Results) -> str:
+    r = results
+    m = r.machine
+    bare_wall, kvm_wall = r.bare.median("wall_s"), r.kvm.median("wall_s")
+    exporter_wall = r.exporter.median("wall_s")
+    kvm_cpu, collectd_cpu = r.kvm.median("cpu_s"), r.collectd.median("cpu_s")
+    start = statistics.median(r.start_s) if r.start_s else None
+    syn = r.synthetic
+    kib = 1024.0
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, libvirt {m['libvirt']}, "
+        f"QEMU {m['qemu']}, Python {m['python']}.",
+        f"Run: {m['date']}; {r.guests} paused lab guests ({PREFIX}*) among {r.domains_on_host} domains on the host; "
+        f"medians over {r.cycles} interleaved cycles.",
+        "",
+        "| Process | Domains it reads | Latency | vs bare call | CPU per cycle | CPU per cycle, utime+stime "
+        "| Peak RSS | Output per cycle |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| bare `getAllDomainStats` (floor) | {r.domains_on_host}, keeps {r.guests} | {fmt_ms(bare_wall)} | 1.00x "
+        f"| {fmt_ms(r.bare.median('cpu_s'), 2)} (client) | | {r.rss_mib['bare process']:.1f} MiB (alone) | |",
+        f"| kvm-telegraf | {r.domains_on_host}, prints {r.guests} | {fmt_ms(kvm_wall)} | "
+        f"{fmt_ratio(ratio(kvm_wall, bare_wall))} | {fmt_ms(kvm_cpu, 2)} | "
+        f"{fmt_ms(r.stat_mean_s['kvm-telegraf'], 2)} | {r.rss_mib['kvm-telegraf']:.1f} MiB | "
+        f"{r.lines_per_batch} lines, {statistics.median(r.kvm.out_bytes) / kib:.0f} KiB |"
+        if r.kvm.out_bytes
+        else "| kvm-telegraf | no sample |",
+        f"| collectd `virt`, Interval 1 s | {r.domains_on_host} | own timer | | "
+        f"{fmt_ms(collectd_cpu, 2)} | "
+        f"{fmt_ms(r.stat_mean_s['collectd'], 2)} | {r.rss_mib['collectd']:.1f} MiB | "
+        f"{(statistics.median(r.collectd.out_bytes) if r.collectd.out_bytes else 0) / kib:.0f} KiB over UDP |",
+        f"| prometheus-libvirt-exporter, per scrape | {r.exporter_domains} | {fmt_ms(exporter_wall)} | "
+        f"{fmt_ratio(ratio(exporter_wall, bare_wall))} | {fmt_ms(r.exporter.median('cpu_s'), 2)} | "
+        f"{fmt_ms(r.stat_mean_s['exporter'], 2)} | {r.rss_mib['exporter']:.1f} MiB | "
+        f"{(statistics.median(r.exporter.out_bytes) if r.exporter.out_bytes else 0) / kib:.0f} KiB of text |",
+        "",
+        "| Target | Limit | Measured | |",
+        "|---|---|---|---|",
+        f"| Latency, newline to last line | <= {LATENCY_RATIO_MAX:.2f}x bare call | "
+        f"{fmt_ratio(ratio(kvm_wall, bare_wall))} ({fmt_ms(kvm_wall)} / {fmt_ms(bare_wall)}) | "
+        f"{verdict(ratio(kvm_wall, bare_wall), LATENCY_RATIO_MAX)} |",
+        f"| CPU per cycle | <= {CPU_RATIO_MAX:.2f}x collectd | "
+        f"{fmt_ratio(ratio(kvm_cpu, collectd_cpu))} ({fmt_ms(kvm_cpu, 2)} / {fmt_ms(collectd_cpu, 2)}) | "
+        f"{verdict(ratio(kvm_cpu, collectd_cpu), CPU_RATIO_MAX)} |",
+        f"| Peak RSS | <= {PEAK_RSS_MIB_MAX:.0f} MiB | {r.rss_mib['kvm-telegraf']:.1f} MiB | "
+        f"{verdict(r.rss_mib['kvm-telegraf'], PEAK_RSS_MIB_MAX)} |",
+        f"| Shape + encode, {syn['domains']:,} domains | <= {SHAPE_ENCODE_US_MAX:.0f} us per domain | "
+        f"{syn['per_domain_us']:.1f} us per domain ({fmt_ms(syn['batch_s'])} for {syn['lines']:,} lines, "
+        f"{syn['bytes'] / kib / kib:.1f} MiB; printing the same fields as bare key=value text alone: "
+        f"{syn['floor_per_domain_us']:.1f} us) | {verdict(syn['per_domain_us'], SHAPE_ENCODE_US_MAX)} |",
+        f"| Start to first batch | <= {START_S_MAX:.1f} s | {fmt_s(start)} | {verdict(start, START_S_MAX)} |",
+    ]
+    failures = [
+        f"{name}: {len(s.failures)} failed cycle(s), e.g. {s.failures[0]}"
+        for name, s in (("bare", r.bare), ("kvm-telegraf", r.kvm), ("exporter", r.exporter))
+        if s.failures
+    ]
+    if failures:
+        lines += ["", "Failed cycles (left out of the medians): " + "; ".join(failures) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--guests", type=int, default=20, help="lab guests to measure (default 20)")
+    parser.add_argument("--cycles", type=int, default=20, help="interleaved cycles, at least 15 (default 20)")
+    parser.add_argument(
+        "--keep-guests",
+        action="store_true",
+        default=os.environ.get("KVM_TELEGRAF_BENCH_KEEP") == "1",
+        help=f"leave the {PREFIX}* guests defined (paused) at the end; env KVM_TELEGRAF_BENCH_KEEP=1",
+    )
+    parser.add_argument("--results", default=os.path.join(REPO, "benchmarks", "results.md"), help="results file")
+    args = parser.parse_args(argv)
+    if args.cycles < 15:
+        parser.error("--cycles must be at least 15")
+    if args.guests < 1:
+        parser.error("--guests must be at least 1")
+    ensure_peers()
+    log(f"bringing up {args.guests} lab guests ({PREFIX}01..), then pausing them")
+    lab("up", str(args.guests))
+    try:
+        lab("pause")
+        workdir = tempfile.mkdtemp(prefix="kvm-telegraf-bench-")
+        try:
+            results = run(args.guests, args.cycles, workdir)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+    finally:
+        if args.keep_guests:
+            log(f"keeping the {PREFIX}* guests paused; remove: KVM_TELEGRAF_LAB_PREFIX={PREFIX} tests/lab/lab.py down")
+            with contextlib.suppress(subprocess.CalledProcessError):
+                lab("pause")
+        else:
+            lab("down")
+    table = render(results)
+    print(table)
+    with open(args.results, "w", encoding="utf-8") as handle:
+        handle.write("# Benchmark results\n\nWritten by `make bench`; the method is in benchmarks/README.md.\n\n")
+        handle.write(table)
+    log(f"wrote {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

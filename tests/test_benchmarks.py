@@ -1,0 +1,51 @@
+"""The benchmark's own logic (``make bench`` measures; these only check what it computes and configures)."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.bench import verdict
+from benchmarks.peers import collectd_config
+from benchmarks.procstat import peak_rss_mib, stat_cpu_s
+from benchmarks.synthetic import recorded_pairs, synthetic_host
+from kvm_telegraf.shape import shape_snapshot
+
+
+def test_the_synthetic_host_replicates_recorded_domains_under_new_names_and_uuids():
+    first, second = synthetic_host(50)
+    recorded = {dom.uuid: dom for pair in recorded_pairs() for dom in pair}
+    assert len({dom.name for dom in second.domains}) == 50
+    assert len({dom.uuid for dom in second.domains}) == 50
+    assert not {dom.uuid for dom in second.domains} & set(recorded)
+    pairs = recorded_pairs()
+    assert all(dom.stats == pairs[i % len(pairs)][0].stats for i, dom in enumerate(first.domains))
+    assert all(dom.stats == pairs[i % len(pairs)][1].stats for i, dom in enumerate(second.domains))
+    assert [dom.uuid for dom in first.domains] == [dom.uuid for dom in second.domains]
+
+
+def test_the_second_synthetic_cycle_carries_cpu_percent_like_a_live_host():
+    first, second = synthetic_host(20)
+    _, history = shape_snapshot(first, {})
+    points, _ = shape_snapshot(second, history)
+    totals = [p for p in points if p.measurement == "vm_totals"]
+    assert len(totals) == 20
+    assert any("cpu_percent" in p.fields for p in totals)
+
+
+def test_collectd_reads_only_the_bench_guests_every_second_with_the_extra_stats():
+    conf = collectd_config("/tmp/w", "^ktbench-", 25826, "qemu:///system")
+    assert "Interval 1\n" in conf
+    assert 'Domain "/^ktbench-/"' in conf
+    assert 'Server "127.0.0.1" "25826"' in conf
+    assert "ExtraStats" in conf and "domain_state" in conf and "pcpu" in conf
+
+
+def test_a_target_is_met_at_its_limit_and_missed_by_its_ratio_to_it_above():
+    assert verdict(1.05, 1.05) == "met"
+    assert verdict(1.26, 1.05) == "missed: 1.2x the limit"
+    assert verdict(None, 1.05) == "not measured"
+
+
+def test_process_figures_come_from_proc_for_this_very_process():
+    assert stat_cpu_s(os.getpid()) > 0
+    assert peak_rss_mib(os.getpid()) > 1
