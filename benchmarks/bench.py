@@ -36,6 +36,9 @@ URI = "qemu:///system"
 PREFIX = os.environ.get("KVM_TELEGRAF_BENCH_PREFIX", "ktbench-")
 SYSTEM_PYTHON = os.environ.get("PYTHON_SYSTEM", "/usr/bin/python3")
 BATCH_TIMEOUT_S = 30.0
+DEFAULT_RESULTS = os.path.join(REPO, "benchmarks", "results.md")
+README = os.path.join(REPO, "README.md")
+README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 
 # The targets of issue #5, each a ratio or a limit measured in the same run.
 LATENCY_RATIO_MAX = 1.05
@@ -97,6 +100,7 @@ class Series:
     wall_s: List[float] = field(default_factory=list)
     cpu_s: List[float] = field(default_factory=list)
     out_bytes: List[int] = field(default_factory=list)
+    paired_ratio: List[float] = field(default_factory=list)  # to the bare call made in the same second
     failures: List[str] = field(default_factory=list)
 
     def median(self, name: str) -> Optional[float]:
@@ -323,6 +327,8 @@ class Results:
     synthetic: Dict[str, float]
     lines_per_batch: int
     exporter_domains: int
+    running: int
+    live: Dict[str, Series]
 
 
 def machine_info(conn) -> Dict[str, str]:
@@ -347,96 +353,126 @@ def machine_info(conn) -> Dict[str, str]:
     }
 
 
-def run(guests: int, cycles: int, workdir: str) -> Results:
+def run(guests: int, cycles: int, running: int, workdir: str) -> Results:
     glob = f"{PREFIX}*"
     log("installing this checkout into a fresh venv, as README's Install section does")
     argv = [install_as_documented(workdir), "--domain", glob]
     bare = BareCall(glob)
     kvm = KvmTelegraf(argv)
-    collectd = Collectd(workdir, "^" + re.escape(PREFIX), URI)
     exporter = Exporter(workdir, URI)
-    series = {name: Series() for name in ("bare", "kvm", "collectd", "exporter")}
+    collectds: List[Collectd] = []
+    paused = {name: Series() for name in ("bare", "kvm", "collectd", "exporter")}
+    live = {name: Series() for name in ("bare", "kvm", "collectd")}
     start_s: List[float] = []
+
+    def start_collectd(label: str) -> CpuMeter:
+        directory = os.path.join(workdir, label)
+        os.makedirs(directory)
+        collectd = Collectd(directory, "^" + re.escape(PREFIX), URI)
+        collectds.append(collectd)
+        meter = CpuMeter(collectd.start())
+        collectd.wait_first_values()
+        return meter
+
+    def bare_sample(s: Series, _meters: Dict[str, CpuMeter]) -> None:
+        wall, cpu = bare.cycle()
+        s.wall_s.append(wall)
+        s.cpu_s.append(cpu)
+
+    def kvm_sample(s: Series, meters: Dict[str, CpuMeter]) -> None:
+        wall, size = kvm.cycle()
+        s.wall_s.append(wall)
+        s.out_bytes.append(size)
+        s.cpu_s.append(meters["kvm"].mark() or 0.0)  # since the previous batch: idle time included
+
+    def exporter_sample(s: Series, meters: Dict[str, CpuMeter]) -> None:
+        wall, body = exporter.scrape()
+        s.wall_s.append(wall)
+        s.out_bytes.append(len(body))
+        s.cpu_s.append(meters["exporter"].mark() or 0.0)
+
+    def play(rounds: int, series: Dict[str, Series], meters: Dict[str, CpuMeter], full: bool) -> None:
+        """Rounds of exactly 3 s on collectd's 1 s grid: bare call + kvm-telegraf | exporter | a new kvm-telegraf."""
+        collectd = collectds[-1]
+        phase, burst = collectd_phase(meters["collectd"].pid)
+        offset = (phase + burst + 0.05) % 1.0
+        log(f"collectd reads at +{phase:.3f}s of each second ({burst * 1e3:.0f} ms); slots start at +{offset:.3f}s")
+        for name in ("kvm", "exporter"):
+            meters[name].mark()
+        slot = int(time.time()) + 1 + offset
+        for index in range(rounds + 1):
+            sleep_until(slot)
+            collectd_cpu, sent = meters["collectd"].mark(), collectd.drain()  # 3 s: three reads
+            if collectd_cpu is not None:
+                series["collectd"].cpu_s.append(collectd_cpu / 3)
+                series["collectd"].out_bytes.append(sent // 3)
+            if index == rounds:
+                return
+            pair = [("bare", bare_sample), ("kvm", kvm_sample)]
+            before = (len(series["bare"].wall_s), len(series["kvm"].wall_s))
+            for name, sample in pair if index % 2 == 0 else pair[::-1]:  # neither always goes first
+                measure(series[name], lambda s, sample=sample: sample(s, meters))
+                time.sleep(0.02)
+            if (len(series["bare"].wall_s), len(series["kvm"].wall_s)) == (before[0] + 1, before[1] + 1):
+                series["kvm"].paired_ratio.append(series["kvm"].wall_s[-1] / series["bare"].wall_s[-1])
+            if full:
+                sleep_until(slot + 1)
+                measure(series["exporter"], lambda s: exporter_sample(s, meters))
+                sleep_until(slot + 2)
+                try:
+                    start_s.append(start_to_first_batch(argv, kvm.lines_per_batch))
+                except RuntimeError as exc:
+                    log(f"start to first batch: {exc}")
+            slot += 3
+            log(
+                f"round {index + 1}/{rounds}: bare {fmt_ms(last(series['bare'].wall_s))}, "
+                f"kvm-telegraf {fmt_ms(last(series['kvm'].wall_s))}"
+                + (
+                    f", exporter {fmt_ms(last(series['exporter'].wall_s))}, start {fmt_s(last(start_s))}"
+                    if full
+                    else ""
+                )
+            )
+
     try:
         log("starting kvm-telegraf, collectd and the exporter")
         kvm.start()
-        collectd_meter = CpuMeter(collectd.start())
-        exporter_meter = CpuMeter(exporter.start())
-        collectd.wait_first_values()
+        assert kvm.meter is not None
+        meters = {"kvm": kvm.meter, "exporter": CpuMeter(exporter.start()), "collectd": start_collectd("paused")}
         exporter.wait_ready()
         for _ in range(2):  # warm-up: connections, caches, first XML reads
             bare.cycle()
             kvm.cycle()
             exporter.scrape()
         exporter_domains = exporter.scrape()[1].count(b"\nlibvirt_domain_info_virtual_cpus{")
-        phase, burst = collectd_phase(collectd_meter.pid)
-        offset = (phase + burst + 0.05) % 1.0
-        log(f"collectd reads at +{phase:.3f}s of each second ({burst * 1e3:.0f} ms); slots start at +{offset:.3f}s")
-        log(f"{cycles} rounds of 3 s: bare call + kvm-telegraf | exporter | a new kvm-telegraf to its first batch")
-        assert kvm.meter is not None
-        kvm_meter = kvm.meter
-
-        def bare_sample(s: Series) -> None:
-            wall, cpu = bare.cycle()
-            s.wall_s.append(wall)
-            s.cpu_s.append(cpu)
-
-        def kvm_sample(s: Series) -> None:
-            wall, size = kvm.cycle()
-            s.wall_s.append(wall)
-            s.out_bytes.append(size)
-            s.cpu_s.append(kvm_meter.mark() or 0.0)  # since the previous batch: idle time included
-
-        def exporter_sample(s: Series) -> None:
-            wall, body = exporter.scrape()
-            s.wall_s.append(wall)
-            s.out_bytes.append(len(body))
-            s.cpu_s.append(exporter_meter.mark() or 0.0)
-
-        kvm_meter.mark()
-        exporter_meter.mark()
-        slot = int(time.time()) + 1 + offset
-        for index in range(cycles):
-            sleep_until(slot)
-            collectd_cpu = collectd_meter.mark()  # every 3 s, always at the same point of collectd's grid
-            if collectd_cpu is not None:
-                series["collectd"].cpu_s.append(collectd_cpu / 3)
-            series["collectd"].out_bytes.append(collectd.drain() // 3)
-            pair = [(series["bare"], bare_sample), (series["kvm"], kvm_sample)]
-            for target, sample in pair if index % 2 == 0 else pair[::-1]:  # neither always goes first
-                measure(target, sample)
-                time.sleep(0.02)
-            sleep_until(slot + 1)
-            measure(series["exporter"], exporter_sample)
-            sleep_until(slot + 2)
-            try:
-                start_s.append(start_to_first_batch(argv, kvm.lines_per_batch))
-            except RuntimeError as exc:
-                log(f"start to first batch: {exc}")
-            slot += 3
-            log(
-                f"round {index + 1}/{cycles}: bare {fmt_ms(last(series['bare'].wall_s))}, "
-                f"kvm-telegraf {fmt_ms(last(series['kvm'].wall_s))}, "
-                f"exporter {fmt_ms(last(series['exporter'].wall_s))}, start {fmt_s(last(start_s))}"
-            )
-        sleep_until(slot)
-        series["collectd"].cpu_s.append((collectd_meter.mark() or 0.0) / 3)
-        series["collectd"].out_bytes.append(collectd.drain() // 3)
-        rss = {
-            "kvm-telegraf": kvm.peak_rss_mib(),
-            "collectd": procstat.peak_rss_mib(collectd_meter.pid),
-            "exporter": procstat.peak_rss_mib(exporter_meter.pid),
-            "bare process": bare_process_peak_rss_mib(glob),
-        }
+        domains_on_host = bare.domains_read
+        log(f"{cycles} rounds on {guests} paused guests")
+        play(cycles, paused, meters, full=True)
+        rss = {name: procstat.peak_rss_mib(meters[name].pid) for name in ("collectd", "exporter")}
+        rss["bare process"] = bare_process_peak_rss_mib(glob)
         stat_means = {
-            "kvm-telegraf": kvm_meter.stat_mean_s(),
-            "collectd": collectd_meter.stat_mean_s(3.0),
-            "exporter": exporter_meter.stat_mean_s(),
+            "kvm-telegraf": meters["kvm"].stat_mean_s(),
+            "collectd": meters["collectd"].stat_mean_s(3.0),
+            "exporter": meters["exporter"].stat_mean_s(),
         }
         machine = machine_info(bare.conn)
+        if running:
+            collectds[-1].stop()
+            names = [f"{PREFIX}{index:02d}" for index in range(1, running + 1)]
+            log(f"resuming {' '.join(names)}; a new collectd, whose device list then holds them")
+            for name in names:
+                subprocess.run(["virsh", "-q", "-c", URI, "resume", name], check=True, stdout=subprocess.DEVNULL)
+            time.sleep(5)
+            assert kvm.driver.pid is not None
+            live_meters = {"kvm": CpuMeter(kvm.driver.pid), "exporter": meters["exporter"]}
+            live_meters["collectd"] = start_collectd("running")
+            log(f"{cycles} rounds with {running} of the guests running")
+            play(cycles, live, live_meters, full=False)
+        rss["kvm-telegraf"] = kvm.peak_rss_mib()
     finally:
         kvm.stop()
-        collectd.stop()
+        for collectd in collectds:
+            collectd.stop()
         exporter.stop()
         bare.close()
     log("shape + encode on a synthetic 1,000-domain host")
@@ -445,17 +481,19 @@ def run(guests: int, cycles: int, workdir: str) -> Results:
         machine=machine,
         cycles=cycles,
         guests=guests,
-        domains_on_host=bare.domains_read,
-        bare=series["bare"],
-        kvm=series["kvm"],
-        collectd=series["collectd"],
-        exporter=series["exporter"],
+        domains_on_host=domains_on_host,
+        bare=paused["bare"],
+        kvm=paused["kvm"],
+        collectd=paused["collectd"],
+        exporter=paused["exporter"],
         start_s=start_s,
         rss_mib=rss,
         stat_mean_s=stat_means,
         synthetic=synthetic,
         lines_per_batch=kvm.lines_per_batch,
         exporter_domains=exporter_domains,
+        running=running,
+        live=live,
     )
 
 
@@ -501,12 +539,17 @@ def verdict(value: Optional[float], limit: float) -> str:
     return f"missed: {value / limit:.1f}x the limit"
 
 
+def median_kib(values: List[int]) -> str:
+    return f"{statistics.median(values) / 1024:.0f}" if values else "n/a"
+
+
 def render(results: Results) -> str:
     r = results
     m = r.machine
     bare_wall, kvm_wall = r.bare.median("wall_s"), r.kvm.median("wall_s")
     exporter_wall = r.exporter.median("wall_s")
     kvm_cpu, collectd_cpu = r.kvm.median("cpu_s"), r.collectd.median("cpu_s")
+    paired = r.kvm.median("paired_ratio")
     start = statistics.median(r.start_s) if r.start_s else None
     syn = r.synthetic
     kib = 1024.0
@@ -522,7 +565,7 @@ def render(results: Results) -> str:
         f"| bare `getAllDomainStats` (floor) | {r.domains_on_host}, keeps {r.guests} | {fmt_ms(bare_wall)} | 1.00x "
         f"| {fmt_ms(r.bare.median('cpu_s'), 2)} (client) | | {r.rss_mib['bare process']:.1f} MiB (alone) | |",
         f"| kvm-telegraf | {r.domains_on_host}, prints {r.guests} | {fmt_ms(kvm_wall)} | "
-        f"{fmt_ratio(ratio(kvm_wall, bare_wall))} | {fmt_ms(kvm_cpu, 2)} | "
+        f"{fmt_ratio(paired)} | {fmt_ms(kvm_cpu, 2)} | "
         f"{fmt_ms(r.stat_mean_s['kvm-telegraf'], 2)} | {r.rss_mib['kvm-telegraf']:.1f} MiB | "
         f"{r.lines_per_batch} lines, {statistics.median(r.kvm.out_bytes) / kib:.0f} KiB |"
         if r.kvm.out_bytes
@@ -539,8 +582,8 @@ def render(results: Results) -> str:
         "| Target | Limit | Measured | |",
         "|---|---|---|---|",
         f"| Latency, newline to last line | <= {LATENCY_RATIO_MAX:.2f}x bare call | "
-        f"{fmt_ratio(ratio(kvm_wall, bare_wall))} ({fmt_ms(kvm_wall)} / {fmt_ms(bare_wall)}) | "
-        f"{verdict(ratio(kvm_wall, bare_wall), LATENCY_RATIO_MAX)} |",
+        f"{fmt_ratio(paired)} (median of the per-cycle ratios; medians {fmt_ms(kvm_wall)} / {fmt_ms(bare_wall)}) | "
+        f"{verdict(paired, LATENCY_RATIO_MAX)} |",
         f"| CPU per cycle | <= {CPU_RATIO_MAX:.2f}x collectd | "
         f"{fmt_ratio(ratio(kvm_cpu, collectd_cpu))} ({fmt_ms(kvm_cpu, 2)} / {fmt_ms(collectd_cpu, 2)}) | "
         f"{verdict(ratio(kvm_cpu, collectd_cpu), CPU_RATIO_MAX)} |",
@@ -552,9 +595,36 @@ def render(results: Results) -> str:
         f"{syn['floor_per_domain_us']:.1f} us) | {verdict(syn['per_domain_us'], SHAPE_ENCODE_US_MAX)} |",
         f"| Start to first batch | <= {START_S_MAX:.1f} s | {fmt_s(start)} | {verdict(start, START_S_MAX)} |",
     ]
+    if r.running:
+        live = r.live
+        live_bare, live_kvm = live["bare"].median("wall_s"), live["kvm"].median("wall_s")
+        live_kvm_cpu, live_collectd_cpu = live["kvm"].median("cpu_s"), live["collectd"].median("cpu_s")
+        lines += [
+            "",
+            f"The same, {r.cycles} more cycles with {r.running} of the {r.guests} guests running (a new collectd, "
+            "so that its device list holds them; it reads CPU, memory, vCPUs, disks and NICs of running guests only):",
+            "",
+            "| Process | Latency | vs bare call | CPU per cycle | Output per cycle |",
+            "|---|---|---|---|---|",
+            f"| bare `getAllDomainStats` | {fmt_ms(live_bare)} | 1.00x | {fmt_ms(live['bare'].median('cpu_s'), 2)} "
+            "(client) | |",
+            f"| kvm-telegraf | {fmt_ms(live_kvm)} | {fmt_ratio(live['kvm'].median('paired_ratio'))} | "
+            f"{fmt_ms(live_kvm_cpu, 2)} | {median_kib(live['kvm'].out_bytes)} KiB |",
+            f"| collectd `virt` | own timer | | {fmt_ms(live_collectd_cpu, 2)} | "
+            f"{median_kib(live['collectd'].out_bytes)} KiB over UDP |",
+            "",
+            f"CPU per cycle, kvm-telegraf to collectd, with {r.running} guests running: "
+            f"{fmt_ratio(ratio(live_kvm_cpu, live_collectd_cpu))}.",
+        ]
     failures = [
         f"{name}: {len(s.failures)} failed cycle(s), e.g. {s.failures[0]}"
-        for name, s in (("bare", r.bare), ("kvm-telegraf", r.kvm), ("exporter", r.exporter))
+        for name, s in (
+            ("bare", r.bare),
+            ("kvm-telegraf", r.kvm),
+            ("exporter", r.exporter),
+            ("bare, guests running", r.live["bare"]),
+            ("kvm-telegraf, guests running", r.live["kvm"]),
+        )
         if s.failures
     ]
     if failures:
@@ -562,22 +632,44 @@ def render(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+def show_in_readme(table: str) -> None:
+    """Put the table between README's markers in its Performance section, so README shows the latest run."""
+    with open(README, encoding="utf-8") as handle:
+        text = handle.read()
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        log(f"README.md has no {README_START} ... {README_END} block: not updated")
+        return
+    text = text[: start + len(README_START)] + "\n" + table + text[end:]
+    with open(README, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    log("updated README.md's Performance section")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--guests", type=int, default=20, help="lab guests to measure (default 20)")
-    parser.add_argument("--cycles", type=int, default=20, help="interleaved cycles, at least 15 (default 20)")
+    parser.add_argument("--cycles", type=int, default=30, help="interleaved cycles, at least 15 (default 30)")
+    parser.add_argument(
+        "--running",
+        type=int,
+        default=5,
+        help="then resume this many of the guests for a second set of cycles, 0 for none (default 5)",
+    )
     parser.add_argument(
         "--keep-guests",
         action="store_true",
         default=os.environ.get("KVM_TELEGRAF_BENCH_KEEP") == "1",
         help=f"leave the {PREFIX}* guests defined (paused) at the end; env KVM_TELEGRAF_BENCH_KEEP=1",
     )
-    parser.add_argument("--results", default=os.path.join(REPO, "benchmarks", "results.md"), help="results file")
+    parser.add_argument("--results", default=DEFAULT_RESULTS, help="results file (the default also updates README)")
     args = parser.parse_args(argv)
     if args.cycles < 15:
         parser.error("--cycles must be at least 15")
     if args.guests < 1:
         parser.error("--guests must be at least 1")
+    if not 0 <= args.running <= args.guests:
+        parser.error("--running must be between 0 and --guests")
     ensure_peers()
     log(f"bringing up {args.guests} lab guests ({PREFIX}01..), then pausing them")
     lab("up", str(args.guests))
@@ -585,7 +677,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lab("pause")
         workdir = tempfile.mkdtemp(prefix="kvm-telegraf-bench-")
         try:
-            results = run(args.guests, args.cycles, workdir)
+            results = run(args.guests, args.cycles, args.running, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     finally:
@@ -597,6 +689,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             lab("down")
     table = render(results)
     print(table)
+    if os.path.abspath(args.results) == DEFAULT_RESULTS:
+        show_in_readme(table)
     with open(args.results, "w", encoding="utf-8") as handle:
         handle.write("# Benchmark results\n\nWritten by `make bench`; the method is in benchmarks/README.md.\n\n")
         handle.write(table)

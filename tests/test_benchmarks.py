@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
-from benchmarks.bench import verdict
+from benchmarks.bench import README_END, README_START, verdict
 from benchmarks.peers import collectd_config
 from benchmarks.procstat import peak_rss_mib, stat_cpu_s
 from benchmarks.synthetic import recorded_pairs, synthetic_host
@@ -49,3 +50,10 @@ def test_a_target_is_met_at_its_limit_and_missed_by_its_ratio_to_it_above():
 def test_process_figures_come_from_proc_for_this_very_process():
     assert stat_cpu_s(os.getpid()) > 0
     assert peak_rss_mib(os.getpid()) > 1
+
+
+def test_readme_shows_the_table_of_the_latest_benchmark_run():
+    repo = pathlib.Path(__file__).resolve().parent.parent
+    block = (repo / "README.md").read_text(encoding="utf-8").split(README_START, 1)[1].split(README_END, 1)[0]
+    assert "| Target | Limit | Measured |" in block
+    assert block.strip() in (repo / "benchmarks" / "results.md").read_text(encoding="utf-8")
