@@ -41,9 +41,10 @@ def test_collectd_reads_only_the_bench_guests_every_second_with_the_extra_stats(
     assert "ExtraStats" in conf and "domain_state" in conf and "pcpu" in conf
 
 
-def test_a_target_is_met_at_its_limit_and_missed_by_its_ratio_to_it_above():
+def test_a_target_is_met_at_its_limit_and_missed_by_a_share_or_a_multiple_of_it():
     assert verdict(1.05, 1.05) == "met"
-    assert verdict(1.26, 1.05) == "missed: 1.2x the limit"
+    assert verdict(1.26, 1.05) == "missed by 20%"
+    assert verdict(3.15, 1.05) == "missed: 3.0x the limit"
     assert verdict(None, 1.05) == "not measured"
 
 
