@@ -18,6 +18,7 @@ import platform
 import re
 import select
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -678,6 +679,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--guests must be at least 1")
     if not 0 <= args.running <= args.guests:
         parser.error("--running must be between 0 and --guests")
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # so the cleanup below runs
     ensure_peers()
     log(f"bringing up {args.guests} lab guests ({PREFIX}01..), then pausing them")
     try:
