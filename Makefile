@@ -56,5 +56,11 @@ bench: deps venv
 	./scripts/apt-ensure $(BENCH_DEBS)
 	$(PY) -m benchmarks.bench $(BENCH_ARGS)
 
+# 2,000 cycles of the real process while ktsoak-* guests start, stop, pause, appear and get renamed
+# (5-12 min, not part of `make test`); fails if RSS grows, fds or threads leak, or a batch goes wrong.
+# SOAK_ARGS=--keep-guests (or KVM_TELEGRAF_KEEP_LAB=1) keeps the guests.
+soak: deps venv
+	$(PY) -m tests.soak $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
