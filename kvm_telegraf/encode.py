@@ -9,7 +9,7 @@ Telegraf's influx serializer shares (``tests/go/lpencode`` is the oracle).
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, Mapping, NamedTuple, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
 
 FieldValue = Union[bool, int, float, str]
 Tags = Tuple[Tuple[str, str], ...]
@@ -80,16 +80,83 @@ def format_field_value(value: FieldValue) -> str | None:
     return f'"{value.translate(_STRING_ESCAPES)}"'
 
 
+_KEEP_AS_IS = (int,)  # exact types a plan formats with %d; bool and IntEnum take the careful path
+
+
+def _format_bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _format_finite_float(value: float) -> str | None:
+    return format_float(value) if math.isfinite(value) else None
+
+
+def _format_string(value: str) -> str:
+    return f'"{value.translate(_STRING_ESCAPES)}"'
+
+
+_CONVERTERS = {bool: _format_bool, float: _format_finite_float, str: _format_string}
+
+
+class FieldPlan(NamedTuple):
+    """How to print one recurring field set (same keys, same value types) with one ``%`` format.
+
+    Most lines of a batch repeat the key set of the line before them, so the
+    escaping and the type dispatch are done once per key set instead of once
+    per field; only the int64 range check and the non-integer values are
+    looked at per line.
+    """
+
+    template: str  # "rx_bytes=%di,name=%s", with % in keys doubled
+    int_positions: Tuple[int, ...]
+    converters: Tuple[Tuple[int, Callable[[Any], Optional[str]]], ...]
+
+    @classmethod
+    def build(cls, keys: Tuple[str, ...], types: Tuple[type, ...]) -> Optional[FieldPlan]:
+        """None when a key escapes to nothing or a type is unusual: those lines take the careful path."""
+        parts, ints, converters = [], [], []
+        for position, (key, kind) in enumerate(zip(keys, types)):
+            escaped = escape_key(key).replace("%", "%%")
+            if not escaped:
+                return None
+            if kind in _KEEP_AS_IS:
+                parts.append(f"{escaped}=%di")
+                ints.append(position)
+            elif kind in _CONVERTERS:
+                parts.append(f"{escaped}=%s")
+                converters.append((position, _CONVERTERS[kind]))
+            else:
+                return None
+        return cls(",".join(parts), tuple(ints), tuple(converters))
+
+    def render(self, values: Tuple[Any, ...]) -> Optional[str]:
+        """The field text, or None when a value must be dropped (the careful path then drops it)."""
+        if self.converters:
+            texts = list(values)
+            for position, convert in self.converters:
+                text = convert(texts[position])
+                if text is None:
+                    return None
+                texts[position] = text
+            ints = [values[position] for position in self.int_positions]
+            if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+                return None
+            return self.template % tuple(texts)
+        if min(values) < INT64_MIN or max(values) > INT64_MAX:
+            return None
+        return self.template % values
+
+
 class LineEncoder:
     """Encodes batches, caching each series' escaped prefix between batches.
 
-    The cache keeps only the prefixes the previous batch used, so renamed or
-    vanished domains fall out of it after one batch without any bookkeeping.
+    The prefix cache keeps only the prefixes the previous batch used, so renamed
+    or vanished domains fall out of it after one batch without any bookkeeping.
     """
 
     def __init__(self) -> None:
         self._prefixes: Dict[Tuple[str, Tags], str] = {}
-        self._field_keys: Dict[str, str] = {}
+        self._plans: Dict[Tuple[Tuple[str, ...], Tuple[type, ...]], Optional[FieldPlan]] = {}
 
     def series_prefix(self, measurement: str, tags: Tags) -> str:
         """``measurement,tag=value,...`` with empty tag keys or values skipped."""
@@ -108,33 +175,42 @@ class LineEncoder:
         'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
         """
         previous, current = self._prefixes, {}
-        assignments = self._field_keys  # field key -> "escaped_key=", or "" when nothing is left of it
+        plans = self._plans
         suffix = f" {timestamp_ns}\n"
         lines = []
         for measurement, tags, fields in points:
+            if not fields:
+                continue
             series = (measurement, tags)
             prefix = current.get(series) or previous.get(series)
             if prefix is None:
                 prefix = self.series_prefix(measurement, tags)
             current[series] = prefix
-            encoded = []
-            for key, value in fields.items():
-                assignment = assignments.get(key)
-                if assignment is None:
-                    escaped_key = escape_key(key)
-                    assignment = assignments[key] = f"{escaped_key}=" if escaped_key else ""
-                if not assignment:
-                    continue
-                if type(value) is int:  # most fields: inline, without a call per field
-                    if INT64_MIN <= value <= INT64_MAX:
-                        encoded.append(f"{assignment}{value}i")
-                    continue
-                text = format_field_value(value)
-                if text is not None:
-                    encoded.append(assignment + text)
-            if encoded:
-                lines.append(f"{prefix} {','.join(encoded)}{suffix}")
+            values = tuple(fields.values())
+            shape = (tuple(fields), tuple(map(type, values)))
+            try:
+                plan = plans[shape]
+            except KeyError:
+                plan = plans[shape] = FieldPlan.build(*shape)
+            text = plan.render(values) if plan is not None else None
+            if text is None:
+                text = encode_fields(fields)
+            if text:
+                lines.append(f"{prefix} {text}{suffix}")
         self._prefixes = current
-        if len(assignments) > 4096:
-            assignments.clear()
+        if len(plans) > 4096:  # field sets are few and fixed; this only bounds a pathological caller
+            plans.clear()
         return "".join(lines)
+
+
+def encode_fields(fields: Mapping[str, FieldValue]) -> str:
+    """``key=value,...`` field by field, leaving out what line protocol cannot carry."""
+    encoded = []
+    for key, value in fields.items():
+        escaped_key = escape_key(key)
+        if not escaped_key:
+            continue
+        text = format_field_value(value)
+        if text is not None:
+            encoded.append(f"{escaped_key}={text}")
+    return ",".join(encoded)

@@ -8,7 +8,9 @@ the binding hands over as 2**64-1) counts as not reported.
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Tuple
+from itertools import compress, repeat
+from operator import is_not, itemgetter, mul
+from typing import Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from kvm_telegraf.encode import INT64_MAX, FieldValue, Point, Tags
 from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
@@ -67,6 +69,48 @@ BALLOON_TOTALS = (
     ("memory_minor_faults", "balloon.minor_fault", 1),
 )
 
+# Key and name tuples built once, so a cycle reads each group with one C-level pass.
+METRIC_FIELDS = (
+    ("state", "state.state", 1),
+    ("state_reason", "state.reason", 1),
+    ("cpu_time_ns", "cpu.time", 1),
+    ("vcpus", "vcpu.current", 1),
+    ("memory_bytes", "balloon.current", KIB),
+    ("max_memory_bytes", "balloon.maximum", KIB),
+)
+CPU_SPLIT_FIELDS = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
+PREBUILT_DEVICES = 16  # device indices whose stat keys are prebuilt; later ones are built per cycle
+PREBUILT_VCPUS = 256
+_INT_ONLY = frozenset((int,))
+
+
+class StatTable(NamedTuple):
+    """Field names, libvirt stat keys and multipliers of one group, read together."""
+
+    names: Tuple[str, ...]
+    keys: Tuple[str, ...]
+    scales: Optional[Tuple[int, ...]]  # None when every multiplier is 1
+
+    @classmethod
+    def of(cls, rows: Sequence[Tuple[str, str, int]], prefix: str = "") -> StatTable:
+        scales = tuple(scale for _, _, scale in rows)
+        return cls(
+            tuple(name for name, _, _ in rows),
+            tuple(prefix + key for _, key, _ in rows),
+            None if set(scales) == {1} else scales,
+        )
+
+
+METRIC_TABLE = StatTable.of(METRIC_FIELDS)
+CPU_SPLIT_TABLE = StatTable.of(CPU_SPLIT_FIELDS)
+BALLOON_TABLE = StatTable.of(BALLOON_TOTALS)
+NIC_TABLES = tuple(StatTable.of([(n, k, 1) for n, k in INTERFACE_FIELDS], f"net.{i}.") for i in range(PREBUILT_DEVICES))
+DISK_TABLES = tuple(StatTable.of([(n, k, 1) for n, k in DISK_FIELDS], f"block.{i}.") for i in range(PREBUILT_DEVICES))
+VCPU_WAIT_KEYS = tuple(f"vcpu.{n}.wait" for n in range(PREBUILT_VCPUS))
+VCPU_DELAY_KEYS = tuple(f"vcpu.{n}.delay" for n in range(PREBUILT_VCPUS))
+NIC_TOTALS_GETTER = itemgetter(*(device for _, device in INTERFACE_TOTALS))
+DISK_TOTALS_GETTER = itemgetter(*(device for _, device in DISK_TOTALS))
+
 
 class CpuReading(NamedTuple):
     """What cpu_percent needs from a domain's previous cycle."""
@@ -87,6 +131,36 @@ def counter(stats: Mapping[str, StatValue], key: str) -> Optional[int]:
     return None
 
 
+def read_table(stats: Mapping[str, StatValue], table: StatTable) -> Dict[str, FieldValue]:
+    """The reportable counters of *table*, scaled, under their field names.
+
+    Stats libvirt left out are dropped first; when the rest are all in-range
+    integers (nearly always) the group is checked, scaled and zipped in C,
+    otherwise each stat is checked on its own.
+    """
+    names, scales = table.names, table.scales
+    values = list(map(stats.get, table.keys))
+    if None in values:
+        present = list(map(is_not, values, repeat(None)))
+        names, values = tuple(compress(names, present)), list(compress(values, present))
+        scales = tuple(compress(scales, present)) if scales is not None else None
+    if not values:
+        return {}
+    if set(map(type, values)) == _INT_ONLY and min(values) >= 0 and max(values) <= INT64_MAX:
+        return dict(zip(names, map(mul, values, scales) if scales is not None else values))
+    return {
+        name: value * scale
+        for name, value, scale in zip(names, values, scales or repeat(1))
+        if type(value) is int and 0 <= value <= INT64_MAX
+    }
+
+
+def _device_table(tables: Tuple[StatTable, ...], kind: str, rows, index: int) -> StatTable:
+    if index < len(tables):
+        return tables[index]
+    return StatTable.of([(name, key, 1) for name, key in rows], f"{kind}.{index}.")
+
+
 def extra_tags(domain: DomainSample) -> Tags:
     """``hypervisor`` and the metadata tags (``--nova``, ``--metadata-tag``) that this domain has."""
     facts = domain.config.facts if domain.config is not None else None
@@ -94,38 +168,33 @@ def extra_tags(domain: DomainSample) -> Tags:
     return (("hypervisor", domain.hypervisor), *metadata) if domain.hypervisor else metadata
 
 
-def domain_tags(domain: DomainSample) -> Tags:
+def domain_tags(domain: DomainSample, extra: Tags = ()) -> Tags:
     """``uuid`` and ``vm``, plus any extra tags, sorted by key as InfluxDB prefers."""
     tags = (("uuid", domain.uuid), ("vm", domain.name))
-    extra = extra_tags(domain)
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-def device_tags(domain: DomainSample, device: str, kind: str) -> Tags:
+def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags = ()) -> Tags:
     tags = (("device", device), ("type", kind), ("uuid", domain.uuid), ("vm", domain.name))
-    extra = extra_tags(domain)
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-def _collect(stats: Mapping[str, StatValue], prefix: str, table) -> Dict[str, FieldValue]:
-    fields: Dict[str, FieldValue] = {}
-    for name, suffix in table:
-        value = counter(stats, prefix + suffix)
-        if value is not None:
-            fields[name] = value
-    return fields
+Device = Tuple[str, Dict[str, FieldValue]]
 
 
-def interfaces(stats: Mapping[str, StatValue]) -> List[Tuple[str, Dict[str, FieldValue]]]:
+def interfaces(stats: Mapping[str, StatValue]) -> List[Device]:
     """(device name, fields) per NIC; a NIC without a name (hostdev, SR-IOV) is ``interface<i>``."""
     count = counter(stats, "net.count") or 0
     return [
-        (stats.get(f"net.{i}.name") or f"interface{i}", _collect(stats, f"net.{i}.", INTERFACE_FIELDS))
+        (
+            stats.get(f"net.{i}.name") or f"interface{i}",
+            read_table(stats, _device_table(NIC_TABLES, "net", INTERFACE_FIELDS, i)),
+        )
         for i in range(count)
     ]
 
 
-def disks(stats: Mapping[str, StatValue]) -> List[Tuple[str, Dict[str, FieldValue]]]:
+def disks(stats: Mapping[str, StatValue]) -> List[Device]:
     """(device name, fields) per disk, leaving out backing-chain entries.
 
     With the BACKING flag ``block.count`` also counts backing images, which
@@ -137,47 +206,39 @@ def disks(stats: Mapping[str, StatValue]) -> List[Tuple[str, Dict[str, FieldValu
     seen = set()
     result = []
     for i in range(count):
-        prefix = f"block.{i}."
-        name = stats.get(prefix + "name") or f"disk{i}"
+        name = stats.get(f"block.{i}.name") or f"disk{i}"
         if name in seen:
             continue
         seen.add(name)
-        result.append((name, _collect(stats, prefix, DISK_FIELDS)))
+        result.append((name, read_table(stats, _device_table(DISK_TABLES, "block", DISK_FIELDS, i))))
     return result
 
 
-def _sum_devices(devices, table) -> Dict[str, FieldValue]:
+def _sum_devices(devices: List[Device], table, getter: itemgetter) -> Dict[str, FieldValue]:
     """Sum each device field over the devices that report it."""
-    totals: Dict[str, FieldValue] = {}
-    for total_name, device_field in table:
-        values = [fields[device_field] for _, fields in devices if device_field in fields]
-        if values:
-            totals[total_name] = sum(values)
-    return totals
+    try:
+        rows = [getter(fields) for _, fields in devices]
+    except KeyError:  # a device lacks a field: sum field by field
+        totals: Dict[str, FieldValue] = {}
+        for total_name, device_field in table:
+            values = [fields[device_field] for _, fields in devices if device_field in fields]
+            if values:
+                totals[total_name] = sum(values)
+        return totals
+    if not rows:
+        return {}
+    return dict(zip([total for total, _ in table], map(sum, zip(*rows))))
 
 
-def vm_metrics(domain: DomainSample) -> Point:
+def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
     """State, CPU time and memory of one domain.
 
     ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i``
     """
-    stats = domain.stats
-    fields: Dict[str, FieldValue] = {}
-    for name, key, scale in (
-        ("state", "state.state", 1),
-        ("state_reason", "state.reason", 1),
-        ("cpu_time_ns", "cpu.time", 1),
-        ("vcpus", "vcpu.current", 1),
-        ("memory_bytes", "balloon.current", KIB),
-        ("max_memory_bytes", "balloon.maximum", KIB),
-    ):
-        value = counter(stats, key)
-        if value is not None:
-            fields[name] = value * scale
-    return Point("vm_metrics", domain_tags(domain), fields)
+    return Point("vm_metrics", tags, read_table(domain.stats, METRIC_TABLE))
 
 
-def vm_features(domain: DomainSample) -> Optional[Point]:
+def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
     """Configuration facts; None when the domain's config could not be read.
 
     ``vm_features,uuid=1b4e…,vm=web01 persistent=true,autostart=false,managed_save=false,os_type="hvm",arch="x86_64",machine="pc-i440fx-7.2",firmware="bios",max_vcpus=2i,disk_count=2i,interface_count=2i,feature_acpi=true``
@@ -200,16 +261,16 @@ def vm_features(domain: DomainSample) -> Optional[Point]:
         fields["interface_count"] = facts.interface_count
         for feature, enabled in facts.features:
             fields[f"feature_{feature}"] = enabled
-    return Point("vm_features", domain_tags(domain), fields)
+    return Point("vm_features", tags, fields)
 
 
-def vm_devices(domain: DomainSample, nics, block_devices) -> List[Point]:
+def vm_devices(domain: DomainSample, nics: List[Device], block_devices: List[Device], extra: Tags = ()) -> List[Point]:
     """One point per NIC and per disk, tagged with its target name.
 
     ``vm_devices,device=vda,type=disk,uuid=1b4e…,vm=web01 read_requests=1400i,read_bytes=5832704i,…,capacity_bytes=8388608i``
     """
-    points = [Point("vm_devices", device_tags(domain, name, "interface"), fields) for name, fields in nics]
-    points += [Point("vm_devices", device_tags(domain, name, "disk"), fields) for name, fields in block_devices]
+    points = [Point("vm_devices", device_tags(domain, name, "interface", extra), fields) for name, fields in nics]
+    points += [Point("vm_devices", device_tags(domain, name, "disk", extra), fields) for name, fields in block_devices]
     return points
 
 
@@ -225,33 +286,37 @@ def cpu_percent(domain: DomainSample, reading: Optional[CpuReading], previous: O
     return round(100.0 * used / (elapsed * vcpus), 2)
 
 
-def vm_totals(domain: DomainSample, nics, block_devices, percent: Optional[float]) -> Point:
+def _vcpu_sum(stats: Mapping[str, StatValue], prebuilt: Tuple[str, ...], suffix: str, count: int) -> Optional[int]:
+    keys = prebuilt[:count] if count <= len(prebuilt) else [f"vcpu.{n}.{suffix}" for n in range(count)]
+    values = [v for v in map(stats.get, keys) if type(v) is int and 0 <= v <= INT64_MAX]
+    return sum(values) if values else None
+
+
+def vm_totals(
+    domain: DomainSample, tags: Tags, nics: List[Device], block_devices: List[Device], percent: Optional[float]
+) -> Point:
     """Per-VM aggregates: CPU split, summed devices, guest memory, vCPU wait and steal.
 
     ``vm_totals,uuid=1b4e…,vm=web01 cpu_user_ns=310000000i,cpu_system_ns=1620000000i,net_rx_bytes=0i,…,memory_used_bytes=4419584i,cpu_percent=12.5``
     """
     stats = domain.stats
-    fields: Dict[str, FieldValue] = {}
-    for name, key in (("cpu_user_ns", "cpu.user"), ("cpu_system_ns", "cpu.system")):
-        value = counter(stats, key)
-        if value is not None:
-            fields[name] = value
-    fields.update(_sum_devices(nics, INTERFACE_TOTALS))
-    fields.update(_sum_devices(block_devices, DISK_TOTALS))
-    for name, key, scale in BALLOON_TOTALS:
-        value = counter(stats, key)
-        if value is not None:
-            fields[name] = value * scale
+    fields = read_table(stats, CPU_SPLIT_TABLE)
+    fields.update(_sum_devices(nics, INTERFACE_TOTALS, NIC_TOTALS_GETTER))
+    fields.update(_sum_devices(block_devices, DISK_TOTALS, DISK_TOTALS_GETTER))
+    fields.update(read_table(stats, BALLOON_TABLE))
     vcpu_count = counter(stats, "vcpu.maximum") or 0
-    for name, suffix in (("vcpu_wait_ns", "wait"), ("vcpu_delay_ns", "delay")):
-        values = [v for v in (counter(stats, f"vcpu.{n}.{suffix}") for n in range(vcpu_count)) if v is not None]
-        if values:
-            fields[name] = sum(values)
+    for name, prebuilt, suffix in (
+        ("vcpu_wait_ns", VCPU_WAIT_KEYS, "wait"),
+        ("vcpu_delay_ns", VCPU_DELAY_KEYS, "delay"),
+    ):
+        total = _vcpu_sum(stats, prebuilt, suffix, vcpu_count)
+        if total is not None:
+            fields[name] = total
     if "memory_available_bytes" in fields and "memory_usable_bytes" in fields:
         fields["memory_used_bytes"] = fields["memory_available_bytes"] - fields["memory_usable_bytes"]
     if percent is not None:
         fields["cpu_percent"] = percent
-    return Point("vm_totals", domain_tags(domain), fields)
+    return Point("vm_totals", tags, fields)
 
 
 def history_key(domain: DomainSample) -> str:
@@ -278,6 +343,8 @@ def shape_snapshot(
     """
     points: List[Point] = []
     new_history: Dict[str, CpuReading] = {}
+    want_metrics = "vm_metrics" in measurements
+    want_features = "vm_features" in measurements
     want_devices = "vm_devices" in measurements
     want_totals = "vm_totals" in measurements
     for domain in snapshot.domains:
@@ -285,17 +352,19 @@ def shape_snapshot(
         key = history_key(domain)
         if reading is not None:
             new_history[key] = reading
-        if "vm_metrics" in measurements:
-            points.append(vm_metrics(domain))
-        if "vm_features" in measurements:
-            features = vm_features(domain)
+        extra = extra_tags(domain)
+        tags = domain_tags(domain, extra)
+        if want_metrics:
+            points.append(vm_metrics(domain, tags))
+        if want_features:
+            features = vm_features(domain, tags)
             if features is not None:
                 points.append(features)
         if want_devices or want_totals:
             nics, block_devices = interfaces(domain.stats), disks(domain.stats)
             if want_devices:
-                points += vm_devices(domain, nics, block_devices)
+                points += vm_devices(domain, nics, block_devices, extra)
             if want_totals:
                 percent = cpu_percent(domain, reading, history.get(key))
-                points.append(vm_totals(domain, nics, block_devices, percent))
+                points.append(vm_totals(domain, tags, nics, block_devices, percent))
     return points, new_history

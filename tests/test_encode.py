@@ -69,6 +69,36 @@ def test_a_point_left_without_fields_prints_no_line():
 
 
 @pytest.mark.parametrize(
+    ("later", "line"),
+    [
+        ({"a": 2**63, "b": 2, "c": 0.5}, "m b=2i,c=0.5"),
+        ({"a": 1, "b": -(2**63) - 1, "c": 0.5}, "m a=1i,c=0.5"),
+        ({"a": 1, "b": 2, "c": math.inf}, "m a=1i,b=2i"),
+        ({"a": 7, "b": 8, "c": 2.25}, "m a=7i,b=8i,c=2.25"),
+    ],
+)
+def test_a_field_set_seen_in_an_earlier_batch_still_drops_what_this_batch_cannot_carry(later, line):
+    encoder = LineEncoder()
+    assert encoder.encode([Point("m", (), {"a": 1, "b": 2, "c": 0.5})], TS) == f"m a=1i,b=2i,c=0.5 {TS}\n"
+    assert encoder.encode([Point("m", (), later)], TS) == f"{line} {TS}\n"
+
+
+def test_the_same_keys_with_other_value_types_print_each_type_its_own_way():
+    encoder = LineEncoder()
+    batch = [
+        Point("m", (), {"v": 1}),
+        Point("m", (), {"v": True}),
+        Point("m", (), {"v": "1"}),
+        Point("m", (), {"v": 1.0}),
+    ]
+    assert encoder.encode(batch, 1).splitlines() == ["m v=1i 1", "m v=true 1", 'm v="1" 1', "m v=1 1"]
+
+
+def test_percent_signs_in_keys_and_strings_print_as_they_are():
+    assert encode("m", [], {"used%": 5, "s": "100% %d"}) == f'm used%=5i,s="100% %d" {TS}\n'
+
+
+@pytest.mark.parametrize(
     ("value", "text"),
     [
         (1.0, "1"),
