@@ -14,11 +14,6 @@ import click
 
 from kvm_telegraf.domain_xml import MetadataTag, parse_metadata_tag
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
-    import tomli as tomllib
-
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -83,6 +78,11 @@ def load_config_file(path: str, known_keys: Iterable[str], repeatable: Iterable[
     A repeatable key takes a list, a single string, or a table, which stands for
     one ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
     """
+    # Imported here, not at the top: most runs have no --config, and every import costs start-up and RSS.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
+        import tomli as tomllib
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)

@@ -9,7 +9,8 @@ Telegraf's influx serializer shares (``tests/go/lpencode`` is the oracle).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Tuple, Union
+from operator import itemgetter
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple, Union
 
 FieldValue = Union[bool, int, float, str]
 Tags = Tuple[Tuple[str, str], ...]
@@ -98,6 +99,13 @@ def _format_string(value: str) -> str:
 _CONVERTERS = {bool: _format_bool, float: _format_finite_float, str: _format_string}
 
 
+def _tuple_getter(positions: List[int]) -> Callable[[Tuple[Any, ...]], Tuple[Any, ...]]:
+    """itemgetter that always returns a tuple, also for zero or one position."""
+    if len(positions) > 1:
+        return itemgetter(*positions)
+    return lambda values: tuple(values[position] for position in positions)
+
+
 class FieldPlan(NamedTuple):
     """How to print one recurring field set (same keys, same value types) with one ``%`` format.
 
@@ -108,7 +116,7 @@ class FieldPlan(NamedTuple):
     """
 
     template: str  # "rx_bytes=%di,name=%s", with % in keys doubled
-    int_positions: Tuple[int, ...]
+    ints: Callable[[Tuple[Any, ...]], Tuple[Any, ...]]  # the integer values, for the range check
     converters: Tuple[Tuple[int, Callable[[Any], Optional[str]]], ...]
 
     @classmethod
@@ -127,7 +135,7 @@ class FieldPlan(NamedTuple):
                 converters.append((position, _CONVERTERS[kind]))
             else:
                 return None
-        return cls(",".join(parts), tuple(ints), tuple(converters))
+        return cls(",".join(parts), _tuple_getter(ints), tuple(converters))
 
     def render(self, values: Tuple[Any, ...]) -> Optional[str]:
         """The field text, or None when a value must be dropped (the careful path then drops it)."""
@@ -138,7 +146,7 @@ class FieldPlan(NamedTuple):
                 if text is None:
                     return None
                 texts[position] = text
-            ints = [values[position] for position in self.int_positions]
+            ints = self.ints(values)
             if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
                 return None
             return self.template % tuple(texts)

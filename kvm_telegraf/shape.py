@@ -225,9 +225,9 @@ def _sum_devices(devices: List[Device], table, getter: itemgetter) -> Dict[str, 
             if values:
                 totals[total_name] = sum(values)
         return totals
-    if not rows:
-        return {}
-    return dict(zip([total for total, _ in table], map(sum, zip(*rows))))
+    if len(rows) == 1:
+        return dict(zip([total for total, _ in table], rows[0]))
+    return dict(zip([total for total, _ in table], map(sum, zip(*rows)))) if rows else {}
 
 
 def vm_metrics(domain: DomainSample, tags: Tags) -> Point:

@@ -7,7 +7,6 @@ below is also the bug-report format.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Dict, List, Mapping, Optional, Tuple
@@ -74,6 +73,8 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
 
 def snapshot_to_json(snapshots: List[Snapshot]) -> str:
     """Serialise consecutive snapshots (one per cycle) for ``record``."""
+    import json  # only record and the tests need it; the collector's start-up does not
+
     cycles = [
         {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
         for snap in snapshots
@@ -95,6 +96,8 @@ def _domain_from_dict(raw: Dict[str, Any], metadata_tags: Tuple[MetadataTag, ...
 
 def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) -> List[Snapshot]:
     """Load what ``record`` wrote, reading *metadata_tags* from its XML; ValueError names what is wrong."""
+    import json
+
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
