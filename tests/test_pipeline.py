@@ -11,7 +11,7 @@ import logging
 import os
 import signal
 from pathlib import Path
-from typing import Iterator, List, Sequence, Union
+from typing import Iterator, List, Sequence, Tuple, Union
 
 import pytest
 from ruamel.yaml import YAML
@@ -77,6 +77,19 @@ def pipeline(script: Sequence[Step], stdout: Stdout, measurements: Sequence[str]
     return Pipeline(RecordedSource(script), BatchWriter(stdout.stream), Shutdown(), frozenset(measurements))
 
 
+def play(
+    script: Sequence[Step], stdout: Stdout, measurements: Sequence[str] = MEASUREMENTS
+) -> Tuple[List[str], List[str]]:
+    """Run one surviving cycle per step of *script*: (the batch each wrote, the log lines of them all)."""
+    cycles = pipeline(script, stdout, measurements)
+    written = []
+    with log_lines() as logged:
+        for _ in script:
+            cycles.survive_cycle()
+            written.append(stdout.batch())
+    return written, logged
+
+
 def golden(path: Path) -> dict:
     return YAML(typ="safe").load(path.read_text())
 
@@ -107,13 +120,7 @@ def running_batches() -> List[str]:
 
 @pytest.mark.parametrize("path", GOLDENS, ids=[path.stem for path in GOLDENS])
 def test_each_cycle_writes_the_golden_batch_of_its_recorded_snapshot(path, stdout):
-    snapshots = golden_snapshots(path)
-    cycles = pipeline(snapshots, stdout)
-    written = []
-    with log_lines() as logged:
-        for _ in snapshots:
-            cycles.survive_cycle()
-            written.append(stdout.batch())
+    written, logged = play(golden_snapshots(path), stdout)
     assert written == golden(path)["batches"]
     assert logged == []
 
@@ -167,22 +174,14 @@ def test_the_measurements_default_to_all_four(running, running_batches, stdout):
 def test_an_outage_is_logged_once_however_its_message_changes_and_its_end_once(running, running_batches, stdout):
     script: List[Step] = [running[0], LibvirtUnavailableError(DOWN), LibvirtUnavailableError(DOWN_AGAIN)]
     script += [LibvirtUnavailableError(DOWN), running[1]]
-    cycles = pipeline(script, stdout)
-    written = []
-    with log_lines() as logged:
-        for _ in script:
-            cycles.survive_cycle()
-            written.append(stdout.batch())
+    written, logged = play(script, stdout)
     assert logged == [E_DOWN, I_BACK]
     assert written == [running_batches[0], "", "", "", running_batches[1]]
 
 
 def test_each_new_outage_is_logged_again(running, stdout):
     script: List[Step] = [LibvirtUnavailableError(DOWN), running[0], LibvirtUnavailableError(DOWN), running[1]]
-    cycles = pipeline(script, stdout)
-    with log_lines() as logged:
-        for _ in script:
-            cycles.survive_cycle()
+    _, logged = play(script, stdout)
     assert logged == [E_DOWN, I_BACK, E_DOWN, I_BACK]
 
 
@@ -248,10 +247,7 @@ def test_at_debug_level_a_bug_s_traceback_follows_on_one_d_line(running, stdout)
 def test_a_bug_during_an_outage_neither_ends_it_nor_repeats_its_e_line(running, stdout):
     script: List[Step] = [LibvirtUnavailableError(DOWN), RuntimeError("boom"), LibvirtUnavailableError(DOWN)]
     script.append(running[0])
-    cycles = pipeline(script, stdout)
-    with log_lines() as logged:
-        for _ in script:
-            cycles.survive_cycle()
+    _, logged = play(script, stdout)
     assert logged == [E_DOWN, "E! cycle failed: RuntimeError: boom", I_BACK]
 
 
