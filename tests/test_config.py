@@ -1,0 +1,117 @@
+"""Start-up configuration: Telegraf-style durations and the ``--config`` TOML file, on their own.
+
+The CLI tests drive these through click; here each rule is pinned directly.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+import pytest
+
+from kvm_telegraf.config import Duration, MetadataTagSpec, load_config_file, parse_duration
+
+KNOWN = ("uri", "timeout", "domain", "metadata_tag", "log_level")
+REPEATABLE = ("uri", "domain", "metadata_tag")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10.0),
+        ("1m30s", 90.0),
+        ("500ms", 0.5),
+        ("1h", 3600.0),
+        ("250us", 250e-6),
+        ("250µs", 250e-6),
+        ("1.5s", 1.5),
+        (".5s", 0.5),
+        ("2", 2.0),
+        (" 3s ", 3.0),
+        (7, 7.0),
+        (0.25, 0.25),
+    ],
+)
+def test_a_telegraf_duration_or_a_bare_number_reads_as_seconds(text, seconds):
+    assert math.isclose(parse_duration(text), seconds)
+
+
+@pytest.mark.parametrize("text", ["", "s", "10 s", "10x", "1m30", "m1", "ten seconds", True, "nan"])
+def test_anything_else_is_not_a_duration(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["0s", "0", -1, "-5"])
+def test_a_duration_must_be_positive(text):
+    with pytest.raises(ValueError, match="positive|not a duration"):
+        parse_duration(text)
+
+
+def test_a_bad_duration_option_is_a_click_usage_error_naming_the_value():
+    with pytest.raises(click.BadParameter, match="not a duration: '5 minutes'"):
+        Duration().convert("5 minutes", None, None)
+    assert Duration().convert("5m", None, None) == 300.0
+
+
+def test_a_metadata_tag_needs_a_name_and_an_xpath():
+    tag = MetadataTagSpec().convert("nova_name=metadata/x", None, None)
+    assert MetadataTagSpec().convert(tag, None, None) is tag
+    with pytest.raises(click.BadParameter, match="TAG=XPATH"):
+        MetadataTagSpec().convert("nova_name", None, None)
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "kvm-telegraf.toml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_a_config_file_becomes_click_defaults_with_dashes_read_as_underscores(tmp_path):
+    path = write(tmp_path, 'timeout = "2s"\nlog-level = "debug"\n')
+    assert load_config_file(path, KNOWN, REPEATABLE) == {"timeout": "2s", "log_level": "debug"}
+
+
+def test_a_repeatable_key_takes_a_list_a_single_string_or_a_table(tmp_path):
+    path = write(
+        tmp_path,
+        'uri = "qemu:///system"\ndomain = ["web-*", "db-*"]\n'
+        '[metadata_tag]\nnova_name = "metadata/n"\nowner = "metadata/o"\n',
+    )
+    assert load_config_file(path, KNOWN, REPEATABLE) == {
+        "uri": ["qemu:///system"],
+        "domain": ["web-*", "db-*"],
+        "metadata_tag": ["nova_name=metadata/n", "owner=metadata/o"],
+    }
+
+
+def test_a_single_string_stays_a_string_for_a_key_that_is_not_repeatable(tmp_path):
+    path = write(tmp_path, 'log_level = "warn"\n')
+    assert load_config_file(path, KNOWN, REPEATABLE) == {"log_level": "warn"}
+
+
+def test_an_unknown_key_is_refused_naming_it_and_the_known_ones(tmp_path):
+    path = write(tmp_path, 'uri = "qemu:///system"\ntimeout_s = 3\nintervall = "10s"\n')
+    with pytest.raises(click.BadParameter) as refused:
+        load_config_file(path, KNOWN, REPEATABLE)
+    message = refused.value.format_message()
+    assert "unknown key(s) intervall, timeout_s" in message
+    assert "known keys: domain, log_level, metadata_tag, timeout, uri" in message
+    assert "\n" not in message
+
+
+def test_a_file_that_cannot_be_read_is_one_line_naming_the_path(tmp_path):
+    missing = str(tmp_path / "absent.toml")
+    with pytest.raises(click.BadParameter, match="cannot read .*absent.toml: No such file or directory"):
+        load_config_file(missing, KNOWN)
+
+
+def test_a_file_that_is_not_toml_is_one_line_naming_the_path(tmp_path):
+    path = write(tmp_path, "uri = qemu:///system\n")
+    with pytest.raises(click.BadParameter) as refused:
+        load_config_file(path, KNOWN)
+    assert refused.value.format_message() == (
+        f"Invalid value for --config: {path} is not valid TOML: Invalid value (at line 1, column 7)"
+    )
