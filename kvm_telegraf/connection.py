@@ -24,8 +24,9 @@ def redact_uri(uri: str) -> str:
 
 def error_message(exc: BaseException) -> str:
     """libvirt's message on one line, with credentials out of it."""
-    text = exc.get_error_message() if hasattr(exc, "get_error_message") else str(exc)
-    return redact_uri(" ".join(str(text or exc.__class__.__name__).split()))
+    text = exc.get_error_message() if hasattr(exc, "get_error_message") else None
+    # libvirt's last error can be unset (a binding-side failure): then the exception's own text
+    return redact_uri(" ".join(str(text or exc).split()) or exc.__class__.__name__)
 
 
 def quiet_libvirt_errors(libvirt: Any) -> None:
