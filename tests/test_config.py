@@ -38,7 +38,7 @@ def test_a_telegraf_duration_or_a_bare_number_reads_as_seconds(text, seconds):
     assert math.isclose(parse_duration(text), seconds)
 
 
-@pytest.mark.parametrize("text", ["", "s", "10 s", "10x", "1m30", "m1", "ten seconds", True, "nan"])
+@pytest.mark.parametrize("text", ["", "s", "10 s", "10x", "1m30", "m1", "1m 30s", "1s,2s", "ten seconds", True, "nan"])
 def test_anything_else_is_not_a_duration(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
