@@ -81,22 +81,7 @@ def format_field_value(value: FieldValue) -> str | None:
     return f'"{value.translate(_STRING_ESCAPES)}"'
 
 
-_KEEP_AS_IS = (int,)  # exact types a plan formats with %d; bool and IntEnum take the careful path
-
-
-def _format_bool(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _format_finite_float(value: float) -> str | None:
-    return format_float(value) if math.isfinite(value) else None
-
-
-def _format_string(value: str) -> str:
-    return f'"{value.translate(_STRING_ESCAPES)}"'
-
-
-_CONVERTERS = {bool: _format_bool, float: _format_finite_float, str: _format_string}
+_FORMATTED_PER_LINE = (bool, float, str)  # a plan prints exact ints itself; these go through format_field_value
 
 
 def _tuple_getter(positions: List[int]) -> Callable[[Tuple[Any, ...]], Tuple[Any, ...]]:
@@ -117,32 +102,32 @@ class FieldPlan(NamedTuple):
 
     template: str  # "rx_bytes=%di,name=%s", with % in keys doubled
     ints: Callable[[Tuple[Any, ...]], Tuple[Any, ...]]  # the integer values, for the range check
-    converters: Tuple[Tuple[int, Callable[[Any], Optional[str]]], ...]
+    others: Tuple[int, ...]  # positions of the bool, float and str values
 
     @classmethod
     def build(cls, keys: Tuple[str, ...], types: Tuple[type, ...]) -> Optional[FieldPlan]:
         """None when a key escapes to nothing or a type is unusual: those lines take the careful path."""
-        parts, ints, converters = [], [], []
+        parts, ints, others = [], [], []
         for position, (key, kind) in enumerate(zip(keys, types)):
             escaped = escape_key(key).replace("%", "%%")
             if not escaped:
                 return None
-            if kind in _KEEP_AS_IS:
+            if kind is int:
                 parts.append(f"{escaped}=%di")
                 ints.append(position)
-            elif kind in _CONVERTERS:
+            elif kind in _FORMATTED_PER_LINE:
                 parts.append(f"{escaped}=%s")
-                converters.append((position, _CONVERTERS[kind]))
+                others.append(position)
             else:
                 return None
-        return cls(",".join(parts), _tuple_getter(ints), tuple(converters))
+        return cls(",".join(parts), _tuple_getter(ints), tuple(others))
 
     def render(self, values: Tuple[Any, ...]) -> Optional[str]:
         """The field text, or None when a value must be dropped (the careful path then drops it)."""
-        if self.converters:
+        if self.others:
             texts = list(values)
-            for position, convert in self.converters:
-                text = convert(texts[position])
+            for position in self.others:
+                text = format_field_value(texts[position])
                 if text is None:
                     return None
                 texts[position] = text

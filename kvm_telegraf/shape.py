@@ -80,7 +80,6 @@ METRIC_FIELDS = (
 )
 CPU_SPLIT_FIELDS = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
 PREBUILT_DEVICES = 16  # device indices whose stat keys are prebuilt; later ones are built per cycle
-PREBUILT_VCPUS = 256
 _INT_ONLY = frozenset((int,))
 
 
@@ -104,10 +103,15 @@ class StatTable(NamedTuple):
 METRIC_TABLE = StatTable.of(METRIC_FIELDS)
 CPU_SPLIT_TABLE = StatTable.of(CPU_SPLIT_FIELDS)
 BALLOON_TABLE = StatTable.of(BALLOON_TOTALS)
-NIC_TABLES = tuple(StatTable.of([(n, k, 1) for n, k in INTERFACE_FIELDS], f"net.{i}.") for i in range(PREBUILT_DEVICES))
-DISK_TABLES = tuple(StatTable.of([(n, k, 1) for n, k in DISK_FIELDS], f"block.{i}.") for i in range(PREBUILT_DEVICES))
-VCPU_WAIT_KEYS = tuple(f"vcpu.{n}.wait" for n in range(PREBUILT_VCPUS))
-VCPU_DELAY_KEYS = tuple(f"vcpu.{n}.delay" for n in range(PREBUILT_VCPUS))
+
+
+def device_table(rows: Sequence[Tuple[str, str]], kind: str, index: int) -> StatTable:
+    """The table of device *index* of *kind* (``net`` or ``block``): keys ``<kind>.<index>.<suffix>``."""
+    return StatTable.of([(name, suffix, 1) for name, suffix in rows], f"{kind}.{index}.")
+
+
+NIC_TABLES = tuple(device_table(INTERFACE_FIELDS, "net", i) for i in range(PREBUILT_DEVICES))
+DISK_TABLES = tuple(device_table(DISK_FIELDS, "block", i) for i in range(PREBUILT_DEVICES))
 NIC_TOTALS_GETTER = itemgetter(*(device for _, device in INTERFACE_TOTALS))
 DISK_TOTALS_GETTER = itemgetter(*(device for _, device in DISK_TOTALS))
 
@@ -155,12 +159,6 @@ def read_table(stats: Mapping[str, StatValue], table: StatTable) -> Dict[str, Fi
     }
 
 
-def _device_table(tables: Tuple[StatTable, ...], kind: str, rows, index: int) -> StatTable:
-    if index < len(tables):
-        return tables[index]
-    return StatTable.of([(name, key, 1) for name, key in rows], f"{kind}.{index}.")
-
-
 def extra_tags(domain: DomainSample) -> Tags:
     """``hypervisor`` and the metadata tags (``--nova``, ``--metadata-tag``) that this domain has."""
     facts = domain.config.facts if domain.config is not None else None
@@ -168,13 +166,13 @@ def extra_tags(domain: DomainSample) -> Tags:
     return (("hypervisor", domain.hypervisor), *metadata) if domain.hypervisor else metadata
 
 
-def domain_tags(domain: DomainSample, extra: Tags = ()) -> Tags:
+def domain_tags(domain: DomainSample, extra: Tags) -> Tags:
     """``uuid`` and ``vm``, plus any extra tags, sorted by key as InfluxDB prefers."""
     tags = (("uuid", domain.uuid), ("vm", domain.name))
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags = ()) -> Tags:
+def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags) -> Tags:
     tags = (("device", device), ("type", kind), ("uuid", domain.uuid), ("vm", domain.name))
     return tuple(sorted(tags + extra)) if extra else tags
 
@@ -188,7 +186,7 @@ def interfaces(stats: Mapping[str, StatValue]) -> List[Device]:
     return [
         (
             stats.get(f"net.{i}.name") or f"interface{i}",
-            read_table(stats, _device_table(NIC_TABLES, "net", INTERFACE_FIELDS, i)),
+            read_table(stats, NIC_TABLES[i] if i < PREBUILT_DEVICES else device_table(INTERFACE_FIELDS, "net", i)),
         )
         for i in range(count)
     ]
@@ -210,7 +208,8 @@ def disks(stats: Mapping[str, StatValue]) -> List[Device]:
         if name in seen:
             continue
         seen.add(name)
-        result.append((name, read_table(stats, _device_table(DISK_TABLES, "block", DISK_FIELDS, i))))
+        table = DISK_TABLES[i] if i < PREBUILT_DEVICES else device_table(DISK_FIELDS, "block", i)
+        result.append((name, read_table(stats, table)))
     return result
 
 
@@ -225,8 +224,6 @@ def _sum_devices(devices: List[Device], table, getter: itemgetter) -> Dict[str, 
             if values:
                 totals[total_name] = sum(values)
         return totals
-    if len(rows) == 1:
-        return dict(zip([total for total, _ in table], rows[0]))
     return dict(zip([total for total, _ in table], map(sum, zip(*rows)))) if rows else {}
 
 
@@ -264,7 +261,7 @@ def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
     return Point("vm_features", tags, fields)
 
 
-def vm_devices(domain: DomainSample, nics: List[Device], block_devices: List[Device], extra: Tags = ()) -> List[Point]:
+def vm_devices(domain: DomainSample, nics: List[Device], block_devices: List[Device], extra: Tags) -> List[Point]:
     """One point per NIC and per disk, tagged with its target name.
 
     ``vm_devices,device=vda,type=disk,uuid=1b4e…,vm=web01 read_requests=1400i,read_bytes=5832704i,…,capacity_bytes=8388608i``
@@ -286,10 +283,10 @@ def cpu_percent(domain: DomainSample, reading: Optional[CpuReading], previous: O
     return round(100.0 * used / (elapsed * vcpus), 2)
 
 
-def _vcpu_sum(stats: Mapping[str, StatValue], prebuilt: Tuple[str, ...], suffix: str, count: int) -> Optional[int]:
-    keys = prebuilt[:count] if count <= len(prebuilt) else [f"vcpu.{n}.{suffix}" for n in range(count)]
-    values = [v for v in map(stats.get, keys) if type(v) is int and 0 <= v <= INT64_MAX]
-    return sum(values) if values else None
+def _vcpu_sum(stats: Mapping[str, StatValue], suffix: str, count: int) -> Optional[int]:
+    values = [counter(stats, f"vcpu.{n}.{suffix}") for n in range(count)]
+    reported = [value for value in values if value is not None]
+    return sum(reported) if reported else None
 
 
 def vm_totals(
@@ -305,11 +302,8 @@ def vm_totals(
     fields.update(_sum_devices(block_devices, DISK_TOTALS, DISK_TOTALS_GETTER))
     fields.update(read_table(stats, BALLOON_TABLE))
     vcpu_count = counter(stats, "vcpu.maximum") or 0
-    for name, prebuilt, suffix in (
-        ("vcpu_wait_ns", VCPU_WAIT_KEYS, "wait"),
-        ("vcpu_delay_ns", VCPU_DELAY_KEYS, "delay"),
-    ):
-        total = _vcpu_sum(stats, prebuilt, suffix, vcpu_count)
+    for name, suffix in (("vcpu_wait_ns", "wait"), ("vcpu_delay_ns", "delay")):
+        total = _vcpu_sum(stats, suffix, vcpu_count)
         if total is not None:
             fields[name] = total
     if "memory_available_bytes" in fields and "memory_usable_bytes" in fields:
