@@ -284,19 +284,24 @@ class SignalledWriter(BatchWriter):
         super().write(batch)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_during_the_write_lets_the_batch_out_whole_then_exits(
-    signum, code, running, running_batches, stdout
-):
+def exit_code_of_a_signalled_cycle(source: RecordedSource, writer: BatchWriter) -> int:
+    """Run one cycle with the stop signals handled as in the process; the code it exits with."""
     shutdown = Shutdown()
-    cycles = Pipeline(RecordedSource(running), SignalledWriter(stdout.stream, signum), shutdown)
+    cycles = Pipeline(source, writer, shutdown)
     restore = shutdown.install()
     try:
         with pytest.raises(SystemExit) as stopped:
             cycles.survive_cycle()
     finally:
         restore()
-    assert stopped.value.code == code
+    return stopped.value.code
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 0), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_during_the_write_lets_the_batch_out_whole_then_exits(
+    signum, code, running, running_batches, stdout
+):
+    assert exit_code_of_a_signalled_cycle(RecordedSource(running), SignalledWriter(stdout.stream, signum)) == code
     assert stdout.batch() == running_batches[0]
 
 
@@ -306,14 +311,5 @@ def test_a_stop_signal_during_collection_exits_at_once_and_writes_nothing(runnin
             os.kill(os.getpid(), signal.SIGTERM)
             return super().collect()
 
-    shutdown = Shutdown()
-    source = SignalledSource(running)
-    cycles = Pipeline(source, BatchWriter(stdout.stream), shutdown)
-    restore = shutdown.install()
-    try:
-        with pytest.raises(SystemExit) as stopped:
-            cycles.survive_cycle()
-    finally:
-        restore()
-    assert stopped.value.code == 0
+    assert exit_code_of_a_signalled_cycle(SignalledSource(running), BatchWriter(stdout.stream)) == 0
     assert stdout.batch() == ""
