@@ -8,55 +8,27 @@ the binding hands over as 2**64-1) counts as not reported.
 
 from __future__ import annotations
 
-from itertools import compress, repeat
-from operator import is_not, itemgetter, mul
 from typing import Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
-from kvm_telegraf.encode import INT64_MAX, FieldValue, Point, Tags
+from kvm_telegraf.points import INT64_MAX, FieldValue, Point, Tags
 from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
 
 MEASUREMENTS = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 
 KIB = 1024
 
-# (field, stat key suffix) pairs; the prefix is "net.<i>." or "block.<i>.".
-INTERFACE_FIELDS = (
-    ("rx_bytes", "rx.bytes"),
-    ("rx_packets", "rx.pkts"),
-    ("rx_errors", "rx.errs"),
-    ("rx_drops", "rx.drop"),
-    ("tx_bytes", "tx.bytes"),
-    ("tx_packets", "tx.pkts"),
-    ("tx_errors", "tx.errs"),
-    ("tx_drops", "tx.drop"),
+# (field, stat key, multiplier); device keys are relative to "net.<i>." or "block.<i>.".
+Rows = Sequence[Tuple[str, str, int]]
+METRIC_FIELDS: Rows = (
+    ("state", "state.state", 1),
+    ("state_reason", "state.reason", 1),
+    ("cpu_time_ns", "cpu.time", 1),
+    ("vcpus", "vcpu.current", 1),
+    ("memory_bytes", "balloon.current", KIB),  # libvirt reports balloon sizes in KiB
+    ("max_memory_bytes", "balloon.maximum", KIB),
 )
-DISK_FIELDS = (
-    ("read_requests", "rd.reqs"),
-    ("read_bytes", "rd.bytes"),
-    ("read_time_ns", "rd.times"),
-    ("write_requests", "wr.reqs"),
-    ("write_bytes", "wr.bytes"),
-    ("write_time_ns", "wr.times"),
-    ("flush_requests", "fl.reqs"),
-    ("flush_time_ns", "fl.times"),
-    ("errors", "errors"),
-    ("allocation_bytes", "allocation"),
-    ("capacity_bytes", "capacity"),
-    ("physical_bytes", "physical"),
-)
-# vm_totals fields summed over devices: (total field, device field).
-INTERFACE_TOTALS = tuple((f"net_{name}", name) for name, _ in INTERFACE_FIELDS)
-DISK_TOTALS = (
-    ("disk_read_requests", "read_requests"),
-    ("disk_read_bytes", "read_bytes"),
-    ("disk_write_requests", "write_requests"),
-    ("disk_write_bytes", "write_bytes"),
-    ("disk_read_time_ns", "read_time_ns"),
-    ("disk_write_time_ns", "write_time_ns"),
-    ("disk_flush_requests", "flush_requests"),
-)
-# (field, balloon stat, multiplier): libvirt reports balloon sizes in KiB.
-BALLOON_TOTALS = (
+CPU_SPLIT_FIELDS: Rows = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
+BALLOON_FIELDS: Rows = (
     ("memory_actual_bytes", "balloon.current", KIB),
     ("memory_unused_bytes", "balloon.unused", KIB),
     ("memory_available_bytes", "balloon.available", KIB),
@@ -68,52 +40,41 @@ BALLOON_TOTALS = (
     ("memory_major_faults", "balloon.major_fault", 1),
     ("memory_minor_faults", "balloon.minor_fault", 1),
 )
-
-# Key and name tuples built once, so a cycle reads each group with one C-level pass.
-METRIC_FIELDS = (
-    ("state", "state.state", 1),
-    ("state_reason", "state.reason", 1),
-    ("cpu_time_ns", "cpu.time", 1),
-    ("vcpus", "vcpu.current", 1),
-    ("memory_bytes", "balloon.current", KIB),
-    ("max_memory_bytes", "balloon.maximum", KIB),
+INTERFACE_FIELDS: Rows = (
+    ("rx_bytes", "rx.bytes", 1),
+    ("rx_packets", "rx.pkts", 1),
+    ("rx_errors", "rx.errs", 1),
+    ("rx_drops", "rx.drop", 1),
+    ("tx_bytes", "tx.bytes", 1),
+    ("tx_packets", "tx.pkts", 1),
+    ("tx_errors", "tx.errs", 1),
+    ("tx_drops", "tx.drop", 1),
 )
-CPU_SPLIT_FIELDS = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
-PREBUILT_DEVICES = 16  # device indices whose stat keys are prebuilt; later ones are built per cycle
-_INT_ONLY = frozenset((int,))
-
-
-class StatTable(NamedTuple):
-    """Field names, libvirt stat keys and multipliers of one group, read together."""
-
-    names: Tuple[str, ...]
-    keys: Tuple[str, ...]
-    scales: Optional[Tuple[int, ...]]  # None when every multiplier is 1
-
-    @classmethod
-    def of(cls, rows: Sequence[Tuple[str, str, int]], prefix: str = "") -> StatTable:
-        scales = tuple(scale for _, _, scale in rows)
-        return cls(
-            tuple(name for name, _, _ in rows),
-            tuple(prefix + key for _, key, _ in rows),
-            None if set(scales) == {1} else scales,
-        )
-
-
-METRIC_TABLE = StatTable.of(METRIC_FIELDS)
-CPU_SPLIT_TABLE = StatTable.of(CPU_SPLIT_FIELDS)
-BALLOON_TABLE = StatTable.of(BALLOON_TOTALS)
-
-
-def device_table(rows: Sequence[Tuple[str, str]], kind: str, index: int) -> StatTable:
-    """The table of device *index* of *kind* (``net`` or ``block``): keys ``<kind>.<index>.<suffix>``."""
-    return StatTable.of([(name, suffix, 1) for name, suffix in rows], f"{kind}.{index}.")
-
-
-NIC_TABLES = tuple(device_table(INTERFACE_FIELDS, "net", i) for i in range(PREBUILT_DEVICES))
-DISK_TABLES = tuple(device_table(DISK_FIELDS, "block", i) for i in range(PREBUILT_DEVICES))
-NIC_TOTALS_GETTER = itemgetter(*(device for _, device in INTERFACE_TOTALS))
-DISK_TOTALS_GETTER = itemgetter(*(device for _, device in DISK_TOTALS))
+DISK_FIELDS: Rows = (
+    ("read_requests", "rd.reqs", 1),
+    ("read_bytes", "rd.bytes", 1),
+    ("read_time_ns", "rd.times", 1),
+    ("write_requests", "wr.reqs", 1),
+    ("write_bytes", "wr.bytes", 1),
+    ("write_time_ns", "wr.times", 1),
+    ("flush_requests", "fl.reqs", 1),
+    ("flush_time_ns", "fl.times", 1),
+    ("errors", "errors", 1),
+    ("allocation_bytes", "allocation", 1),
+    ("capacity_bytes", "capacity", 1),
+    ("physical_bytes", "physical", 1),
+)
+# vm_totals fields summed over devices: (total field, device field).
+INTERFACE_TOTALS = tuple((f"net_{name}", name) for name, _, _ in INTERFACE_FIELDS)
+DISK_TOTALS = (
+    ("disk_read_requests", "read_requests"),
+    ("disk_read_bytes", "read_bytes"),
+    ("disk_write_requests", "write_requests"),
+    ("disk_write_bytes", "write_bytes"),
+    ("disk_read_time_ns", "read_time_ns"),
+    ("disk_write_time_ns", "write_time_ns"),
+    ("disk_flush_requests", "flush_requests"),
+)
 
 
 class CpuReading(NamedTuple):
@@ -125,6 +86,7 @@ class CpuReading(NamedTuple):
 
 
 CpuHistory = Mapping[str, CpuReading]  # keyed by history_key()
+Device = Tuple[str, Dict[str, FieldValue]]
 
 
 def counter(stats: Mapping[str, StatValue], key: str) -> Optional[int]:
@@ -135,28 +97,14 @@ def counter(stats: Mapping[str, StatValue], key: str) -> Optional[int]:
     return None
 
 
-def read_table(stats: Mapping[str, StatValue], table: StatTable) -> Dict[str, FieldValue]:
-    """The reportable counters of *table*, scaled, under their field names.
-
-    Stats libvirt left out are dropped first; when the rest are all in-range
-    integers (nearly always) the group is checked, scaled and zipped in C,
-    otherwise each stat is checked on its own.
-    """
-    names, scales = table.names, table.scales
-    values = list(map(stats.get, table.keys))
-    if None in values:
-        present = list(map(is_not, values, repeat(None)))
-        names, values = tuple(compress(names, present)), list(compress(values, present))
-        scales = tuple(compress(scales, present)) if scales is not None else None
-    if not values:
-        return {}
-    if set(map(type, values)) == _INT_ONLY and min(values) >= 0 and max(values) <= INT64_MAX:
-        return dict(zip(names, map(mul, values, scales) if scales is not None else values))
-    return {
-        name: value * scale
-        for name, value, scale in zip(names, values, scales or repeat(1))
-        if type(value) is int and 0 <= value <= INT64_MAX
-    }
+def read_fields(stats: Mapping[str, StatValue], rows: Rows, prefix: str = "") -> Dict[str, FieldValue]:
+    """The reportable counters of *rows*, scaled, under their field names."""
+    fields: Dict[str, FieldValue] = {}
+    for name, key, scale in rows:
+        value = counter(stats, prefix + key)
+        if value is not None:
+            fields[name] = value * scale
+    return fields
 
 
 def extra_tags(domain: DomainSample) -> Tags:
@@ -177,17 +125,11 @@ def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags) -> Ta
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-Device = Tuple[str, Dict[str, FieldValue]]
-
-
 def interfaces(stats: Mapping[str, StatValue]) -> List[Device]:
     """(device name, fields) per NIC; a NIC without a name (hostdev, SR-IOV) is ``interface<i>``."""
     count = counter(stats, "net.count") or 0
     return [
-        (
-            stats.get(f"net.{i}.name") or f"interface{i}",
-            read_table(stats, NIC_TABLES[i] if i < PREBUILT_DEVICES else device_table(INTERFACE_FIELDS, "net", i)),
-        )
+        (stats.get(f"net.{i}.name") or f"interface{i}", read_fields(stats, INTERFACE_FIELDS, f"net.{i}."))
         for i in range(count)
     ]
 
@@ -205,26 +147,20 @@ def disks(stats: Mapping[str, StatValue]) -> List[Device]:
     result = []
     for i in range(count):
         name = stats.get(f"block.{i}.name") or f"disk{i}"
-        if name in seen:
-            continue
-        seen.add(name)
-        table = DISK_TABLES[i] if i < PREBUILT_DEVICES else device_table(DISK_FIELDS, "block", i)
-        result.append((name, read_table(stats, table)))
+        if name not in seen:
+            seen.add(name)
+            result.append((name, read_fields(stats, DISK_FIELDS, f"block.{i}.")))
     return result
 
 
-def _sum_devices(devices: List[Device], table, getter: itemgetter) -> Dict[str, FieldValue]:
-    """Sum each device field over the devices that report it."""
-    try:
-        rows = [getter(fields) for _, fields in devices]
-    except KeyError:  # a device lacks a field: sum field by field
-        totals: Dict[str, FieldValue] = {}
-        for total_name, device_field in table:
-            values = [fields[device_field] for _, fields in devices if device_field in fields]
-            if values:
-                totals[total_name] = sum(values)
-        return totals
-    return dict(zip([total for total, _ in table], map(sum, zip(*rows)))) if rows else {}
+def sum_devices(devices: List[Device], totals: Sequence[Tuple[str, str]]) -> Dict[str, FieldValue]:
+    """Each device field summed over the devices that report it."""
+    fields: Dict[str, FieldValue] = {}
+    for total, name in totals:
+        values = [device_fields[name] for _, device_fields in devices if name in device_fields]
+        if values:
+            fields[total] = sum(values)
+    return fields
 
 
 def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
@@ -232,7 +168,7 @@ def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
 
     ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i``
     """
-    return Point("vm_metrics", tags, read_table(domain.stats, METRIC_TABLE))
+    return Point("vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS))
 
 
 def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
@@ -283,8 +219,9 @@ def cpu_percent(domain: DomainSample, reading: Optional[CpuReading], previous: O
     return round(100.0 * used / (elapsed * vcpus), 2)
 
 
-def _vcpu_sum(stats: Mapping[str, StatValue], suffix: str, count: int) -> Optional[int]:
-    values = [counter(stats, f"vcpu.{n}.{suffix}") for n in range(count)]
+def vcpu_sum(stats: Mapping[str, StatValue], suffix: str) -> Optional[int]:
+    """``vcpu.<n>.<suffix>`` summed over the vCPUs that report it (indices are sparse after hot-plug)."""
+    values = [counter(stats, f"vcpu.{n}.{suffix}") for n in range(counter(stats, "vcpu.maximum") or 0)]
     reported = [value for value in values if value is not None]
     return sum(reported) if reported else None
 
@@ -297,13 +234,12 @@ def vm_totals(
     ``vm_totals,uuid=1b4e…,vm=web01 cpu_user_ns=310000000i,cpu_system_ns=1620000000i,net_rx_bytes=0i,…,memory_used_bytes=4419584i,cpu_percent=12.5``
     """
     stats = domain.stats
-    fields = read_table(stats, CPU_SPLIT_TABLE)
-    fields.update(_sum_devices(nics, INTERFACE_TOTALS, NIC_TOTALS_GETTER))
-    fields.update(_sum_devices(block_devices, DISK_TOTALS, DISK_TOTALS_GETTER))
-    fields.update(read_table(stats, BALLOON_TABLE))
-    vcpu_count = counter(stats, "vcpu.maximum") or 0
+    fields = read_fields(stats, CPU_SPLIT_FIELDS)
+    fields.update(sum_devices(nics, INTERFACE_TOTALS))
+    fields.update(sum_devices(block_devices, DISK_TOTALS))
+    fields.update(read_fields(stats, BALLOON_FIELDS))
     for name, suffix in (("vcpu_wait_ns", "wait"), ("vcpu_delay_ns", "delay")):
-        total = _vcpu_sum(stats, suffix, vcpu_count)
+        total = vcpu_sum(stats, suffix)
         if total is not None:
             fields[name] = total
     if "memory_available_bytes" in fields and "memory_usable_bytes" in fields:
@@ -337,10 +273,6 @@ def shape_snapshot(
     """
     points: List[Point] = []
     new_history: Dict[str, CpuReading] = {}
-    want_metrics = "vm_metrics" in measurements
-    want_features = "vm_features" in measurements
-    want_devices = "vm_devices" in measurements
-    want_totals = "vm_totals" in measurements
     for domain in snapshot.domains:
         reading = cpu_reading(domain, snapshot.timestamp_ns)
         key = history_key(domain)
@@ -348,17 +280,17 @@ def shape_snapshot(
             new_history[key] = reading
         extra = extra_tags(domain)
         tags = domain_tags(domain, extra)
-        if want_metrics:
+        if "vm_metrics" in measurements:
             points.append(vm_metrics(domain, tags))
-        if want_features:
+        if "vm_features" in measurements:
             features = vm_features(domain, tags)
             if features is not None:
                 points.append(features)
-        if want_devices or want_totals:
+        if "vm_devices" in measurements or "vm_totals" in measurements:
             nics, block_devices = interfaces(domain.stats), disks(domain.stats)
-            if want_devices:
+            if "vm_devices" in measurements:
                 points += vm_devices(domain, nics, block_devices, extra)
-            if want_totals:
+            if "vm_totals" in measurements:
                 percent = cpu_percent(domain, reading, history.get(key))
                 points.append(vm_totals(domain, tags, nics, block_devices, percent))
     return points, new_history

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
-from kvm_telegraf.encode import FieldValue, Point, Tags
+from kvm_telegraf.points import FieldValue, Point, Tags
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from kvm_telegraf.encode import LineEncoder, Point, format_float
+from kvm_telegraf.encode import LineEncoder, format_float
+from kvm_telegraf.points import Point
 from tests.harness.influxdb import quote_ident
 from tests.record_snapshots import HOSTILE_NAME
 

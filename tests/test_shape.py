@@ -12,7 +12,8 @@ from typing import Dict, List
 import pytest
 
 from kvm_telegraf.domain_xml import NOVA_TAGS
-from kvm_telegraf.encode import LineEncoder, Point
+from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.points import Point
 from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 from tests.conftest import SNAPSHOTS, load_snapshots

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kvm_telegraf.encode import Point
+from kvm_telegraf.points import Point
 from kvm_telegraf.table import Reading, human_bytes, render, table_from_snapshots
 from tests.conftest import load_snapshots
 
