@@ -56,7 +56,7 @@ def _build_pipeline(ctx: click.Context, want_config: Optional[bool] = None):
     """Wire the stages from the parsed options; imports libvirt-facing modules lazily.
 
     want_config: read each domain's XML always (True), never (False), or when
-    vm_features or a metadata tag needs it (None). Several ``--uri`` (or
+    vm_features, vm_devices (a NIC's MAC) or a metadata tag needs it (None). Several ``--uri`` (or
     ``--hypervisor-tag``) make the source a HostSet; the Pipeline does not care.
     """
     from kvm_telegraf.collect import Collector, DomainFilter
@@ -74,7 +74,7 @@ def _build_pipeline(ctx: click.Context, want_config: Optional[bool] = None):
     measurements = frozenset(opts["measurement"] or MEASUREMENT_CHOICES)
     metadata_tags = tuple(opts["metadata_tag"]) + (NOVA_TAGS if opts["nova"] else ())
     if want_config is None:
-        want_config = "vm_features" in measurements or bool(metadata_tags)
+        want_config = bool(measurements & {"vm_features", "vm_devices"}) or bool(metadata_tags)
     collectors = [
         Collector(
             connection=Connection(uri, opener),

@@ -180,9 +180,14 @@ class Collector:
                 names,
             )
 
-    def _config_for(self, dom: Any, uuid: str, domain_id: int, now: float) -> Optional[DomainConfig]:
+    def _config_for(self, dom: Any, uuid: str, domain_id: int, stats: Dict[str, Any], now: float) -> Optional[DomainConfig]:
         entry = self._configs.get(uuid)
-        if entry is not None and entry.domain_id == domain_id and now - entry.fetched_at < self.features_refresh_s:
+        if (
+            entry is not None
+            and entry.domain_id == domain_id
+            and now - entry.fetched_at < self.features_refresh_s
+            and entry.config.knows_nics(stats)
+        ):
             return entry.config
         config = read_config(dom, self.metadata_tags)
         if config is None:
@@ -193,6 +198,7 @@ class Collector:
 
     def collect(self) -> Snapshot:
         """One cycle's snapshot; LibvirtUnavailableError when libvirt cannot be reached."""
+        started = self.clock()
         records = self._bulk_stats()
         timestamp = self.clock()
         now = self.monotonic()
@@ -202,12 +208,12 @@ class Collector:
             if not self.domain_filter(name):
                 continue
             uuid, domain_id = dom.UUIDString(), dom.ID()
-            config = self._config_for(dom, uuid, domain_id, now) if self.want_config else None
+            config = self._config_for(dom, uuid, domain_id, stats, now) if self.want_config else None
             domains.append(DomainSample(name=name, uuid=uuid, id=domain_id, stats=stats, config=config))
         seen = {d.uuid for d in domains}
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
-        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains))
+        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started)
 
     def close(self) -> None:
         self.connection.close()

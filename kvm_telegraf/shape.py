@@ -27,6 +27,8 @@ METRIC_FIELDS: Rows = (
     ("memory_bytes", "balloon.current", KIB),  # libvirt reports balloon sizes in KiB
     ("max_memory_bytes", "balloon.maximum", KIB),
 )
+# A domain that is not running reports libvirtd's own CPU time as cpu.* (a libvirt quirk): no cpu field then.
+INACTIVE_METRIC_FIELDS: Rows = tuple(row for row in METRIC_FIELDS if not row[1].startswith("cpu."))
 CPU_SPLIT_FIELDS: Rows = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
 BALLOON_FIELDS: Rows = (
     ("memory_actual_bytes", "balloon.current", KIB),
@@ -81,8 +83,9 @@ class CpuReading(NamedTuple):
     """What cpu_percent needs from a domain's previous cycle."""
 
     domain_id: int
-    timestamp_ns: int
-    cpu_time_ns: int
+    started_ns: int  # the bulk call that read these times began here ...
+    finished_ns: int  # ... and returned here
+    vcpu_times: Mapping[int, int]  # vCPU number -> vcpu.<n>.time (ns)
 
 
 CpuHistory = Mapping[str, CpuReading]  # keyed by history_key()
@@ -120,18 +123,47 @@ def domain_tags(domain: DomainSample, extra: Tags) -> Tags:
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags) -> Tags:
+def device_tags(domain: DomainSample, device: str, kind: str, extra: Tags, mac: Optional[str] = None) -> Tags:
     tags = (("device", device), ("type", kind), ("uuid", domain.uuid), ("vm", domain.name))
+    if mac:
+        tags = (tags[0], ("mac", mac), *tags[1:])
     return tuple(sorted(tags + extra)) if extra else tags
 
 
-def interfaces(stats: Mapping[str, StatValue]) -> List[Device]:
-    """(device name, fields) per NIC; a NIC without a name (hostdev, SR-IOV) is ``interface<i>``."""
-    count = counter(stats, "net.count") or 0
-    return [
-        (stats.get(f"net.{i}.name") or f"interface{i}", read_fields(stats, INTERFACE_FIELDS, f"net.{i}."))
-        for i in range(count)
-    ]
+# Tap names libvirt generates (and renumbers host-wide on every start); any other target dev was chosen by the operator.
+GENERATED_TAP_PREFIXES = ("vnet", "vif", "macvtap", "macvlan")
+
+
+class Nic(NamedTuple):
+    """One NIC's series identity and its counters."""
+
+    device: str  # the operator's target dev, else the MAC, else the tap name: stable across restarts
+    mac: Optional[str]
+    tap: Optional[str]  # the host-side name, as a field: it changes on every start
+    fields: Dict[str, FieldValue]
+
+
+def nic_device(tap: Optional[str], mac: Optional[str], index: int) -> str:
+    """The ``device`` tag: a name that survives guest restarts, libvirtd restarts and other NICs' hot-plug."""
+    if tap and not tap.startswith(GENERATED_TAP_PREFIXES):
+        return tap
+    return mac or tap or f"interface{index}"
+
+
+def interfaces(domain: DomainSample) -> List[Nic]:
+    """Each NIC, its MAC found through the domain XML's target dev; one without a tap (hostdev) is ``interface<i>``."""
+    stats = domain.stats
+    facts = domain.config.facts if domain.config is not None else None
+    macs = dict(facts.interfaces) if facts is not None else {}
+    nics = []
+    for i in range(counter(stats, "net.count") or 0):
+        tap = stats.get(f"net.{i}.name") or None
+        mac = macs.get(tap) if tap else None
+        fields = read_fields(stats, INTERFACE_FIELDS, f"net.{i}.")
+        if tap:
+            fields["tap"] = tap
+        nics.append(Nic(nic_device(tap, mac, i), mac, tap, fields))
+    return nics
 
 
 def disks(stats: Mapping[str, StatValue]) -> List[Device]:
@@ -168,7 +200,7 @@ def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
 
     ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i``
     """
-    return Point("vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS))
+    return Point("vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS if domain.id >= 0 else INACTIVE_METRIC_FIELDS))
 
 
 def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
@@ -197,26 +229,39 @@ def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
     return Point("vm_features", tags, fields)
 
 
-def vm_devices(domain: DomainSample, nics: List[Device], block_devices: List[Device], extra: Tags) -> List[Point]:
-    """One point per NIC and per disk, tagged with its target name.
+def vm_devices(domain: DomainSample, nics: List[Nic], block_devices: List[Device], extra: Tags) -> List[Point]:
+    """One point per NIC (tagged with its stable name and MAC) and per disk (tagged with its target name).
 
+    ``vm_devices,device=52:54:00:6b:01:00,mac=52:54:00:6b:01:00,type=interface,uuid=1b4e…,vm=web01 rx_bytes=3180i,…,tap="vnet1"``
     ``vm_devices,device=vda,type=disk,uuid=1b4e…,vm=web01 read_requests=1400i,read_bytes=5832704i,…,capacity_bytes=8388608i``
     """
-    points = [Point("vm_devices", device_tags(domain, name, "interface", extra), fields) for name, fields in nics]
+    points = [
+        Point("vm_devices", device_tags(domain, nic.device, "interface", extra, nic.mac), nic.fields) for nic in nics
+    ]
     points += [Point("vm_devices", device_tags(domain, name, "disk", extra), fields) for name, fields in block_devices]
     return points
 
 
-def cpu_percent(domain: DomainSample, reading: Optional[CpuReading], previous: Optional[CpuReading]) -> Optional[float]:
-    """CPU use over the last cycle, 100 meaning every vCPU busy; None on a first or restarted cycle."""
-    vcpus = counter(domain.stats, "vcpu.current")
-    if reading is None or previous is None or not vcpus or previous.domain_id != reading.domain_id:
+def cpu_percent(reading: Optional[CpuReading], previous: Optional[CpuReading]) -> Optional[float]:
+    """vCPU use over the last interval, 100 meaning every vCPU busy all the time; None on a first or restarted cycle.
+
+    It counts only the vCPUs present in both readings (a hot-plugged one has
+    no start, an unplugged one no end), sums their vCPU thread time, and
+    divides by the widest window the two readings can span: from the start
+    of the previous bulk call to the return of this one. A thread runs on one
+    CPU at a time, so the result cannot exceed 100, without any clamping.
+    QEMU's own threads (I/O, emulation) are not in it: ``cpu_time_ns`` has them.
+    """
+    if reading is None or previous is None or previous.domain_id != reading.domain_id:
         return None
-    elapsed = reading.timestamp_ns - previous.timestamp_ns
-    used = reading.cpu_time_ns - previous.cpu_time_ns
-    if elapsed <= 0 or used < 0:
+    both = [n for n in reading.vcpu_times if n in previous.vcpu_times]
+    window = reading.finished_ns - previous.started_ns
+    if not both or window <= 0:
         return None
-    return round(100.0 * used / (elapsed * vcpus), 2)
+    used = sum(reading.vcpu_times[n] - previous.vcpu_times[n] for n in both)
+    if used < 0:
+        return None
+    return round(100.0 * used / (window * len(both)), 2)
 
 
 def vcpu_sum(stats: Mapping[str, StatValue], suffix: str) -> Optional[int]:
@@ -227,15 +272,15 @@ def vcpu_sum(stats: Mapping[str, StatValue], suffix: str) -> Optional[int]:
 
 
 def vm_totals(
-    domain: DomainSample, tags: Tags, nics: List[Device], block_devices: List[Device], percent: Optional[float]
+    domain: DomainSample, tags: Tags, nics: List[Nic], block_devices: List[Device], percent: Optional[float]
 ) -> Point:
     """Per-VM aggregates: CPU split, summed devices, guest memory, vCPU wait and steal.
 
     ``vm_totals,uuid=1b4e…,vm=web01 cpu_user_ns=310000000i,cpu_system_ns=1620000000i,net_rx_bytes=0i,…,memory_used_bytes=4419584i,cpu_percent=12.5``
     """
     stats = domain.stats
-    fields = read_fields(stats, CPU_SPLIT_FIELDS)
-    fields.update(sum_devices(nics, INTERFACE_TOTALS))
+    fields = read_fields(stats, CPU_SPLIT_FIELDS) if domain.id >= 0 else {}
+    fields.update(sum_devices([(nic.device, nic.fields) for nic in nics], INTERFACE_TOTALS))
     fields.update(sum_devices(block_devices, DISK_TOTALS))
     fields.update(read_fields(stats, BALLOON_FIELDS))
     for name, suffix in (("vcpu_wait_ns", "wait"), ("vcpu_delay_ns", "delay")):
@@ -254,11 +299,20 @@ def history_key(domain: DomainSample) -> str:
     return domain.uuid if domain.hypervisor is None else f"{domain.hypervisor}/{domain.uuid}"
 
 
-def cpu_reading(domain: DomainSample, timestamp_ns: int) -> Optional[CpuReading]:
-    cpu_time = counter(domain.stats, "cpu.time")
-    if domain.id < 0 or cpu_time is None:
+def cpu_reading(domain: DomainSample, snapshot: Snapshot) -> Optional[CpuReading]:
+    """The vCPU times of a running domain, with the window of the call that read them."""
+    if domain.id < 0:
         return None
-    return CpuReading(domain.id, timestamp_ns, cpu_time)
+    stats = domain.stats
+    times = {}
+    for n in range(counter(stats, "vcpu.maximum") or 0):
+        value = counter(stats, f"vcpu.{n}.time")
+        if value is not None:
+            times[n] = value
+    if not times:
+        return None
+    started = snapshot.started_ns if snapshot.started_ns is not None else snapshot.timestamp_ns
+    return CpuReading(domain.id, started, snapshot.timestamp_ns, times)
 
 
 def shape_snapshot(
@@ -274,7 +328,7 @@ def shape_snapshot(
     points: List[Point] = []
     new_history: Dict[str, CpuReading] = {}
     for domain in snapshot.domains:
-        reading = cpu_reading(domain, snapshot.timestamp_ns)
+        reading = cpu_reading(domain, snapshot)
         key = history_key(domain)
         if reading is not None:
             new_history[key] = reading
@@ -287,10 +341,10 @@ def shape_snapshot(
             if features is not None:
                 points.append(features)
         if "vm_devices" in measurements or "vm_totals" in measurements:
-            nics, block_devices = interfaces(domain.stats), disks(domain.stats)
+            nics, block_devices = interfaces(domain), disks(domain.stats)
             if "vm_devices" in measurements:
                 points += vm_devices(domain, nics, block_devices, extra)
             if "vm_totals" in measurements:
-                percent = cpu_percent(domain, reading, history.get(key))
+                percent = cpu_percent(reading, history.get(key))
                 points.append(vm_totals(domain, tags, nics, block_devices, percent))
     return points, new_history

@@ -37,6 +37,17 @@ class DomainConfig:
         except ValueError:
             return None
 
+    def knows_nics(self, stats: Mapping[str, StatValue]) -> bool:
+        """False when the stats name a tap this XML does not: a NIC hot-plugged (or a restart) since it was read."""
+        facts = self.facts
+        if facts is None:
+            return True  # re-reading an XML that does not parse would not help
+        known = {dev for dev, _ in facts.interfaces}
+        count = stats.get("net.count")
+        return not isinstance(count, int) or all(
+            not stats.get(f"net.{i}.name") or stats[f"net.{i}.name"] in known for i in range(count)
+        )
+
 
 @dataclass(frozen=True)
 class DomainSample:
@@ -50,8 +61,9 @@ class DomainSample:
 
 @dataclass(frozen=True)
 class Snapshot:
-    timestamp_ns: int
+    timestamp_ns: int  # when the bulk call returned: the batch's timestamp
     domains: Tuple[DomainSample, ...] = field(default_factory=tuple)
+    started_ns: Optional[int] = None  # when the bulk call began (absent in files recorded before 0.3)
 
 
 _RECORDED_CONFIG = ("xml", "persistent", "autostart", "managed_save")
@@ -77,6 +89,7 @@ def snapshot_to_json(snapshots: List[Snapshot]) -> str:
 
     cycles = [
         {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
+        | ({} if snap.started_ns is None else {"started_ns": snap.started_ns})
         for snap in snapshots
     ]
     return json.dumps({"format": SNAPSHOT_FORMAT, "cycles": cycles}, indent=1, sort_keys=True)
@@ -109,6 +122,7 @@ def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) 
             Snapshot(
                 timestamp_ns=cycle["timestamp_ns"],
                 domains=tuple(_domain_from_dict(dom, metadata_tags) for dom in cycle["domains"]),
+                started_ns=cycle.get("started_ns"),
             )
             for cycle in data["cycles"]
         ]
