@@ -180,7 +180,9 @@ class Collector:
                 names,
             )
 
-    def _config_for(self, dom: Any, uuid: str, domain_id: int, stats: Dict[str, Any], now: float) -> Optional[DomainConfig]:
+    def _config_for(
+        self, dom: Any, uuid: str, domain_id: int, stats: Dict[str, Any], now: float
+    ) -> Optional[DomainConfig]:
         entry = self._configs.get(uuid)
         if (
             entry is not None

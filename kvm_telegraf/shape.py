@@ -200,7 +200,9 @@ def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
 
     ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i``
     """
-    return Point("vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS if domain.id >= 0 else INACTIVE_METRIC_FIELDS))
+    return Point(
+        "vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS if domain.id >= 0 else INACTIVE_METRIC_FIELDS)
+    )
 
 
 def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:
