@@ -15,12 +15,12 @@ import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message
 from kvm_telegraf.domain_xml import MetadataTag
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot
+from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, nic_taps
 
 log = get_logger(__name__)
 
@@ -111,6 +111,7 @@ class _ConfigEntry:
     domain_id: int
     fetched_at: float
     config: DomainConfig
+    taps: FrozenSet[str]  # the NICs' tap names in the stats when it was read
 
 
 def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> Optional[DomainConfig]:
@@ -184,18 +185,19 @@ class Collector:
         self, dom: Any, uuid: str, domain_id: int, stats: Dict[str, Any], now: float
     ) -> Optional[DomainConfig]:
         entry = self._configs.get(uuid)
+        taps = nic_taps(stats)
         if (
             entry is not None
             and entry.domain_id == domain_id
             and now - entry.fetched_at < self.features_refresh_s
-            and entry.config.knows_nics(stats)
+            and (taps == entry.taps or entry.config.names_all(taps))  # a hot-plugged NIC: read once more
         ):
             return entry.config
         config = read_config(dom, self.metadata_tags)
         if config is None:
             self._configs.pop(uuid, None)
             return None
-        self._configs[uuid] = _ConfigEntry(domain_id, now, config)
+        self._configs[uuid] = _ConfigEntry(domain_id, now, config, taps)
         return config
 
     def collect(self) -> Snapshot:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
 
@@ -37,16 +37,20 @@ class DomainConfig:
         except ValueError:
             return None
 
-    def knows_nics(self, stats: Mapping[str, StatValue]) -> bool:
-        """False when the stats name a tap this XML does not: a NIC hot-plugged (or a restart) since it was read."""
+    def names_all(self, taps: FrozenSet[str]) -> bool:
+        """False when a tap is missing from this XML: a NIC hot-plugged (or a restart) since it was read."""
         facts = self.facts
         if facts is None:
             return True  # re-reading an XML that does not parse would not help
-        known = {dev for dev, _ in facts.interfaces}
-        count = stats.get("net.count")
-        return not isinstance(count, int) or all(
-            not stats.get(f"net.{i}.name") or stats[f"net.{i}.name"] in known for i in range(count)
-        )
+        return taps <= {dev for dev, _ in facts.interfaces}
+
+
+def nic_taps(stats: Mapping[str, StatValue]) -> FrozenSet[str]:
+    """The host-side tap names the bulk stats report."""
+    count = stats.get("net.count")
+    if type(count) is not int:
+        return frozenset()
+    return frozenset(tap for tap in (stats.get(f"net.{i}.name") for i in range(count)) if isinstance(tap, str) and tap)
 
 
 @dataclass(frozen=True)
