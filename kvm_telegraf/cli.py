@@ -14,31 +14,46 @@ from typing import Any, Optional, Tuple
 import click
 
 from kvm_telegraf import __version__
-from kvm_telegraf.config import Duration, MetadataTagSpec, load_config_file
+from kvm_telegraf.config import (
+    DURATION,
+    FLAG,
+    SOME_STRINGS,
+    STRING,
+    STRING_TABLE,
+    STRINGS,
+    Duration,
+    MetadataTagSpec,
+    load_config_file,
+)
 
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 FORMATS = ("influx", "table")
 DOCTOR_INTERVAL_S = 10.0  # Telegraf's default interval
-CONFIG_KEYS = (
-    "uri",
-    "domain",
-    "exclude_domain",
-    "measurement",
-    "features_refresh",
-    "timeout",
-    "interval",
-    "log_level",
-    "nova",
-    "metadata_tag",
-    "hypervisor_tag",
-)
-REPEATABLE_KEYS = ("uri", "domain", "exclude_domain", "measurement", "metadata_tag")
+# What each --config key may hold (see config.py); a list stands for the option given several times.
+CONFIG_SCHEMA = {
+    "uri": SOME_STRINGS,
+    "domain": STRINGS,
+    "exclude_domain": STRINGS,
+    "measurement": SOME_STRINGS,
+    "features_refresh": DURATION,
+    "timeout": DURATION,
+    "interval": DURATION,
+    "log_level": STRING,
+    "nova": FLAG,
+    "metadata_tag": STRING_TABLE,
+    "hypervisor_tag": FLAG,
+}
+# Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
+INTERVAL = Duration(0.1, 86400.0)
+TIMEOUT = Duration(0.01, 3600.0)
+FEATURES_REFRESH = Duration(1.0, 7 * 86400.0)
+SAMPLE = Duration(0.01, 3600.0)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str]) -> None:
     if path:
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_KEYS, REPEATABLE_KEYS)}
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_SCHEMA)}
 
 
 def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
@@ -140,16 +155,16 @@ class TelegrafGroup(click.Group):
 @click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
 @click.option(
     "--interval",
-    type=Duration(),
+    type=INTERVAL,
     default=None,
-    help='Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines.',
+    help=f'Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines ({INTERVAL.bounds}).',
 )
 @click.option(
     "--timeout",
-    type=Duration(),
+    type=TIMEOUT,
     default="5s",
     show_default=True,
-    help="Deadline for one bulk stats call; keep it below Telegraf's interval.",
+    help=f"Deadline for one bulk stats call; keep it below Telegraf's interval ({TIMEOUT.bounds}).",
 )
 @click.option("--domain", "domain", multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
 @click.option("--exclude-domain", multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable).")
@@ -161,10 +176,10 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--features-refresh",
-    type=Duration(),
+    type=FEATURES_REFRESH,
     default="5m",
     show_default=True,
-    help="Re-read domain XML and flags this often (also on start and restart of a domain).",
+    help=f"Re-read domain XML and flags this often (also on start and restart of a domain; {FEATURES_REFRESH.bounds}).",
 )
 @click.option(
     "--hypervisor-tag",
@@ -189,9 +204,9 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--sample",
-    type=Duration(),
+    type=SAMPLE,
     default=None,
-    help="With --format table: take two readings this far apart and show CPU % and net/disk rates.",
+    help=f"With --format table: take two readings this far apart and show CPU % and net/disk rates ({SAMPLE.bounds}).",
 )
 @click.pass_context
 def main(
@@ -271,7 +286,7 @@ def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
 @click.option(
     "--interval",
     "telegraf_interval",
-    type=Duration(),
+    type=INTERVAL,
     default=None,
     help="Telegraf's interval to compare one collection with  [default: an --interval before doctor, else 10s]",
 )
@@ -316,7 +331,9 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     show_default=True,
     help="Consecutive snapshots to record (two or more pin the derived fields).",
 )
-@click.option("--every", type=Duration(), default="2s", show_default=True, help="Pause between snapshots.")
+@click.option(
+    "--every", type=SAMPLE, default="2s", show_default=True, help=f"Pause between snapshots ({SAMPLE.bounds})."
+)
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
