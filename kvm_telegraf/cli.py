@@ -259,7 +259,7 @@ def main(
         _silence_stdout()
     finally:
         restore()
-        pipeline.collector.close()
+        pipeline.source.close()
 
 
 def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
@@ -268,7 +268,7 @@ def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
     from kvm_telegraf.log import get_logger
     from kvm_telegraf.table import table_from_snapshots
 
-    source = _build_pipeline(ctx, want_config=False).collector
+    source = _build_pipeline(ctx, want_config=False).source
     try:
         snapshots = [source.collect()]
         if sample is not None:
@@ -305,7 +305,7 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     from kvm_telegraf.hosts import HostSet
 
     interval = telegraf_interval or ctx.parent.params["interval"] or DOCTOR_INTERVAL_S
-    source = _build_pipeline(ctx.parent, want_config=True).collector  # the balloon checks read the XML
+    source = _build_pipeline(ctx.parent, want_config=True).source  # the balloon checks read the XML
     collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
@@ -346,7 +346,7 @@ def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
         for index in range(cycles):
             if index:
                 time.sleep(every)
-            snapshots.append(pipeline.collector.collect())
+            snapshots.append(pipeline.source.collect())
     except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
     try:

@@ -146,6 +146,7 @@ class Collector:
     _configs: Dict[str, _ConfigEntry] = field(default_factory=dict, init=False)
     _guard: StuckCallGuard = field(init=False)
     _stuck_episode: bool = field(default=False, init=False)
+    _forget: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._guard = StuckCallGuard(self.timeout_s)
@@ -202,6 +203,9 @@ class Collector:
 
     def collect(self) -> Snapshot:
         """One cycle's snapshot; LibvirtUnavailableError when libvirt cannot be reached."""
+        if self._forget:
+            self._forget = False
+            self._configs.clear()
         started = self.clock()
         records = self._bulk_stats()
         timestamp = self.clock()
@@ -218,6 +222,10 @@ class Collector:
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
         return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started)
+
+    def forget_configs(self) -> None:
+        """Read every domain's configuration again at the next collect(); safe from another thread."""
+        self._forget = True
 
     def close(self) -> None:
         self.connection.close()

@@ -126,6 +126,10 @@ class HostSet:
             started_ns=min(starts) if starts else None,
         )
 
+    def forget_configs(self) -> None:
+        for host in self.hosts:
+            host.collector.forget_configs()
+
     def close(self) -> None:
         for host in self.hosts:
             host.collector.close()

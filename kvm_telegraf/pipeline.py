@@ -21,12 +21,15 @@ class SnapshotSource(Protocol):
 
     def collect(self) -> Snapshot: ...
 
+    def forget_configs(self) -> None:
+        """Have the next collect() read every domain's XML and flags again (SIGHUP)."""
+
     def close(self) -> None: ...
 
 
 @dataclass
 class Pipeline:
-    collector: SnapshotSource
+    source: SnapshotSource
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
@@ -36,7 +39,9 @@ class Pipeline:
 
     def cycle(self) -> None:
         """One batch; LibvirtUnavailableError propagates (``--once`` turns it into exit 1)."""
-        snapshot = self.collector.collect()
+        if self.shutdown.take_reload():
+            self.source.forget_configs()
+        snapshot = self.source.collect()
         points, self._history = shape_snapshot(snapshot, self._history, self.measurements)
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():

@@ -88,6 +88,15 @@ def test_the_configuration_is_read_again_after_the_refresh_period():
     assert set(source.xml_reads.values()) == {2}
 
 
+def test_forgetting_the_configurations_has_the_next_cycle_read_each_one_again():
+    collector, source, _ = collector_over(load_snapshots("lab-running.json"))
+    collector.collect()
+    collector.forget_configs()
+    collector.collect()
+    collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 2, "ktlab-02": 2})
+
+
 def test_a_restarted_domain_has_its_configuration_read_again():
     first, second = load_snapshots("lab-running.json")
     collector, source, _ = collector_over([first, restarted(second, "ktlab-02")])

@@ -41,12 +41,16 @@ class RecordedSource:
     def __init__(self, script: Sequence[Step]) -> None:
         self._script = list(script)
         self.closed = False
+        self.forgotten = 0
 
     def collect(self) -> Snapshot:
         step = self._script.pop(0)
         if isinstance(step, BaseException):
             raise step
         return step
+
+    def forget_configs(self) -> None:
+        self.forgotten += 1
 
     def close(self) -> None:
         self.closed = True
@@ -313,3 +317,17 @@ def test_a_stop_signal_during_collection_exits_at_once_and_writes_nothing(runnin
 
     assert exit_code_of_a_signalled_cycle(SignalledSource(running), BatchWriter(stdout.stream)) == 0
     assert stdout.batch() == ""
+
+
+def test_a_sighup_has_the_next_cycle_read_the_domain_configurations_again_and_only_that_one(running, stdout):
+    source, shutdown = RecordedSource(running * 3), Shutdown()
+    cycles = Pipeline(source, BatchWriter(stdout.stream), shutdown)
+    restore = shutdown.install()
+    try:
+        cycles.cycle()
+        os.kill(os.getpid(), signal.SIGHUP)
+        cycles.cycle()
+        cycles.cycle()
+    finally:
+        restore()
+    assert source.forgotten == 1
