@@ -1,9 +1,22 @@
-"""Influx line protocol, and nothing else.
+r"""Influx line protocol, and nothing else.
 
 Like prometheus_client's exposition module, this knows nothing of libvirt or of
-collection: it turns plain points and one explicit timestamp into text. The
-escaping is byte-identical to InfluxData's Go line-protocol encoder, whose rules
-Telegraf's influx serializer shares (``tests/go/lpencode`` is the oracle).
+collection: it turns plain points and one explicit timestamp into text.
+
+The escaping is what survives the whole path through Telegraf's influx parser
+and serializer into InfluxDB 1.x (seen with Telegraf 1.37 and InfluxDB 1.6):
+
+- Telegraf's parser refuses a raw tab, newline, vertical tab, form feed or CR in
+  a name, tag or field key (the line is lost), so those are escaped as ``\t``
+  ``\n`` ``\v`` ``\f`` ``\r``; both Telegraf and InfluxDB keep such an escape
+  as the two characters. Nothing carries the raw character through.
+- Inside a string field Telegraf's parser accepts any raw character but refuses
+  ``\t`` and friends, so only ``"`` and ``\`` are escaped, as Telegraf's own
+  serializer does; every character then arrives unchanged.
+
+Everything else is byte-identical to InfluxData's 2018 Go line-protocol encoder
+(``tests/go/lpencode`` is the oracle), which differs in just those two points:
+it leaves ``\v`` raw in keys and escapes control characters in strings.
 """
 
 from __future__ import annotations
@@ -13,9 +26,10 @@ from typing import Dict, Iterable, Optional, Tuple
 
 from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
 
-_NAME_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ "})
-_KEY_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", ",": "\\,", " ": "\\ ", "=": "\\="})
-_STRING_ESCAPES = str.maketrans({"\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"})
+_CONTROL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+_NAME_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ "})
+_KEY_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ ", "=": "\\="})
+_STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 
 def escape_measurement(name: str) -> str:
