@@ -18,7 +18,7 @@ deps:
 	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
 
 # The host's own Python with apt's python3-libvirt: nothing is compiled.
-$(PY): pyproject.toml
+$(PY): pyproject.toml kvm_telegraf/__init__.py
 	$(PYTHON_SYSTEM) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(PY)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any, Optional, Tuple
 
 import click
@@ -67,45 +66,17 @@ def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
     return uris
 
 
-def _build_pipeline(ctx: click.Context, want_config: Optional[bool] = None):
-    """Wire the stages from the parsed options; imports libvirt-facing modules lazily.
+def _opener(ctx: click.Context) -> Any:
+    """How connections are opened: libvirt's read-only open, or what a test passed in ``obj``."""
+    from kvm_telegraf.connection import open_read_only
 
-    want_config: read each domain's XML always (True), never (False), or when
-    vm_features, vm_devices (a NIC's MAC) or a metadata tag needs it (None). Several ``--uri`` (or
-    ``--hypervisor-tag``) make the source a HostSet; the Pipeline does not care.
-    """
-    from kvm_telegraf.collect import Collector, DomainFilter
-    from kvm_telegraf.connection import Connection, open_read_only
-    from kvm_telegraf.domain_xml import NOVA_TAGS
-    from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
+    return (ctx.obj or {}).get("opener", open_read_only)
+
+
+def _start(ctx: click.Context) -> None:
     from kvm_telegraf.log import setup_logging
-    from kvm_telegraf.pipeline import Pipeline
-    from kvm_telegraf.trigger import Shutdown
-    from kvm_telegraf.write import BatchWriter
 
-    opts = ctx.params
-    setup_logging(opts["log_level"])
-    opener = (ctx.obj or {}).get("opener", open_read_only)  # tests swap the source here
-    measurements = frozenset(opts["measurement"] or MEASUREMENT_CHOICES)
-    metadata_tags = tuple(opts["metadata_tag"]) + (NOVA_TAGS if opts["nova"] else ())
-    if want_config is None:
-        want_config = bool(measurements & {"vm_features", "vm_devices"}) or bool(metadata_tags)
-    collectors = [
-        Collector(
-            connection=Connection(uri, opener),
-            domain_filter=DomainFilter(tuple(opts["domain"]), tuple(opts["exclude_domain"])),
-            features_refresh_s=opts["features_refresh"],
-            timeout_s=opts["timeout"],
-            want_config=want_config,
-            metadata_tags=metadata_tags,
-        )
-        for uri in opts["uri"]
-    ]
-    source = collectors[0]
-    if len(collectors) > 1 or opts["hypervisor_tag"]:
-        source = HostSet(collectors, deadline_s=opts["timeout"] + HOST_GRACE_S)
-    writer = BatchWriter(click.get_binary_stream("stdout"))
-    return Pipeline(source, writer, Shutdown(), measurements)
+    setup_logging(ctx.params["log_level"])
 
 
 def _silence_stdout() -> None:
@@ -236,11 +207,13 @@ def main(
     if output_format == "table":
         _print_table(ctx, sample)
         return
+    from kvm_telegraf.app import build_pipeline
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
     from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
 
-    pipeline = _build_pipeline(ctx)
+    _start(ctx)
+    pipeline = build_pipeline(ctx.params, click.get_binary_stream("stdout"), _opener(ctx))
     restore = pipeline.shutdown.install()
     try:
         if once:
@@ -264,16 +237,15 @@ def main(
 
 def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
     """--once --format table: one reading, or two *sample* seconds apart for rates; exit 1 without libvirt."""
+    from kvm_telegraf.app import build_source
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
-    from kvm_telegraf.table import table_from_snapshots
+    from kvm_telegraf.table import read_samples, table_from_snapshots
 
-    source = _build_pipeline(ctx, want_config=False).source
+    _start(ctx)
+    source = build_source(ctx.params, want_config=False, opener=_opener(ctx))
     try:
-        snapshots = [source.collect()]
-        if sample is not None:
-            time.sleep(sample)
-            snapshots.append(source.collect())
+        snapshots = read_samples(source, sample)
     except LibvirtUnavailableError as exc:
         get_logger(__name__).error("%s", exc)
         ctx.exit(1)
@@ -305,7 +277,10 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     from kvm_telegraf.hosts import HostSet
 
     interval = telegraf_interval or ctx.parent.params["interval"] or DOCTOR_INTERVAL_S
-    source = _build_pipeline(ctx.parent, want_config=True).source  # the balloon checks read the XML
+    from kvm_telegraf.app import build_source
+
+    _start(ctx.parent)
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))  # balloon checks read XML
     collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
@@ -337,18 +312,18 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
+    from kvm_telegraf.app import build_source
     from kvm_telegraf.connection import LibvirtUnavailableError
-    from kvm_telegraf.snapshot import snapshot_to_json
+    from kvm_telegraf.snapshot import record_cycles, snapshot_to_json
 
-    pipeline = _build_pipeline(ctx.parent, want_config=True)
-    snapshots = []
+    _start(ctx.parent)
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))
     try:
-        for index in range(cycles):
-            if index:
-                time.sleep(every)
-            snapshots.append(pipeline.source.collect())
+        snapshots = record_cycles(source, cycles, every)
     except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        source.close()
     try:
         with open(file, "w", encoding="utf-8") as handle:
             handle.write(snapshot_to_json(snapshots) + "\n")

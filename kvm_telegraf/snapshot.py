@@ -7,9 +7,10 @@ below is also the bug-report format.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Protocol, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
 
@@ -85,6 +86,20 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
     if dom.hypervisor is not None:  # absent in single-host files, which stay as they were
         raw["hypervisor"] = dom.hypervisor
     return raw
+
+
+class Source(Protocol):
+    def collect(self) -> Snapshot: ...
+
+
+def record_cycles(source: Source, cycles: int, every_s: float) -> List[Snapshot]:
+    """``kvm-telegraf record``: *cycles* consecutive snapshots, *every_s* apart."""
+    snapshots = []
+    for index in range(cycles):
+        if index:
+            time.sleep(every_s)
+        snapshots.append(source.collect())
+    return snapshots
 
 
 def snapshot_to_json(snapshots: List[Snapshot]) -> str:
