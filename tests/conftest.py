@@ -11,18 +11,11 @@ from typing import Iterator, List
 
 import pytest
 
-from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
 from tests.go.build import build
 from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
+from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401 - shared with the tests
 
-TESTS = Path(__file__).resolve().parent
-SNAPSHOTS = TESTS / "snapshots"
 IN_CI = os.environ.get("CI") == "true"
-
-
-def load_snapshots(name: str) -> List[Snapshot]:
-    """A snapshot file recorded from live lab guests with ``kvm-telegraf record``."""
-    return snapshots_from_json((SNAPSHOTS / name).read_text())
 
 
 def need(condition: bool, reason: str) -> None:

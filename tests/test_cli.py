@@ -8,20 +8,13 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from click.testing import CliRunner
 
 from kvm_telegraf import __version__
 from kvm_telegraf.cli import main
 from kvm_telegraf.snapshot import snapshots_from_json
 from tests.conftest import load_snapshots
+from tests.harness.cli import runner
 from tests.replay import ReplayConnection
-
-
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 from typing import Iterator, List
 
 import pytest
@@ -28,10 +26,9 @@ from kvm_telegraf.doctor import (
 )
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF, runner
 from tests.replay import ReplayConnection
-from tests.test_cli import runner
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 STATS_PERIOD = "<stats period='2'/>"
 UNREACHABLE = "qemu+unix:///system?socket=/nonexistent"
 

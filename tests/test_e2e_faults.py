@@ -22,8 +22,8 @@ import pytest
 
 from kvm_telegraf.trigger import WRITE_GRACE_S
 from tests.conftest import run_lab
+from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 from tests.harness.execd import ExecdDriver
-from tests.test_e2e_lab import KVM_TELEGRAF, only, parse_line
 
 pytestmark = pytest.mark.lab
 

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from ruamel.yaml import YAML
 
 from kvm_telegraf.encode import LineEncoder, format_float
 from kvm_telegraf.points import Point
+from kvm_telegraf.shape import shape_snapshot
+from tests.harness.goldens import batches, golden_snapshots
 from tests.harness.influxdb import quote_ident
 from tests.record_snapshots import HOSTILE_NAME
 
@@ -142,6 +142,17 @@ def test_a_string_field_escapes_only_quotes_and_backslashes_as_telegrafs_seriali
     assert encode("m", (), {"s": text}, 1) == 'm s="tab\tlf\ncr\rvt\vff\f \\"q\\" \\\\" 1\n'
 
 
+@pytest.mark.golden_test("goldens/batch/*.yml")
+def test_recorded_snapshots_encode_into_the_golden_batches(golden):
+    history: dict = {}
+    encoder = LineEncoder()
+    encoded = []
+    for snapshot in golden_snapshots(golden):
+        points, history = shape_snapshot(snapshot, history)
+        encoded.append(encoder.encode(points, snapshot.timestamp_ns))
+    assert encoded == golden.out["batches"]
+
+
 # --- property tests against the Go oracle --------------------------------------------------------
 
 # The 2018 encoder and ours part only on the characters Telegraf's parser refuses (see encode.py):
@@ -227,11 +238,11 @@ def test_a_control_character_in_a_name_reads_back_from_influxdb_as_its_two_chara
 
 
 def test_a_batch_recorded_from_a_guest_with_an_awkward_name_reads_back_from_influxdb_under_that_name(influx):
-    golden = YAML(typ="safe").load((Path(__file__).parent / "goldens" / "batch" / "lab-odd-names.yml").read_text())
+    recorded = batches("lab-odd-names")
     influx.create_database("odd")
-    for batch in golden["batches"]:
+    for batch in recorded:
         status, body = influx.write("odd", batch)
         assert status == 204, body
     names = {row["value"] for row in influx.rows("odd", 'SHOW TAG VALUES FROM vm_metrics WITH KEY = "vm"')}
     assert names == {HOSTILE_NAME.rstrip("\\")}
-    assert influx.count("odd", "vm_devices") == sum(batch.count("vm_devices,") for batch in golden["batches"])
+    assert influx.count("odd", "vm_devices") == sum(batch.count("vm_devices,") for batch in recorded)

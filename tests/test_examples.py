@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
@@ -24,13 +23,13 @@ from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 
 TAG_KEYS = {"host", "vm", "uuid", "device", "type"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))

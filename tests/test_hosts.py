@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List
 
 import pytest
@@ -23,11 +21,11 @@ from kvm_telegraf.connection import Connection, LibvirtUnavailableError
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.shape import shape_snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 from tests.harness.loglines import log_lines
 from tests.replay import ReplayConnection
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 GOOD, OTHER, BAD = "qemu+ssh://kvm1/system", "qemu+ssh://kvm2/system", "qemu+ssh://ops:s3cret@kvm3/system"
 
 

@@ -11,22 +11,16 @@ from typing import Dict, List
 
 import pytest
 
-from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
-from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
-from tests.conftest import SNAPSHOTS, load_snapshots
+from kvm_telegraf.snapshot import DomainSample, Snapshot
+from tests.conftest import load_snapshots
+from tests.harness.goldens import golden_snapshots
 
 
 def as_yaml(points: List[Point]) -> List[dict]:
     return [{"measurement": p.measurement, "tags": dict(p.tags), "fields": dict(p.fields)} for p in points]
-
-
-def golden_snapshots(golden) -> List[Snapshot]:
-    """The golden's snapshot file, read as the options it names (``nova: true`` is ``--nova``)."""
-    tags = NOVA_TAGS if golden.get("nova") else ()
-    return snapshots_from_json((SNAPSHOTS / golden["snapshot"]).read_text(), tags)
 
 
 @pytest.mark.golden_test("goldens/shape/*.yml")
@@ -37,17 +31,6 @@ def test_recorded_snapshots_shape_into_the_golden_records(golden):
         points, history = shape_snapshot(snapshot, history)
         cycles.append(as_yaml(points))
     assert cycles == golden.out["cycles"]
-
-
-@pytest.mark.golden_test("goldens/batch/*.yml")
-def test_recorded_snapshots_encode_into_the_golden_batches(golden):
-    history: Dict = {}
-    encoder = LineEncoder()
-    batches = []
-    for snapshot in golden_snapshots(golden):
-        points, history = shape_snapshot(snapshot, history)
-        batches.append(encoder.encode(points, snapshot.timestamp_ns))
-    assert batches == golden.out["batches"]
 
 
 # --- one real domain, one change at a time ---------------------------------------------------
@@ -298,7 +281,7 @@ def test_a_host_with_ten_guests_of_two_nics_and_three_disks_gives_eighty_lines(r
 
 
 def test_the_hypervisor_and_metadata_tags_go_on_every_point_of_the_domain_sorted_by_key():
-    (snapshot, _) = snapshots_from_json((SNAPSHOTS / "nova-metadata.json").read_text(), NOVA_TAGS)
+    (snapshot, _) = golden_snapshots({"snapshot": "nova-metadata.json", "nova": True})
     domain = dataclasses.replace(snapshot.domains[0], hypervisor="kvm1")
     points = [p for group in shape_one(domain).values() for p in group]
     assert {p.measurement for p in points} == set(MEASUREMENTS)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from kvm_telegraf.points import Point
 from kvm_telegraf.table import Reading, human_bytes, render, table_from_snapshots
 from tests.conftest import load_snapshots
-
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
+from tests.harness.cli import KVM_TELEGRAF
 
 
 @pytest.mark.parametrize(
