@@ -96,6 +96,7 @@ class DomainFacts:
     disk_count: int = 0
     interface_count: int = 0
     interfaces: Tuple[Tuple[str, Optional[str]], ...] = ()  # (target dev, MAC) of each NIC with a target dev
+    balloon_period: Optional[int] = None  # <memballoon><stats period> in s (0: none set); None: no balloon
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
 
@@ -110,6 +111,15 @@ def _firmware(os_element: Optional[ElementTree.Element]) -> Optional[str]:
     if loader is not None and (loader.get("type") == "pflash" or loader.text):
         return "efi"
     return "bios"
+
+
+def _balloon_period(root: ElementTree.Element) -> Optional[int]:
+    """The memory balloon's stats period in seconds (0: none set); None without a balloon device."""
+    balloon = root.find("devices/memballoon")
+    if balloon is None or balloon.get("model") == "none":
+        return None
+    stats = balloon.find("stats")
+    return (_int_or_none(stats.get("period")) or 0) if stats is not None else 0
 
 
 def _int_or_none(text: Optional[str]) -> Optional[int]:
@@ -163,6 +173,7 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         disk_count=len(root.findall("devices/disk")),
         interface_count=len(root.findall("devices/interface")),
         interfaces=_interface_addresses(root),
+        balloon_period=_balloon_period(root),
         features=tuple(
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),

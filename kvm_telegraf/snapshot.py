@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Protocol, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
@@ -21,7 +20,11 @@ StatValue = Any  # int, float, bool or str, exactly as libvirt returned it
 
 @dataclass(frozen=True)
 class DomainConfig:
-    """Facts from the domain XML and flags: they change rarely, so they are cached."""
+    """Facts from the domain XML and flags: they change rarely, so they are cached.
+
+    The XML is parsed when the config is made (in collect, once per fetch), never
+    in shape: ``facts`` is None when it does not parse.
+    """
 
     xml: str
     persistent: Optional[bool] = None
@@ -29,14 +32,14 @@ class DomainConfig:
     managed_save: Optional[bool] = None
     # How to read tags from the XML: an option of this run, not recorded with the snapshot.
     metadata_tags: Tuple[MetadataTag, ...] = field(default=(), compare=False, repr=False)
+    facts: Optional[DomainFacts] = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def facts(self) -> Optional[DomainFacts]:
-        """The parsed XML, once per fetched config; None when it does not parse."""
+    def __post_init__(self) -> None:
         try:
-            return parse_domain_xml(self.xml, self.metadata_tags)
+            facts: Optional[DomainFacts] = parse_domain_xml(self.xml, self.metadata_tags)
         except ValueError:
-            return None
+            facts = None
+        object.__setattr__(self, "facts", facts)  # frozen: set once, here
 
     def names_all(self, taps: FrozenSet[str]) -> bool:
         """False when a tap is missing from this XML: a NIC hot-plugged (or a restart) since it was read."""
