@@ -8,7 +8,7 @@ from typing import Dict, FrozenSet, Optional, Protocol
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.shape import MEASUREMENTS, CpuReading, shape_snapshot
+from kvm_telegraf.shape import MEASUREMENTS, Reading, shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
@@ -34,7 +34,7 @@ class Pipeline:
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     encoder: LineEncoder = field(default_factory=LineEncoder)
-    _history: Dict[str, CpuReading] = field(default_factory=dict, init=False)
+    _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _outage: Optional[str] = field(default=None, init=False)
 
     def cycle(self) -> None:

@@ -29,7 +29,12 @@ METRIC_FIELDS: Rows = (
 )
 # A domain that is not running reports libvirtd's own CPU time as cpu.* (a libvirt quirk): no cpu field then.
 INACTIVE_METRIC_FIELDS: Rows = tuple(row for row in METRIC_FIELDS if not row[1].startswith("cpu."))
-CPU_SPLIT_FIELDS: Rows = (("cpu_user_ns", "cpu.user", 1), ("cpu_system_ns", "cpu.system", 1))
+CPU_SPLIT_FIELDS: Rows = (
+    ("cpu_user_ns", "cpu.user", 1),
+    ("cpu_system_ns", "cpu.system", 1),
+    ("haltpoll_success_ns", "cpu.haltpoll.success.time", 1),  # KVM's halt-polling, where libvirt reports it
+    ("haltpoll_fail_ns", "cpu.haltpoll.fail.time", 1),
+)
 BALLOON_FIELDS: Rows = (
     ("memory_actual_bytes", "balloon.current", KIB),
     ("memory_unused_bytes", "balloon.unused", KIB),
@@ -66,6 +71,12 @@ DISK_FIELDS: Rows = (
     ("capacity_bytes", "capacity", 1),
     ("physical_bytes", "physical", 1),
 )
+# Per-disk average latency: (field, time counter, request counter), Δtime / Δrequests since the previous cycle.
+DISK_LATENCIES = (
+    ("read_latency_ns", "read_time_ns", "read_requests"),
+    ("write_latency_ns", "write_time_ns", "write_requests"),
+    ("flush_latency_ns", "flush_time_ns", "flush_requests"),
+)
 # vm_totals fields summed over devices: (total field, device field).
 INTERFACE_TOTALS = tuple((f"net_{name}", name) for name, _, _ in INTERFACE_FIELDS)
 DISK_TOTALS = (
@@ -79,16 +90,17 @@ DISK_TOTALS = (
 )
 
 
-class CpuReading(NamedTuple):
-    """What cpu_percent needs from a domain's previous cycle."""
+class Reading(NamedTuple):
+    """What the next cycle's rates (cpu_percent, disk latency) need from a running domain's cycle."""
 
     domain_id: int
-    started_ns: int  # the bulk call that read these times began here ...
+    started_ns: int  # the bulk call that read these counters began here ...
     finished_ns: int  # ... and returned here
     vcpu_times: Mapping[int, int]  # vCPU number -> vcpu.<n>.time (ns)
+    disks: Mapping[str, Mapping[str, FieldValue]]  # disk target -> its vm_devices fields
 
 
-CpuHistory = Mapping[str, CpuReading]  # keyed by history_key()
+History = Mapping[str, Reading]  # keyed by history_key()
 Device = Tuple[str, Dict[str, FieldValue]]
 
 
@@ -244,7 +256,7 @@ def vm_devices(domain: DomainSample, nics: List[Nic], block_devices: List[Device
     return points
 
 
-def cpu_percent(reading: Optional[CpuReading], previous: Optional[CpuReading]) -> Optional[float]:
+def cpu_percent(reading: Reading, previous: Optional[Reading]) -> Optional[float]:
     """vCPU use over the last interval, 100 meaning every vCPU busy all the time; None on a first or restarted cycle.
 
     It counts only the vCPUs present in both readings (a hot-plugged one has
@@ -254,7 +266,7 @@ def cpu_percent(reading: Optional[CpuReading], previous: Optional[CpuReading]) -
     CPU at a time, so the result cannot exceed 100, without any clamping.
     QEMU's own threads (I/O, emulation) are not in it: ``cpu_time_ns`` has them.
     """
-    if reading is None or previous is None or previous.domain_id != reading.domain_id:
+    if previous is None:
         return None
     both = [n for n in reading.vcpu_times if n in previous.vcpu_times]
     window = reading.finished_ns - previous.started_ns
@@ -301,8 +313,24 @@ def history_key(domain: DomainSample) -> str:
     return domain.uuid if domain.hypervisor is None else f"{domain.hypervisor}/{domain.uuid}"
 
 
-def cpu_reading(domain: DomainSample, snapshot: Snapshot) -> Optional[CpuReading]:
-    """The vCPU times of a running domain, with the window of the call that read them."""
+def add_disk_latency(block_devices: List[Device], previous: Optional[Reading]) -> None:
+    """Each disk's average read, write and flush latency since the previous cycle, in ns, where requests were made."""
+    if previous is None:
+        return
+    for name, fields in block_devices:
+        before = previous.disks.get(name)
+        if before is None:
+            continue
+        for latency, time_key, requests_key in DISK_LATENCIES:
+            if time_key in fields and requests_key in fields and time_key in before and requests_key in before:
+                requests = fields[requests_key] - before[requests_key]
+                spent = fields[time_key] - before[time_key]
+                if requests > 0 and spent >= 0:
+                    fields[latency] = round(spent / requests, 1)
+
+
+def reading_of(domain: DomainSample, snapshot: Snapshot, block_devices: List[Device]) -> Optional[Reading]:
+    """The counters of a running domain that the next cycle's rates start from, with the window that read them."""
     if domain.id < 0:
         return None
     stats = domain.stats
@@ -311,42 +339,45 @@ def cpu_reading(domain: DomainSample, snapshot: Snapshot) -> Optional[CpuReading
         value = counter(stats, f"vcpu.{n}.time")
         if value is not None:
             times[n] = value
-    if not times:
-        return None
     started = snapshot.started_ns if snapshot.started_ns is not None else snapshot.timestamp_ns
-    return CpuReading(domain.id, started, snapshot.timestamp_ns, times)
+    return Reading(
+        domain.id, started, snapshot.timestamp_ns, times, {name: dict(fields) for name, fields in block_devices}
+    )
 
 
 def shape_snapshot(
     snapshot: Snapshot,
-    history: CpuHistory,
+    history: History,
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
-) -> Tuple[List[Point], Dict[str, CpuReading]]:
-    """All points of one cycle, and the CPU history the next cycle needs.
+) -> Tuple[List[Point], Dict[str, Reading]]:
+    """All points of one cycle, and the history the next cycle needs.
 
     History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
     """
     points: List[Point] = []
-    new_history: Dict[str, CpuReading] = {}
+    new_history: Dict[str, Reading] = {}
     for domain in snapshot.domains:
-        reading = cpu_reading(domain, snapshot)
-        key = history_key(domain)
-        if reading is not None:
-            new_history[key] = reading
         extra = extra_tags(domain)
         tags = domain_tags(domain, extra)
+        key = history_key(domain)
+        nics, block_devices = interfaces(domain), disks(domain.stats)
+        reading = reading_of(domain, snapshot, block_devices)
+        previous = history.get(key)
+        if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
+            previous = None
+        if reading is not None:
+            new_history[key] = reading
+            add_disk_latency(block_devices, previous)
         if "vm_metrics" in measurements:
             points.append(vm_metrics(domain, tags))
         if "vm_features" in measurements:
             features = vm_features(domain, tags)
             if features is not None:
                 points.append(features)
-        if "vm_devices" in measurements or "vm_totals" in measurements:
-            nics, block_devices = interfaces(domain), disks(domain.stats)
-            if "vm_devices" in measurements:
-                points += vm_devices(domain, nics, block_devices, extra)
-            if "vm_totals" in measurements:
-                percent = cpu_percent(reading, history.get(key))
-                points.append(vm_totals(domain, tags, nics, block_devices, percent))
+        if "vm_devices" in measurements:
+            points += vm_devices(domain, nics, block_devices, extra)
+        if "vm_totals" in measurements:
+            percent = cpu_percent(reading, previous) if reading is not None else None
+            points.append(vm_totals(domain, tags, nics, block_devices, percent))
     return points, new_history

@@ -295,3 +295,45 @@ def test_the_hypervisor_and_metadata_tags_go_on_every_point_of_the_domain_sorted
             "demo",
             "kt.tiny",
         )
+
+
+def disk_fields(points: List[Point], vm: str, disk: str) -> Dict:
+    (found,) = [
+        p.fields
+        for p in points
+        if p.measurement == "vm_devices" and dict(p.tags)["device"] == disk and dict(p.tags)["vm"] == vm
+    ]
+    return found
+
+
+def test_disk_latency_is_time_over_requests_since_the_previous_cycle():
+    first, second = load_snapshots("lab-running.json")
+    _, history = shape_snapshot(first, {})
+    points, _ = shape_snapshot(second, history)
+    before, after = first.domains[0].stats, second.domains[0].stats
+    fields = disk_fields(points, "ktlab-01", "vda")
+    expected = (after["block.0.rd.times"] - before["block.0.rd.times"]) / (
+        after["block.0.rd.reqs"] - before["block.0.rd.reqs"]
+    )
+    assert fields["read_latency_ns"] == pytest.approx(expected, abs=0.05)
+    assert "flush_latency_ns" not in fields  # no flush in between: no latency, not 0
+
+
+def test_disk_latency_is_absent_on_the_first_cycle_and_after_a_restart():
+    first, second = load_snapshots("lab-running.json")
+    points, history = shape_snapshot(first, {})
+    assert not [p for p in points if "read_latency_ns" in p.fields]
+    restarted = Snapshot(second.timestamp_ns, tuple(dataclasses.replace(d, id=d.id + 100) for d in second.domains))
+    points, _ = shape_snapshot(restarted, history)
+    assert not [p for p in points if "read_latency_ns" in p.fields or "cpu_percent" in p.fields]
+
+
+def test_halt_polling_times_go_on_vm_totals_of_running_domains_only():
+    (snapshot, _) = load_snapshots("lab-states.json")
+    points, _ = shape_snapshot(snapshot, {})
+    totals = {dict(p.tags)["vm"]: p.fields for p in points if p.measurement == "vm_totals"}
+    running = next(d for d in snapshot.domains if d.id >= 0)
+    assert totals[running.name]["haltpoll_success_ns"] == running.stats["cpu.haltpoll.success.time"]
+    assert "haltpoll_fail_ns" in totals[running.name]
+    shut_off = next(d for d in snapshot.domains if d.id < 0)
+    assert "haltpoll_success_ns" not in totals[shut_off.name]
