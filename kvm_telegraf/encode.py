@@ -126,6 +126,10 @@ class LineEncoder:
                 if prefix is None:
                     escaped = escape_key(key)
                     prefix = keys[key] = f"{escaped}=" if escaped else ""
+                if type(value) is int:  # nearly every field; inlined (see shape.read_fields for the figures)
+                    if INT64_MIN <= value <= INT64_MAX and prefix:
+                        encoded.append(f"{prefix}{value}i")
+                    continue
                 text = format_field_value(value)
                 if prefix and text is not None:
                     encoded.append(prefix + text)

@@ -116,8 +116,10 @@ def read_fields(stats: Mapping[str, StatValue], rows: Rows, prefix: str = "") ->
     """The reportable counters of *rows*, scaled, under their field names."""
     fields: Dict[str, FieldValue] = {}
     for name, key, scale in rows:
-        value = counter(stats, prefix + key)
-        if value is not None:
+        value = stats.get(prefix + key)
+        # counter(), inlined: this loop reads nearly every stat (callgrind, 1,000-domain batch: 705M -> 629M
+        # instructions together with encode's inlined integer path)
+        if type(value) is int and 0 <= value <= INT64_MAX:
             fields[name] = value * scale
     return fields
 
