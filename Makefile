@@ -69,7 +69,7 @@ clean:
 # Build dependencies of debian/control, help2man for the man page, lintian, and Debian's rpm for the RPM;
 # `make deps` installs them too (the prerequisite below), so `make test` can build every package.
 PACKAGE_DEBS := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel \
-                help2man lintian rpm
+                python3-click help2man lintian rpm
 KVM_TELEGRAF_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' kvm_telegraf/__init__.py)
 
 .PHONY: package-deps deb rpm python-dist dist clean-dist
@@ -98,4 +98,4 @@ rpm: package-deps python-dist
 dist: deb rpm
 
 clean-dist:
-	rm -rf dist
+	rm -rf dist build
