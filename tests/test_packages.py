@@ -24,6 +24,7 @@ import pytest
 
 from kvm_telegraf import __version__
 from tests.conftest import need
+from tests.harness.cli import only, parse_line
 
 pytestmark = [pytest.mark.lab, pytest.mark.packages]
 
@@ -194,15 +195,15 @@ def test_the_installed_command_prints_the_package_version(installed):
 
 
 def test_the_telegraf_user_gets_full_batches_from_the_installed_command(installed, lab):
-    argv = ["runuser", "-u", "telegraf", "--", BINARY, "--once", *[a for name in lab for a in ("--domain", name)]]
+    argv = ["runuser", "-u", "telegraf", "--", BINARY, "--once", *only(lab)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
     assert (done.returncode, done.stderr) == (0, "")
+    lines = [parse_line(line) for line in done.stdout.splitlines()]
     per_guest: Dict[str, Counter] = {}
-    for line in done.stdout.splitlines():
-        vm = line.split(",vm=", 1)[1].split(" ", 1)[0]  # vm is the last tag; lab names need no unescaping
-        per_guest.setdefault(vm, Counter())[line.split(",", 1)[0]] += 1
+    for measurement, tags, _fields, _timestamp in lines:
+        per_guest.setdefault(tags["vm"], Counter())[measurement] += 1
     assert per_guest == {name: Counter(FULL_BATCH_PER_GUEST) for name in lab}
-    assert len({line.rsplit(" ", 1)[1] for line in done.stdout.splitlines()}) == 1, "one timestamp per batch"
+    assert len({timestamp for *_, timestamp in lines}) == 1, "one timestamp per batch"
 
 
 def test_the_installed_drop_in_is_a_conffile_that_telegraf_parses_and_its_command_exists(installed, toml_parse):
