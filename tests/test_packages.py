@@ -195,7 +195,8 @@ def test_the_installed_command_prints_the_package_version(installed):
 
 
 def test_the_telegraf_user_gets_full_batches_from_the_installed_command(installed, lab):
-    argv = ["runuser", "-u", "telegraf", "--", BINARY, "--once", *only(lab)]
+    # A generous deadline: on a loaded 2-core machine the bulk call can take longer than the default 5 s.
+    argv = ["runuser", "-u", "telegraf", "--", BINARY, "--once", "--timeout", "30s", *only(lab)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd="/")
     assert (done.returncode, done.stderr) == (0, "")
     lines = [parse_line(line) for line in done.stdout.splitlines()]
