@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
@@ -52,6 +52,26 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
     oracle = Oracle(binary)
     yield oracle
     oracle.close()
+
+
+@pytest.fixture(scope="session")
+def toml_parse(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Dict[str, Any]]:
+    """influxdata/toml, the TOML library of Telegraf's config loader (tests/go/tomlcheck), as a function:
+    TOML text in, the parsed tables out (as JSON types). Built once per session."""
+    try:
+        binary = build("tomlcheck", tmp_path_factory.mktemp("go"))
+    except RuntimeError as exc:
+        need(False, f"influxdata/toml checker unavailable: {exc}")
+    workdir = tmp_path_factory.mktemp("toml")
+
+    def parse(text: str) -> Dict[str, Any]:
+        source = workdir / "input.toml"
+        source.write_text(text)
+        done = subprocess.run([str(binary), str(source)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return parse
 
 
 @pytest.fixture(scope="session")
