@@ -43,9 +43,9 @@ STATE_RUNNING = 1
 VIR_ERR_NO_DOMAIN = 42
 
 # How far past --timeout each tier may answer; the XML reads get what is left of COLLECT_GRACE_S.
-NOWAIT_GRACE_S = 0.4
-STATE_GRACE_S = 0.6
-COLLECT_GRACE_S = 0.75
+NOWAIT_GRACE_S = 0.3
+STATE_GRACE_S = 0.4
+COLLECT_GRACE_S = 0.5
 
 # Which tier answered a cycle's bulk read.
 FULL, NOWAIT, STATE_ONLY = "full", "nowait", "state-only"
@@ -92,6 +92,7 @@ class StuckCallGuard:
         self._state = Worker("bulk-stats-state")
         self._full_started = 0.0
         self.slowest_full_s = 0.0  # the slowest full call that returned since reset_slowest()
+        self.carried_over = False  # whether the last read found a full call out since an earlier cycle
 
     @property
     def stuck(self) -> bool:
@@ -99,8 +100,8 @@ class StuckCallGuard:
         return self._full.busy
 
     def full_call_time(self) -> Tuple[float, bool]:
-        """(seconds, whether final): the slowest full call, or how long the one still out has run."""
-        if self.stuck:
+        """(seconds, whether measured): the slowest late full call that came back, else how long the one out has run."""
+        if self.stuck and self.slowest_full_s <= self.timeout_s:
             return max(self.slowest_full_s, time.monotonic() - self._full_started), False
         return self.slowest_full_s, True
 
@@ -124,19 +125,22 @@ class StuckCallGuard:
 
         LibvirtUnavailableError when no tier answered in time.
         """
+        self.carried_over = self.stuck
         future = None if self.stuck else self._full.submit(lambda: self._full_call(conn, flags))
         if future is not None:
             self._full_started = started
             with contextlib.suppress(FutureTimeout):
                 return answer_by(future, started + self.timeout_s), FULL
+        # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
+        # and is then in hand the moment NOWAIT misses its deadline.
         fallbacks = (
-            (self._nowait, STATS_GROUPS, flags | STATS_NOWAIT, NOWAIT_GRACE_S, NOWAIT),
-            (self._state, STATE_GROUP, flags, STATE_GRACE_S, STATE_ONLY),
+            (self._nowait.submit(lambda: conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT)), NOWAIT),
+            (self._state.submit(lambda: conn.getAllDomainStats(STATE_GROUP, flags)), STATE_ONLY),
         )
-        for worker, groups, tier_flags, grace_s, tier in fallbacks:
-            future = worker.submit(lambda g=groups, f=tier_flags: conn.getAllDomainStats(g, f))
+        for future, tier in fallbacks:
             if future is None:  # its call of an earlier cycle is still out
                 continue
+            grace_s = NOWAIT_GRACE_S if tier == NOWAIT else STATE_GRACE_S
             with contextlib.suppress(FutureTimeout):
                 return answer_by(future, started + self.timeout_s + grace_s), tier
         raise LibvirtUnavailableError(
@@ -225,7 +229,13 @@ class Collector:
         raise AssertionError("unreachable")
 
     def _not_responding(self, tier: str, records: RawStats) -> List[str]:
-        """The running domains whose QEMU did not answer this cycle; one W! per kind of trouble per episode."""
+        """The running domains whose QEMU did not answer this cycle; one W! per episode, one I! at its end.
+
+        A NOWAIT answer also lacks the domain that a slow but healthy full call
+        holds at that moment, so a guest is called frozen only once the full call
+        it blocks has been out since an earlier cycle; a full call that missed its
+        deadline and came back means the call as a whole is slow.
+        """
         if tier == FULL:
             if self._episode:
                 took, _ = self._guard.full_call_time()
@@ -235,14 +245,26 @@ class Collector:
                     took,
                 )
                 self._episode.clear()
-                self._guard.reset_slowest()
+            self._guard.reset_slowest()
             return []
-        frozen = unresponsive_domains(records) if tier == NOWAIT and self._guard.stuck else []
-        kind = FROZEN if frozen else SLOW if tier == NOWAIT else SATURATED
-        if kind not in self._episode:
+        if tier == STATE_ONLY:
+            kind: Optional[str] = SATURATED
+            marked = running_domains(records)
+        else:
+            marked = unresponsive_domains(records)
+            came_back_late = self._guard.slowest_full_s > self.timeout_s
+            if self._guard.stuck and self._guard.carried_over and marked:
+                kind = FROZEN
+            elif self._guard.stuck and not came_back_late and marked:
+                kind = None  # this cycle's own full call is still out: frozen or slow, the next cycle tells
+            else:
+                kind, marked = SLOW, []
+        # One W! per episode; a frozen guest is still named if the episode began otherwise.
+        if kind is not None and (not self._episode or (kind == FROZEN and FROZEN not in self._episode)):
+            self._warn(kind, marked)
+        if kind is not None:
             self._episode.add(kind)
-            self._warn(kind, frozen)
-        return running_domains(records) if kind == SATURATED else frozen
+        return marked
 
     def _warn(self, kind: str, frozen: List[str]) -> None:
         if kind == FROZEN:
@@ -335,7 +357,9 @@ class Collector:
         self._note_matches(frozenset(dom.name() for dom, _ in records), total)
         configs: Dict[str, DomainConfig] = {}
         if self.want_config:
-            configs = self._configs_for(records, self.monotonic(), started + self.timeout_s + COLLECT_GRACE_S)
+            # On a saturated host the XML reads are not waited for: they land in the cache for later cycles.
+            deadline = time.monotonic() if self.last_tier == STATE_ONLY else started + self.timeout_s + COLLECT_GRACE_S
+            configs = self._configs_for(records, self.monotonic(), deadline)
         domains = []
         for dom, stats in records:
             name, uuid = dom.name(), dom.UUIDString()

@@ -20,6 +20,11 @@ SNAPSHOTS = TESTS / "snapshots"
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """The saturate tests run last: they slow libvirt down, so nothing else should share their minutes."""
+    items.sort(key=lambda item: item.get_closest_marker("saturate") is not None)
+
+
 def load_snapshots(name: str) -> List[Snapshot]:
     """A snapshot file recorded from live lab guests with ``kvm-telegraf record``."""
     return snapshots_from_json((SNAPSHOTS / name).read_text())

@@ -117,7 +117,7 @@ def test_filtered_out_domains_cost_no_configuration_read():
 # --- the deadline: fake hosts whose calls block or drag (tests/harness/stalling.py) -------------------
 
 TIMEOUT_S = 0.3
-# The guarantee is --timeout + COLLECT_GRACE_S (0.75 s); the rest is room for a busy test machine.
+# The guarantee is --timeout + COLLECT_GRACE_S (0.5 s); the rest is room for a busy test machine.
 WITHIN_S = TIMEOUT_S + 1.0
 
 
@@ -186,7 +186,7 @@ def test_a_saturated_host_gets_state_only_batches_with_domains_marked_not_respon
         for domain in snapshot.domains:
             assert set(domain.stats) == {"state.state", "state.reason"}, "nothing of an earlier cycle is re-sent"
             assert domain.responding is False
-    assert host.asked[:3] == [FULL, NOWAIT, STATE]
+    assert host.asked[0] == FULL and sorted(host.asked[1:3]) == sorted([NOWAIT, STATE])
     assert host.asked.count(FULL) == 1 and host.asked.count(NOWAIT) == 1, "a call still out is never repeated"
     (line,) = logged
     assert line.startswith("W! libvirt answered too slowly for the batch deadline (full stats still unanswered after")
@@ -223,17 +223,21 @@ def test_a_frozen_guest_is_named_once_marked_not_responding_and_the_others_stay_
     ]
 
 
-def test_a_call_slower_than_the_timeout_is_told_once_with_its_time_and_blames_no_guest(stalling, logged):
-    """Issue 16, item 8: every cycle falls back, but no guest is frozen: the full call is just slow."""
-    host = stalling(delays={FULL: 0.5}, busy={"ktlab-01"}, nowait_after_full=True)
+@pytest.mark.parametrize("nowait_first", [False, True], ids=["nowait-after-the-full-call", "nowait-before-it"])
+def test_a_call_slower_than_the_timeout_is_told_once_with_its_time_and_blames_no_guest(stalling, logged, nowait_first):
+    """Issue 16, item 8: every cycle falls back, but no guest is frozen: the full call is just slow.
+
+    Its NOWAIT answer lacks the guest the full call holds at that moment, as libvirt's does.
+    """
+    host = stalling(delays={FULL: 0.5}, busy={"ktlab-01"}, nowait_after_full=not nowait_first)
     collector = deadline_collector(host)
     for _ in range(4):
-        snapshot = collector.collect()
-        assert all(d.responding for d in snapshot.domains), "a healthy guest is not blamed"
+        collector.collect()
+        time.sleep(0.5)  # the interval: the late full call comes back meanwhile
     assert host.asked.count(FULL) == 4, "each cycle tries full stats again"
     (line,) = logged
     assert line.startswith("W! the bulk stats call as a whole is slower than --timeout 0.3s (full stats took 0.5s)")
-    assert "raise --timeout" in line
+    assert "raise --timeout" in line and "ktlab-01" not in line
 
 
 def test_when_nothing_matches_the_domain_filter_it_is_said_once_and_again_after_the_matches_changed(logged):
