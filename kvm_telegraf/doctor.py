@@ -268,9 +268,9 @@ def deadline_finding(
     if tier == NOWAIT and not_responding and not returned:
         return Finding(
             WARN,
-            f"domains not answering: {', '.join(not_responding)}: their QEMU does not answer (no full stats call "
-            f"back after {took}), so what only their QEMU gives (balloon memory, disk counters) is missing "
-            "until it does; every other guest is complete",
+            f"domains not answering: {', '.join(not_responding)}: their QEMU does not answer (the full stats call "
+            f"is still out after {full_s:.1f}s), so what only their QEMU gives (balloon memory, disk counters) is "
+            "missing until it does; every other guest is complete",
         )
     if tier != NOWAIT:  # not even NOWAIT answered in time, while the state group alone does
         return Finding(
