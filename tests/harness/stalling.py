@@ -42,8 +42,9 @@ class StallingConnection(ReplayConnection):
         delays: Optional[Dict[str, float]] = None,
         busy: Iterable[str] = (),
         nowait_after_full: bool = False,
+        hostname: str = "lab-host",
     ) -> None:
-        super().__init__(snapshots)
+        super().__init__(snapshots, hostname)
         self.stall = set(stall)
         self.delays = dict(delays or {})
         self.busy = set(busy)  # domains NOWAIT skips: their job is held by a call still out
