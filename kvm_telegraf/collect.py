@@ -125,6 +125,8 @@ class StuckCallGuard:
 
         LibvirtUnavailableError when no tier answered in time.
         """
+        for worker in (self._full, self._nowait, self._state):
+            worker.start()  # all at once: a first fallback, however late, adds no thread
         self.carried_over = self.stuck
         future = None if self.stuck else self._full.submit(lambda: self._full_call(conn, flags))
         if future is not None:
@@ -333,6 +335,7 @@ class Collector:
             entry = self._configs.get(uuid)
             if entry is None or entry.domain_id != domain_id or now - entry.fetched_at >= self.features_refresh_s:
                 wanted.append((dom, uuid, domain_id))
+        self._config_worker.start()  # at once, like the stats workers: the thread count stays level
         if wanted:
             future = self._config_worker.submit(lambda: self._read_configs(wanted, now))
             if future is not None:

@@ -31,13 +31,17 @@ class Worker:
         """Whether the last call is still out (it missed its caller's deadline, or is being waited for)."""
         return self._current is not None and not self._current.done()
 
+    def start(self) -> None:
+        """Start the thread now rather than on the first call (the process's thread count then stays level)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+            self._thread.start()
+
     def submit(self, call: Callable[[], Any]) -> Optional[Future]:
         """Start *call* and return its future; None while the previous call still runs."""
         if self.busy:
             return None
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
-            self._thread.start()
+        self.start()
         future: Future = Future()
         self._current = future
         self._requests.put((call, future))
