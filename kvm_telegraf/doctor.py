@@ -93,10 +93,10 @@ def own_command(argv: Sequence[str]) -> str:
     Telegraf's user has its own PATH, which may well lack the venv or prefix that
     holds kvm-telegraf; ``python -m kvm_telegraf`` stays an interpreter run.
     """
-    program, args = (argv[0], list(argv[1:])) if argv else ("kvm-telegraf", ["doctor"])
-    if os.path.basename(program) == "__main__.py":
-        return shlex.join([sys.executable, "-m", "kvm_telegraf", *args])
+    program, args = (argv[0], list(argv[1:])) if argv else ("", ["doctor"])
     found = program if os.sep in program else shutil.which(program) or program
+    if os.path.basename(program) == "__main__.py" or not os.path.isfile(found):  # python -m, -c, an embedder
+        return shlex.join([sys.executable, "-m", "kvm_telegraf", *args])
     return shlex.join([os.path.abspath(found), *args])
 
 
