@@ -18,7 +18,7 @@ deps:
 	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
 
 # The host's own Python with apt's python3-libvirt: nothing is compiled.
-$(PY): pyproject.toml
+$(PY): pyproject.toml kvm_telegraf/__init__.py
 	$(PYTHON_SYSTEM) -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(PY)
@@ -64,3 +64,38 @@ soak: deps venv
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+
+# --- Packages (issue 14): `make dist` puts the .deb, the RPM, the wheel and the sdist into dist/. ---
+# Build dependencies of debian/control, help2man for the man page, lintian, and Debian's rpm for the RPM;
+# `make deps` installs them too (the prerequisite below), so `make test` can build every package.
+PACKAGE_DEBS := debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools python3-wheel \
+                python3-click help2man lintian rpm
+KVM_TELEGRAF_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' kvm_telegraf/__init__.py)
+
+.PHONY: package-deps deb rpm python-dist dist clean-dist
+
+deps: package-deps
+clean: clean-dist
+
+package-deps:
+	./scripts/apt-ensure $(PACKAGE_DEBS)
+
+deb: package-deps
+	./scripts/build-deb . dist
+	lintian --fail-on error,warning dist/kvm-telegraf_$(KVM_TELEGRAF_VERSION)_all.deb
+
+# The wheel and the sdist with `python -m build` from the venv's setuptools (offline), then twine's checks.
+python-dist: venv
+	rm -f dist/kvm?telegraf-$(KVM_TELEGRAF_VERSION).tar.gz dist/kvm_telegraf-$(KVM_TELEGRAF_VERSION)-*.whl
+	$(PY) -m build --no-isolation --outdir dist .
+	$(VENV)/bin/twine check --strict dist/kvm-telegraf-$(KVM_TELEGRAF_VERSION).tar.gz \
+		dist/kvm_telegraf-$(KVM_TELEGRAF_VERSION)-py3-none-any.whl
+
+# Built from the sdist, which holds kvm-telegraf.spec.
+rpm: package-deps python-dist
+	./scripts/build-rpm dist/kvm-telegraf-$(KVM_TELEGRAF_VERSION).tar.gz dist
+
+dist: deb rpm
+
+clean-dist:
+	rm -rf dist build

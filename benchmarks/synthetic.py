@@ -54,9 +54,6 @@ def synthetic_host(count: int, interval_ns: int = 10_000_000_000) -> Tuple[Snaps
 def time_shape_encode(count: int = 1000, repeats: int = 20) -> Dict[str, float]:
     """Seconds per batch (median) for shape + encode of the synthetic host's second cycle."""
     first, second = synthetic_host(count)
-    for dom in first.domains + second.domains:
-        if dom.config is not None:
-            _ = dom.config.facts  # parsed once per fetched config in the real process too
     encoder = LineEncoder()
     _, history = shape_snapshot(first, {})
     batch = ""

@@ -8,37 +8,51 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any, Optional, Tuple
 
 import click
 
 from kvm_telegraf import __version__
-from kvm_telegraf.config import Duration, MetadataTagSpec, load_config_file
+from kvm_telegraf.config import (
+    DURATION,
+    FLAG,
+    SOME_STRINGS,
+    STRING,
+    STRING_TABLE,
+    STRINGS,
+    Duration,
+    MetadataTagSpec,
+    load_config_file,
+)
 
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 FORMATS = ("influx", "table")
 DOCTOR_INTERVAL_S = 10.0  # Telegraf's default interval
-CONFIG_KEYS = (
-    "uri",
-    "domain",
-    "exclude_domain",
-    "measurement",
-    "features_refresh",
-    "timeout",
-    "interval",
-    "log_level",
-    "nova",
-    "metadata_tag",
-    "hypervisor_tag",
-)
-REPEATABLE_KEYS = ("uri", "domain", "exclude_domain", "measurement", "metadata_tag")
+# What each --config key may hold (see config.py); a list stands for the option given several times.
+CONFIG_SCHEMA = {
+    "uri": SOME_STRINGS,
+    "domain": STRINGS,
+    "exclude_domain": STRINGS,
+    "measurement": SOME_STRINGS,
+    "features_refresh": DURATION,
+    "timeout": DURATION,
+    "interval": DURATION,
+    "log_level": STRING,
+    "nova": FLAG,
+    "metadata_tag": STRING_TABLE,
+    "hypervisor_tag": FLAG,
+}
+# Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
+INTERVAL = Duration(0.1, 86400.0)
+TIMEOUT = Duration(0.01, 3600.0)
+FEATURES_REFRESH = Duration(1.0, 7 * 86400.0)
+SAMPLE = Duration(0.01, 3600.0)
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str]) -> None:
     if path:
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_KEYS, REPEATABLE_KEYS)}
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_SCHEMA)}
 
 
 def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
@@ -52,45 +66,17 @@ def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
     return uris
 
 
-def _build_pipeline(ctx: click.Context, want_config: Optional[bool] = None):
-    """Wire the stages from the parsed options; imports libvirt-facing modules lazily.
+def _opener(ctx: click.Context) -> Any:
+    """How connections are opened: libvirt's read-only open, or what a test passed in ``obj``."""
+    from kvm_telegraf.connection import open_read_only
 
-    want_config: read each domain's XML always (True), never (False), or when
-    vm_features or a metadata tag needs it (None). Several ``--uri`` (or
-    ``--hypervisor-tag``) make the source a HostSet; the Pipeline does not care.
-    """
-    from kvm_telegraf.collect import Collector, DomainFilter
-    from kvm_telegraf.connection import Connection, open_read_only
-    from kvm_telegraf.domain_xml import NOVA_TAGS
-    from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
+    return (ctx.obj or {}).get("opener", open_read_only)
+
+
+def _start(ctx: click.Context) -> None:
     from kvm_telegraf.log import setup_logging
-    from kvm_telegraf.pipeline import Pipeline
-    from kvm_telegraf.trigger import Shutdown
-    from kvm_telegraf.write import BatchWriter
 
-    opts = ctx.params
-    setup_logging(opts["log_level"])
-    opener = (ctx.obj or {}).get("opener", open_read_only)  # tests swap the source here
-    measurements = frozenset(opts["measurement"] or MEASUREMENT_CHOICES)
-    metadata_tags = tuple(opts["metadata_tag"]) + (NOVA_TAGS if opts["nova"] else ())
-    if want_config is None:
-        want_config = "vm_features" in measurements or bool(metadata_tags)
-    collectors = [
-        Collector(
-            connection=Connection(uri, opener),
-            domain_filter=DomainFilter(tuple(opts["domain"]), tuple(opts["exclude_domain"])),
-            features_refresh_s=opts["features_refresh"],
-            timeout_s=opts["timeout"],
-            want_config=want_config,
-            metadata_tags=metadata_tags,
-        )
-        for uri in opts["uri"]
-    ]
-    source = collectors[0]
-    if len(collectors) > 1 or opts["hypervisor_tag"]:
-        source = HostSet(collectors, deadline_s=opts["timeout"] + HOST_GRACE_S)
-    writer = BatchWriter(click.get_binary_stream("stdout"))
-    return Pipeline(source, writer, Shutdown(), measurements)
+    setup_logging(ctx.params["log_level"])
 
 
 def _silence_stdout() -> None:
@@ -140,16 +126,16 @@ class TelegrafGroup(click.Group):
 @click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
 @click.option(
     "--interval",
-    type=Duration(),
+    type=INTERVAL,
     default=None,
-    help='Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines.',
+    help=f'Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines ({INTERVAL.bounds}).',
 )
 @click.option(
     "--timeout",
-    type=Duration(),
+    type=TIMEOUT,
     default="5s",
     show_default=True,
-    help="Deadline for one bulk stats call; keep it below Telegraf's interval.",
+    help=f"Deadline for one bulk stats call; keep it below Telegraf's interval ({TIMEOUT.bounds}).",
 )
 @click.option("--domain", "domain", multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
 @click.option("--exclude-domain", multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable).")
@@ -161,10 +147,10 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--features-refresh",
-    type=Duration(),
+    type=FEATURES_REFRESH,
     default="5m",
     show_default=True,
-    help="Re-read domain XML and flags this often (also on start and restart of a domain).",
+    help=f"Re-read domain XML and flags this often (also on start and restart of a domain; {FEATURES_REFRESH.bounds}).",
 )
 @click.option(
     "--hypervisor-tag",
@@ -189,9 +175,9 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--sample",
-    type=Duration(),
+    type=SAMPLE,
     default=None,
-    help="With --format table: take two readings this far apart and show CPU % and net/disk rates.",
+    help=f"With --format table: take two readings this far apart and show CPU % and net/disk rates ({SAMPLE.bounds}).",
 )
 @click.pass_context
 def main(
@@ -221,11 +207,13 @@ def main(
     if output_format == "table":
         _print_table(ctx, sample)
         return
+    from kvm_telegraf.app import build_pipeline
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
     from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
 
-    pipeline = _build_pipeline(ctx)
+    _start(ctx)
+    pipeline = build_pipeline(ctx.params, click.get_binary_stream("stdout"), _opener(ctx))
     restore = pipeline.shutdown.install()
     try:
         if once:
@@ -244,21 +232,20 @@ def main(
         _silence_stdout()
     finally:
         restore()
-        pipeline.collector.close()
+        pipeline.source.close()
 
 
 def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
     """--once --format table: one reading, or two *sample* seconds apart for rates; exit 1 without libvirt."""
+    from kvm_telegraf.app import build_source
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.log import get_logger
-    from kvm_telegraf.table import table_from_snapshots
+    from kvm_telegraf.table import read_samples, table_from_snapshots
 
-    source = _build_pipeline(ctx, want_config=False).collector
+    _start(ctx)
+    source = build_source(ctx.params, want_config=False, opener=_opener(ctx))
     try:
-        snapshots = [source.collect()]
-        if sample is not None:
-            time.sleep(sample)
-            snapshots.append(source.collect())
+        snapshots = read_samples(source, sample)
     except LibvirtUnavailableError as exc:
         get_logger(__name__).error("%s", exc)
         ctx.exit(1)
@@ -271,7 +258,7 @@ def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
 @click.option(
     "--interval",
     "telegraf_interval",
-    type=Duration(),
+    type=INTERVAL,
     default=None,
     help="Telegraf's interval to compare one collection with  [default: an --interval before doctor, else 10s]",
 )
@@ -290,7 +277,10 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     from kvm_telegraf.hosts import HostSet
 
     interval = telegraf_interval or ctx.parent.params["interval"] or DOCTOR_INTERVAL_S
-    source = _build_pipeline(ctx.parent, want_config=True).collector  # the balloon checks read the XML
+    from kvm_telegraf.app import build_source
+
+    _start(ctx.parent)
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))  # balloon checks read XML
     collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
@@ -316,22 +306,24 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     show_default=True,
     help="Consecutive snapshots to record (two or more pin the derived fields).",
 )
-@click.option("--every", type=Duration(), default="2s", show_default=True, help="Pause between snapshots.")
+@click.option(
+    "--every", type=SAMPLE, default="2s", show_default=True, help=f"Pause between snapshots ({SAMPLE.bounds})."
+)
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
+    from kvm_telegraf.app import build_source
     from kvm_telegraf.connection import LibvirtUnavailableError
-    from kvm_telegraf.snapshot import snapshot_to_json
+    from kvm_telegraf.snapshot import record_cycles, snapshot_to_json
 
-    pipeline = _build_pipeline(ctx.parent, want_config=True)
-    snapshots = []
+    _start(ctx.parent)
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))
     try:
-        for index in range(cycles):
-            if index:
-                time.sleep(every)
-            snapshots.append(pipeline.collector.collect())
+        snapshots = record_cycles(source, cycles, every)
     except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
+    finally:
+        source.close()
     try:
         with open(file, "w", encoding="utf-8") as handle:
             handle.write(snapshot_to_json(snapshots) + "\n")

@@ -30,7 +30,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot
+from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, nic_taps
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)
@@ -171,6 +171,7 @@ class _ConfigEntry:
     domain_id: int
     fetched_at: float
     config: DomainConfig
+    taps: FrozenSet[str]  # the NICs' tap names in the stats when it was read
 
 
 # What one XML read gives: the config, or libvirt's refusal.
@@ -210,6 +211,7 @@ class Collector:
     _config_reads: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
     _episode: Set[str] = field(default_factory=set, init=False)  # the kinds of trouble logged since full stats
     _matched: Optional[FrozenSet[str]] = field(default=None, init=False)
+    _forget: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._guard = StuckCallGuard(self.timeout_s)
@@ -307,34 +309,40 @@ class Collector:
         """Cache what the XML worker has read so far, this cycle's reads and late ones alike."""
         while True:
             try:
-                uuid, name, domain_id, fetched_at, result = self._config_reads.get_nowait()
+                uuid, name, domain_id, taps, fetched_at, result = self._config_reads.get_nowait()
             except queue.Empty:
                 return
             if isinstance(result, DomainConfig):
-                self._configs[uuid] = _ConfigEntry(domain_id, fetched_at, result)
+                self._configs[uuid] = _ConfigEntry(domain_id, fetched_at, result, taps)
                 continue
             self._configs.pop(uuid, None)  # only this domain loses vm_features
             code = result.get_error_code() if hasattr(result, "get_error_code") else None
             if code != VIR_ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
                 log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
 
-    def _read_configs(self, wanted: List[Tuple[Any, str, int]], now: float) -> None:
-        for dom, uuid, domain_id in wanted:
-            self._config_reads.put((uuid, dom.name(), domain_id, now, read_config(dom, self.metadata_tags)))
+    def _read_configs(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
+        for dom, uuid, domain_id, taps in wanted:
+            self._config_reads.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
 
     def _configs_for(self, records: RawStats, now: float, deadline: float) -> Dict[str, DomainConfig]:
-        """Each domain's cached configuration, read again on start, restart and after the refresh period.
+        """Each domain's cached configuration, read again on start, restart, after the refresh period
+        and when the stats show a NIC tap its XML does not name (a hot-plugged NIC).
 
         Reads still out at the deadline are cached when they come; a domain
         with no entry of its current boot meanwhile lacks vm_features.
         """
         self._merge_config_reads()
         wanted = []
-        for dom, _ in records:
-            uuid, domain_id = dom.UUIDString(), dom.ID()
+        for dom, stats in records:
+            uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
             entry = self._configs.get(uuid)
-            if entry is None or entry.domain_id != domain_id or now - entry.fetched_at >= self.features_refresh_s:
-                wanted.append((dom, uuid, domain_id))
+            if (
+                entry is None
+                or entry.domain_id != domain_id
+                or now - entry.fetched_at >= self.features_refresh_s
+                or not (taps == entry.taps or entry.config.names_all(taps))
+            ):
+                wanted.append((dom, uuid, domain_id, taps))
         self._config_worker.start()  # at once, like the stats workers: the thread count stays level
         if wanted:
             future = self._config_worker.submit(lambda: self._read_configs(wanted, now))
@@ -351,7 +359,10 @@ class Collector:
 
     def collect(self) -> Snapshot:
         """One cycle's snapshot by --timeout + COLLECT_GRACE_S; LibvirtUnavailableError when libvirt cannot be had."""
-        started = time.monotonic()
+        if self._forget:
+            self._forget = False
+            self._configs.clear()
+        started, started_ns = time.monotonic(), self.clock()
         records, self.last_tier = self._bulk_stats(started)
         timestamp = self.clock()
         not_responding = set(self._not_responding(self.last_tier, records))
@@ -379,7 +390,11 @@ class Collector:
         seen = {d.uuid for d in domains}
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
-        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains))
+        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns)
+
+    def forget_configs(self) -> None:
+        """Read every domain's configuration again at the next collect(); safe from another thread."""
+        self._forget = True
 
     def settle_full_call(self, wait_s: float) -> Tuple[float, bool]:
         """Wait up to *wait_s* for a late full call; then (its seconds, whether it returned), as doctor reports it."""

@@ -6,9 +6,10 @@ line and exit 2, never a traceback in Telegraf's log.
 
 from __future__ import annotations
 
+import math
 import re
 import sys
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Mapping, Optional
 
 import click
 
@@ -41,21 +42,41 @@ def parse_duration(text: Any) -> float:
                 pos = match.end()
             if pos != len(raw) or not raw:
                 raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 500ms, 5m)") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"not a duration: {text!r} (it must be finite)")
     if not seconds > 0:
         raise ValueError(f"duration must be positive: {text!r}")
     return seconds
 
 
+def format_seconds(seconds: float) -> str:
+    """A bound as a person writes it: ``10ms``, ``1s``, ``5m``, ``24h``."""
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0), ("ms", 1e-3)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 class Duration(click.ParamType):
+    """A finite, positive duration within [low, high]: outside it libvirt's and Python's timers misbehave."""
+
     name = "duration"
 
+    def __init__(self, low: float = 1e-3, high: float = 86400.0) -> None:
+        self.low, self.high = low, high
+
+    @property
+    def bounds(self) -> str:
+        return f"{format_seconds(self.low)} to {format_seconds(self.high)}"
+
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, float):
-            return value
         try:
-            return parse_duration(value)
+            seconds = parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if not self.low <= seconds <= self.high:
+            self.fail(f"{value!r} is out of range: {self.bounds}", param, ctx)
+        return seconds
 
 
 class MetadataTagSpec(click.ParamType):
@@ -72,11 +93,43 @@ class MetadataTagSpec(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def load_config_file(path: str, known_keys: Iterable[str], repeatable: Iterable[str] = ()) -> Dict[str, Any]:
-    """The TOML file as click defaults; click.BadParameter for an unreadable file or an unknown key.
+# What each key of a --config file may hold: the expectation is also the refusal's wording.
+STRING = "a string"
+FLAG = "true or false"
+DURATION = 'a duration (a string such as "10s", or a number of seconds)'
+STRINGS = "a string or a list of strings"
+SOME_STRINGS = "a string or a non-empty list of strings"
+STRING_TABLE = "a string, a list of strings, or a table of strings"
 
-    A repeatable key takes a list, a single string, or a table, which stands for
-    one ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
+
+def _as_option_value(value: Any, expected: str) -> Any:
+    """The value as click takes it (a list for a repeatable option); ValueError when it is not *expected*."""
+    if expected == FLAG:
+        ok = isinstance(value, bool)
+    elif expected == DURATION:
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    elif expected == STRING:
+        ok = isinstance(value, str)
+    else:
+        if isinstance(value, str):
+            value = [value]
+        elif expected == STRING_TABLE and isinstance(value, dict):
+            if not all(isinstance(entry, str) for entry in value.values()):
+                raise ValueError
+            value = [f"{name}={entry}" for name, entry in value.items()]
+        ok = isinstance(value, list) and all(isinstance(item, str) for item in value)
+        ok = ok and (bool(value) or expected != SOME_STRINGS)
+    if not ok:
+        raise ValueError
+    return value
+
+
+def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
+    """The TOML file as click defaults; click.BadParameter naming the file and the key for anything wrong.
+
+    *schema* maps each key to what it may hold. A repeatable key takes a list, a
+    single string, or (metadata_tag) a table, which stands for one
+    ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
     """
     # Imported here, not at the top: most runs have no --config, and every import costs start-up and RSS.
     if sys.version_info >= (3, 11):
@@ -88,20 +141,38 @@ def load_config_file(path: str, known_keys: Iterable[str], repeatable: Iterable[
             data = tomllib.load(handle)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(
+            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+            param_hint="--config",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}", param_hint="--config") from None
-    known = set(known_keys)
     normalised = {key.replace("-", "_"): value for key, value in data.items()}
-    unknown = sorted(set(normalised) - known)
+    unknown = sorted(set(normalised) - set(schema))
     if unknown:
         raise click.BadParameter(
-            f"unknown key(s) {', '.join(unknown)} in {path}; known keys: {', '.join(sorted(known))}",
+            f"unknown key(s) {', '.join(unknown)} in {path}; known keys: {', '.join(sorted(schema))}",
             param_hint="--config",
         )
-    for key in set(repeatable) & set(normalised):
-        value = normalised[key]
-        if isinstance(value, str):
-            normalised[key] = [value]
-        elif isinstance(value, dict):
-            normalised[key] = [f"{name}={entry}" for name, entry in value.items()]
-    return normalised
+    options = {}
+    for key, value in normalised.items():
+        try:
+            options[key] = _as_option_value(value, schema[key])
+        except ValueError:
+            raise click.BadParameter(
+                f"{key} in {path} must be {schema[key]}, not {_toml_kind(value)}", param_hint="--config"
+            ) from None
+    return options
+
+
+def _toml_kind(value: Any) -> str:
+    """How TOML would name the value that was refused."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an empty list" if not value else "a list holding " + ", ".join(sorted({_toml_kind(v) for v in value}))
+    names = {int: "an integer", float: "a float", str: "a string"}
+    return names.get(type(value), "a date or time")

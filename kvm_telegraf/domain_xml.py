@@ -95,6 +95,8 @@ class DomainFacts:
     max_vcpus: Optional[int] = None
     disk_count: int = 0
     interface_count: int = 0
+    interfaces: Tuple[Tuple[str, Optional[str]], ...] = ()  # (target dev, MAC) of each NIC with a target dev
+    balloon_period: Optional[int] = None  # <memballoon><stats period> in s (0: none set); None: no balloon
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
 
@@ -111,11 +113,32 @@ def _firmware(os_element: Optional[ElementTree.Element]) -> Optional[str]:
     return "bios"
 
 
+def _balloon_period(root: ElementTree.Element) -> Optional[int]:
+    """The memory balloon's stats period in seconds (0: none set); None without a balloon device."""
+    balloon = root.find("devices/memballoon")
+    if balloon is None or balloon.get("model") == "none":
+        return None
+    stats = balloon.find("stats")
+    return (_int_or_none(stats.get("period")) or 0) if stats is not None else 0
+
+
 def _int_or_none(text: Optional[str]) -> Optional[int]:
     try:
         return int(text) if text is not None else None
     except ValueError:
         return None
+
+
+def _interface_addresses(root: ElementTree.Element) -> Tuple[Tuple[str, Optional[str]], ...]:
+    """(target dev, MAC address) of each NIC with a target dev: how bulk stats' tap names map to MACs."""
+    pairs = []
+    for nic in root.findall("devices/interface"):
+        target, mac = nic.find("target"), nic.find("mac")
+        dev = target.get("dev") if target is not None else None
+        address = mac.get("address") if mac is not None else None
+        if dev:
+            pairs.append((dev, address.lower() if address else None))
+    return tuple(pairs)
 
 
 def metadata_values(root: ElementTree.Element, tags: Iterable[MetadataTag]) -> Tuple[Tuple[str, str], ...]:
@@ -149,6 +172,8 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         max_vcpus=_int_or_none(root.findtext("vcpu")),
         disk_count=len(root.findall("devices/disk")),
         interface_count=len(root.findall("devices/interface")),
+        interfaces=_interface_addresses(root),
+        balloon_period=_balloon_period(root),
         features=tuple(
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),

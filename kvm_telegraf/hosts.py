@@ -69,7 +69,10 @@ class HostSet:
         self._monotonic = monotonic
 
     def collect(self) -> Snapshot:
-        """The domains of every host that answered in time, stamped with the earliest read.
+        """The domains of every host that answered in time, stamped with the latest read.
+
+        Every stat of the batch was read between ``started_ns`` and the stamp, which is
+        what keeps cpu_percent within its bound across hosts.
 
         LibvirtUnavailableError, naming each host's problem, when none answered.
         """
@@ -98,10 +101,16 @@ class HostSet:
             if host.trouble is None:
                 report("%s; its domains are left out until it answers", host.describe(problem))
                 host.trouble = problem
+        starts = [part.started_ns for part in parts if part.started_ns is not None]
         return Snapshot(
-            timestamp_ns=min(part.timestamp_ns for part in parts),
+            timestamp_ns=max(part.timestamp_ns for part in parts),
             domains=tuple(domain for part in parts for domain in part.domains),
+            started_ns=min(starts) if starts else None,
         )
+
+    def forget_configs(self) -> None:
+        for host in self.hosts:
+            host.collector.forget_configs()
 
     def close(self) -> None:
         for host in self.hosts:

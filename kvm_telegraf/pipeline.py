@@ -8,7 +8,7 @@ from typing import Dict, FrozenSet, Optional, Protocol
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.shape import MEASUREMENTS, CpuReading, shape_snapshot
+from kvm_telegraf.shape import MEASUREMENTS, Reading, shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
@@ -21,22 +21,27 @@ class SnapshotSource(Protocol):
 
     def collect(self) -> Snapshot: ...
 
+    def forget_configs(self) -> None:
+        """Have the next collect() read every domain's XML and flags again (SIGHUP)."""
+
     def close(self) -> None: ...
 
 
 @dataclass
 class Pipeline:
-    collector: SnapshotSource
+    source: SnapshotSource
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     encoder: LineEncoder = field(default_factory=LineEncoder)
-    _history: Dict[str, CpuReading] = field(default_factory=dict, init=False)
+    _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _outage: Optional[str] = field(default=None, init=False)
 
     def cycle(self) -> None:
         """One batch; LibvirtUnavailableError propagates (``--once`` turns it into exit 1)."""
-        snapshot = self.collector.collect()
+        if self.shutdown.take_reload():
+            self.source.forget_configs()
+        snapshot = self.source.collect()
         points, self._history = shape_snapshot(snapshot, self._history, self.measurements)
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():

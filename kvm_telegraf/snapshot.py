@@ -7,9 +7,9 @@ below is also the bug-report format.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from functools import cached_property
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Protocol, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
 
@@ -20,7 +20,11 @@ StatValue = Any  # int, float, bool or str, exactly as libvirt returned it
 
 @dataclass(frozen=True)
 class DomainConfig:
-    """Facts from the domain XML and flags: they change rarely, so they are cached."""
+    """Facts from the domain XML and flags: they change rarely, so they are cached.
+
+    The XML is parsed when the config is made (in collect, once per fetch), never
+    in shape: ``facts`` is None when it does not parse.
+    """
 
     xml: str
     persistent: Optional[bool] = None
@@ -28,14 +32,29 @@ class DomainConfig:
     managed_save: Optional[bool] = None
     # How to read tags from the XML: an option of this run, not recorded with the snapshot.
     metadata_tags: Tuple[MetadataTag, ...] = field(default=(), compare=False, repr=False)
+    facts: Optional[DomainFacts] = field(init=False, compare=False, repr=False)
 
-    @cached_property
-    def facts(self) -> Optional[DomainFacts]:
-        """The parsed XML, once per fetched config; None when it does not parse."""
+    def __post_init__(self) -> None:
         try:
-            return parse_domain_xml(self.xml, self.metadata_tags)
+            facts: Optional[DomainFacts] = parse_domain_xml(self.xml, self.metadata_tags)
         except ValueError:
-            return None
+            facts = None
+        object.__setattr__(self, "facts", facts)  # frozen: set once, here
+
+    def names_all(self, taps: FrozenSet[str]) -> bool:
+        """False when a tap is missing from this XML: a NIC hot-plugged (or a restart) since it was read."""
+        facts = self.facts
+        if facts is None:
+            return True  # re-reading an XML that does not parse would not help
+        return taps <= {dev for dev, _ in facts.interfaces}
+
+
+def nic_taps(stats: Mapping[str, StatValue]) -> FrozenSet[str]:
+    """The host-side tap names the bulk stats report."""
+    count = stats.get("net.count")
+    if type(count) is not int:
+        return frozenset()
+    return frozenset(tap for tap in (stats.get(f"net.{i}.name") for i in range(count)) if isinstance(tap, str) and tap)
 
 
 @dataclass(frozen=True)
@@ -53,8 +72,9 @@ class DomainSample:
 
 @dataclass(frozen=True)
 class Snapshot:
-    timestamp_ns: int
+    timestamp_ns: int  # when the bulk call returned: the batch's timestamp
     domains: Tuple[DomainSample, ...] = field(default_factory=tuple)
+    started_ns: Optional[int] = None  # when the bulk call began (absent in files recorded before 0.3)
 
 
 _RECORDED_CONFIG = ("xml", "persistent", "autostart", "managed_save")
@@ -76,12 +96,27 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
     return raw
 
 
+class Source(Protocol):
+    def collect(self) -> Snapshot: ...
+
+
+def record_cycles(source: Source, cycles: int, every_s: float) -> List[Snapshot]:
+    """``kvm-telegraf record``: *cycles* consecutive snapshots, *every_s* apart."""
+    snapshots = []
+    for index in range(cycles):
+        if index:
+            time.sleep(every_s)
+        snapshots.append(source.collect())
+    return snapshots
+
+
 def snapshot_to_json(snapshots: List[Snapshot]) -> str:
     """Serialise consecutive snapshots (one per cycle) for ``record``."""
     import json  # only record and the tests need it; the collector's start-up does not
 
     cycles = [
         {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
+        | ({} if snap.started_ns is None else {"started_ns": snap.started_ns})
         for snap in snapshots
     ]
     return json.dumps({"format": SNAPSHOT_FORMAT, "cycles": cycles}, indent=1, sort_keys=True)
@@ -115,6 +150,7 @@ def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) 
             Snapshot(
                 timestamp_ns=cycle["timestamp_ns"],
                 domains=tuple(_domain_from_dict(dom, metadata_tags) for dom in cycle["domains"]),
+                started_ns=cycle.get("started_ns"),
             )
             for cycle in data["cycles"]
         ]

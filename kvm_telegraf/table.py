@@ -1,28 +1,20 @@
 """``--format table``: the shaped records as a table for a person, one row per VM, like virt-top.
 
 Built from the same points the line-protocol output carries, so the table and
-the metrics cannot disagree. Pure: readings in, text out.
+the metrics cannot disagree. Pure, readings in and text out, except
+read_samples(), which takes the readings.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
+import time
+from typing import Dict, List, Mapping, NamedTuple, Optional, Protocol, Sequence
 
-from kvm_telegraf.encode import FieldValue, Point, Tags
+from kvm_telegraf.libvirt_facts import STATE_NAMES
+from kvm_telegraf.points import FieldValue, Point, Tags
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 
-# virDomainState codes, named as virsh names them.
-STATE_NAMES = {
-    0: "no state",
-    1: "running",
-    2: "idle",
-    3: "paused",
-    4: "in shutdown",
-    5: "shut off",
-    6: "crashed",
-    7: "pmsuspended",
-}
 TABLE_MEASUREMENTS = frozenset({"vm_metrics", "vm_totals"})
 # (column, vm_totals counter) for the per-second rates, shown when two readings exist.
 RATE_COLUMNS = (
@@ -32,6 +24,19 @@ RATE_COLUMNS = (
     ("DISK WRITE", "disk_write_bytes"),
 )
 MISSING = "-"
+
+
+class Source(Protocol):
+    def collect(self) -> Snapshot: ...
+
+
+def read_samples(source: Source, sample_s: Optional[float]) -> List[Snapshot]:
+    """One reading, or two *sample_s* apart (``--sample``) so the table can show rates."""
+    snapshots = [source.collect()]
+    if sample_s is not None:
+        time.sleep(sample_s)
+        snapshots.append(source.collect())
+    return snapshots
 
 
 class Reading(NamedTuple):

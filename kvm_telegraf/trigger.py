@@ -15,6 +15,10 @@ import threading
 import time
 from typing import BinaryIO, Callable, Iterator, Optional
 
+from kvm_telegraf.log import get_logger
+
+log = get_logger(__name__)
+
 
 class StdinTrigger:
     """Counts newlines from a reader thread; while a cycle runs, at most one more waits.
@@ -73,18 +77,36 @@ class StdinTrigger:
             return False
 
 
+# After SIGTERM, how long a blocked batch write may still take before the process exits anyway.
+WRITE_GRACE_S = 2.0
+# Signals Telegraf never sends but operators' tools do: their default action stays, with a last line first.
+FATAL_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT)
+
+
 class Shutdown:
-    """SIGTERM and SIGINT end the process at once, except inside a batch write."""
+    """The process's signals.
+
+    SIGTERM and SIGINT end the process at once, except inside a batch write, which
+    may finish within WRITE_GRACE_S: a reader that stopped reading loses nothing by
+    a line it never reads. SIGHUP asks for the domain configurations to be read
+    again at the next cycle. SIGUSR1, SIGUSR2 and SIGQUIT keep their default
+    action, after one line saying so.
+    """
 
     def __init__(self) -> None:
         self._writing = False
         self._requested: Optional[int] = None
+        self._reload = False
 
     def install(self) -> Callable[[], None]:
-        """Take over SIGTERM and SIGINT; returns a function that gives them back."""
-        previous = {signum: signal.signal(signum, self._handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+        """Take over the signals; returns a function that gives them back."""
+        handlers = {signal.SIGTERM: self._handle, signal.SIGINT: self._handle, signal.SIGHUP: self._hangup}
+        handlers.update({signum: self._fatal for signum in FATAL_SIGNALS})
+        previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._write_overdue)
 
         def restore() -> None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
 
@@ -94,6 +116,25 @@ class Shutdown:
         self._requested = signum
         if not self._writing:
             raise SystemExit(self.exit_code)
+        signal.setitimer(signal.ITIMER_REAL, WRITE_GRACE_S)
+
+    def _write_overdue(self, _signum: int, _frame: object) -> None:
+        log.warning("stdout took none of the batch for %gs after the stop signal; exiting without it", WRITE_GRACE_S)
+        raise SystemExit(self.exit_code)
+
+    def _hangup(self, _signum: int, _frame: object) -> None:
+        self._reload = True
+        log.info("SIGHUP: the domain configurations are read again at the next cycle")
+
+    def _fatal(self, signum: int, _frame: object) -> None:
+        log.error("%s received: ending with its default action", signal.Signals(signum).name)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    def take_reload(self) -> bool:
+        """Whether a SIGHUP came since the last call."""
+        reload, self._reload = self._reload, False
+        return reload
 
     @property
     def exit_code(self) -> int:
@@ -106,6 +147,7 @@ class Shutdown:
             yield
         finally:
             self._writing = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
         if self._requested is not None:
             raise SystemExit(self.exit_code)
 

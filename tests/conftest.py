@@ -7,27 +7,20 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator, List
+from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
 
-from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
 from tests.go.build import build
 from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
+from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401 - shared with the tests
 
-TESTS = Path(__file__).resolve().parent
-SNAPSHOTS = TESTS / "snapshots"
 IN_CI = os.environ.get("CI") == "true"
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
     """The saturate tests run last: they slow libvirt down, so nothing else should share their minutes."""
     items.sort(key=lambda item: item.get_closest_marker("saturate") is not None)
-
-
-def load_snapshots(name: str) -> List[Snapshot]:
-    """A snapshot file recorded from live lab guests with ``kvm-telegraf record``."""
-    return snapshots_from_json((SNAPSHOTS / name).read_text())
 
 
 def need(condition: bool, reason: str) -> None:
@@ -64,6 +57,26 @@ def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
     oracle = Oracle(binary)
     yield oracle
     oracle.close()
+
+
+@pytest.fixture(scope="session")
+def toml_parse(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Dict[str, Any]]:
+    """influxdata/toml, the TOML library of Telegraf's config loader (tests/go/tomlcheck), as a function:
+    TOML text in, the parsed tables out (as JSON types). Built once per session."""
+    try:
+        binary = build("tomlcheck", tmp_path_factory.mktemp("go"))
+    except RuntimeError as exc:
+        need(False, f"influxdata/toml checker unavailable: {exc}")
+    workdir = tmp_path_factory.mktemp("toml")
+
+    def parse(text: str) -> Dict[str, Any]:
+        source = workdir / "input.toml"
+        source.write_text(text)
+        done = subprocess.run([str(binary), str(source)], capture_output=True, text=True, timeout=30)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    return parse
 
 
 @pytest.fixture(scope="session")

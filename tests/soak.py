@@ -35,11 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 TESTS = Path(__file__).resolve().parent
 PREFIX = "ktsoak-"
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 URI = "qemu:///system"
 
 STEADY, RESTARTED, PAUSED = (f"{PREFIX}0{i}" for i in (1, 2, 3))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
+import time
 
 from benchmarks.bench import README_END, README_START, verdict
 from benchmarks.peers import collectd_config
-from benchmarks.procstat import peak_rss_mib, stat_cpu_s
+from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
 from benchmarks.synthetic import recorded_pairs, synthetic_host
 from kvm_telegraf.shape import shape_snapshot
 
@@ -48,9 +50,25 @@ def test_a_target_is_met_at_its_limit_and_missed_by_a_share_or_a_multiple_of_it(
     assert verdict(None, 1.05) == "not measured"
 
 
-def test_process_figures_come_from_proc_for_this_very_process():
-    assert stat_cpu_s(os.getpid()) > 0
-    assert peak_rss_mib(os.getpid()) > 1
+def burn_cpu(seconds: float) -> None:
+    started = time.thread_time()
+    while time.thread_time() - started < seconds:
+        pass
+
+
+def test_process_cpu_figures_grow_by_what_this_process_burns_as_the_kernel_counts_it():
+    pid = os.getpid()
+    ticks, nanoseconds, process = stat_cpu_s(pid), schedstat_cpu_ns(pid), time.process_time()
+    burn_cpu(0.3)
+    burned = time.process_time() - process
+    assert abs((stat_cpu_s(pid) - ticks) - burned) < 0.05  # two 10 ms ticks of rounding, and some slack
+    assert abs((schedstat_cpu_ns(pid) - nanoseconds) / 1e9 - burned) < 0.02
+
+
+def test_peak_rss_is_the_kernels_high_water_mark_of_this_process():
+    ballast = bytearray(64 * 1024 * 1024)  # touched: 64 MiB more resident
+    assert abs(peak_rss_mib(os.getpid()) - resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024) < 1
+    assert peak_rss_mib(os.getpid()) >= 64 and len(ballast)
 
 
 def test_readme_shows_the_table_of_the_latest_benchmark_run():

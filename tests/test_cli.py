@@ -8,20 +8,13 @@ from pathlib import Path
 from typing import List
 
 import pytest
-from click.testing import CliRunner
 
 from kvm_telegraf import __version__
 from kvm_telegraf.cli import main
 from kvm_telegraf.snapshot import snapshots_from_json
 from tests.conftest import load_snapshots
+from tests.harness.cli import runner
 from tests.replay import ReplayConnection
-
-
-def runner() -> CliRunner:
-    try:
-        return CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        return CliRunner()
 
 
 @pytest.fixture
@@ -97,6 +90,10 @@ def test_a_newline_while_libvirt_is_down_costs_a_batch_not_the_process():
         (["--format", "table"], "--format table needs --once"),
         (["--once", "--sample", "1s"], "--sample needs --format table"),
         (["--once", "--format", "csv"], "'csv' is not one of"),
+        (["--interval", "inf"], "it must be finite"),
+        (["--once", "--timeout", "1e400"], "it must be finite"),
+        (["--once", "--timeout", "2h"], "'2h' is out of range: 10ms to 1h"),
+        (["--interval", "0.01s"], "out of range: 100ms to 24h"),
     ],
 )
 def test_bad_options_give_one_error_line_and_exit_2(args, message):
@@ -104,6 +101,31 @@ def test_bad_options_give_one_error_line_and_exit_2(args, message):
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
     assert line.startswith("E! ") and message in line
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("uri = 5", "uri in {path} must be a string or a non-empty list of strings, not an integer"),
+        (
+            "measurement = []",
+            "measurement in {path} must be a string or a non-empty list of strings, not an empty list",
+        ),
+        ("[domain]\nx = 1", "domain in {path} must be a string or a list of strings, not a table"),
+        ("timeout = -1.0", "duration must be positive: -1.0"),
+        ("timeout = 0.0", "duration must be positive: 0.0"),
+        ("timeout = nan", "not a duration: nan (it must be finite)"),
+        ("interval = inf", "not a duration: inf (it must be finite)"),
+        ('nova = "yes"', "nova in {path} must be true or false, not a string"),
+    ],
+)
+def test_a_config_value_of_the_wrong_type_or_range_is_one_error_line_and_exit_2(tmp_path, toml, message):
+    path = tmp_path / "kvm-telegraf.toml"
+    path.write_text(toml + "\n")
+    result = invoke(["--config", str(path), "--once"])
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! ") and message.format(path=path) in line
 
 
 def test_format_table_prints_one_row_per_vm_and_no_line_protocol(replay):

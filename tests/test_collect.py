@@ -89,6 +89,15 @@ def test_the_configuration_is_read_again_after_the_refresh_period():
     assert set(source.xml_reads.values()) == {2}
 
 
+def test_forgetting_the_configurations_has_the_next_cycle_read_each_one_again():
+    collector, source, _ = collector_over(load_snapshots("lab-running.json"))
+    collector.collect()
+    collector.forget_configs()
+    collector.collect()
+    collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 2, "ktlab-02": 2})
+
+
 def test_a_restarted_domain_has_its_configuration_read_again():
     first, second = load_snapshots("lab-running.json")
     collector, source, _ = collector_over([first, restarted(second, "ktlab-02")])
@@ -104,6 +113,33 @@ def test_a_domain_that_goes_away_and_comes_back_is_not_served_a_stale_cache_entr
     for _ in range(3):
         collector.collect()
     assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
+
+
+def with_new_tap(snapshot: Snapshot, name: str, tap: str) -> Snapshot:
+    """*name*'s first NIC under another tap in the stats only: a hot-plug the cached XML has not seen."""
+
+    def renamed(d):
+        return dataclasses.replace(d, stats={**d.stats, "net.0.name": tap}) if d.name == name else d
+
+    return dataclasses.replace(snapshot, domains=tuple(map(renamed, snapshot.domains)))
+
+
+def test_a_tap_the_cached_configuration_does_not_name_has_the_configuration_read_again_once():
+    first, second = load_snapshots("lab-running.json")
+    collector, source, _ = collector_over([first, with_new_tap(second, "ktlab-02", "vnet99")])
+    for _ in range(3):  # the third cycle does not read it again, although the XML still lacks the tap
+        collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
+
+
+def test_the_batch_window_starts_before_the_bulk_call_and_ends_after_it():
+    ticks = iter(range(100, 200))
+    collector = Collector(
+        Connection("replay:///", lambda _uri: CountingReplay(load_snapshots("lab-running.json"))),
+        clock=lambda: next(ticks),
+    )
+    snapshot = collector.collect()
+    assert (snapshot.started_ns, snapshot.timestamp_ns) == (100, 101)
 
 
 def test_filtered_out_domains_cost_no_configuration_read():

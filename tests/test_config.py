@@ -11,10 +11,26 @@ from pathlib import Path
 import click
 import pytest
 
-from kvm_telegraf.config import Duration, MetadataTagSpec, load_config_file, parse_duration
+from kvm_telegraf.cli import CONFIG_SCHEMA
+from kvm_telegraf.config import (
+    DURATION,
+    SOME_STRINGS,
+    STRING,
+    STRING_TABLE,
+    STRINGS,
+    Duration,
+    MetadataTagSpec,
+    load_config_file,
+    parse_duration,
+)
 
-KNOWN = ("uri", "timeout", "domain", "metadata_tag", "log_level")
-REPEATABLE = ("uri", "domain", "metadata_tag")
+SCHEMA = {
+    "uri": SOME_STRINGS,
+    "timeout": DURATION,
+    "domain": STRINGS,
+    "metadata_tag": STRING_TABLE,
+    "log_level": STRING,
+}
 
 
 @pytest.mark.parametrize(
@@ -38,13 +54,34 @@ def test_a_telegraf_duration_or_a_bare_number_reads_as_seconds(text, seconds):
     assert math.isclose(parse_duration(text), seconds)
 
 
-@pytest.mark.parametrize("text", ["", "s", "10 s", "10x", "1m30", "m1", "1m 30s", "1s,2s", "ten seconds", True, "nan"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "s",
+        "10 s",
+        "10x",
+        "1m30",
+        "m1",
+        "1m 30s",
+        "1s,2s",
+        "ten seconds",
+        True,
+        "nan",
+        "inf",
+        "infinity",
+        "1e400",
+        float("nan"),
+        float("inf"),
+        "-inf",
+    ],
+)
 def test_anything_else_is_not_a_duration(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
 
-@pytest.mark.parametrize("text", ["0s", "0", -1, "-5"])
+@pytest.mark.parametrize("text", ["0s", "0", -1, "-5", -2.5, 0.0])
 def test_a_duration_must_be_positive(text):
     with pytest.raises(ValueError, match="positive|not a duration"):
         parse_duration(text)
@@ -54,6 +91,16 @@ def test_a_bad_duration_option_is_a_click_usage_error_naming_the_value():
     with pytest.raises(click.BadParameter, match="not a duration: '5 minutes'"):
         Duration().convert("5 minutes", None, None)
     assert Duration().convert("5m", None, None) == 300.0
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0, float("nan"), float("inf"), 1e300, "25h", "0.5ms"])
+def test_a_duration_option_refuses_what_is_not_finite_positive_and_within_its_bounds(value):
+    with pytest.raises(click.BadParameter, match="positive|finite|out of range: 1ms to 24h"):
+        Duration(1e-3, 86400.0).convert(value, None, None)
+
+
+def test_a_duration_option_takes_a_toml_number_as_seconds():
+    assert Duration().convert(2.5, None, None) == 2.5 and Duration().convert(3, None, None) == 3.0
 
 
 def test_a_metadata_tag_needs_a_name_and_an_xpath():
@@ -71,7 +118,7 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_a_config_file_becomes_click_defaults_with_dashes_read_as_underscores(tmp_path):
     path = write(tmp_path, 'timeout = "2s"\nlog-level = "debug"\n')
-    assert load_config_file(path, KNOWN, REPEATABLE) == {"timeout": "2s", "log_level": "debug"}
+    assert load_config_file(path, SCHEMA) == {"timeout": "2s", "log_level": "debug"}
 
 
 def test_a_repeatable_key_takes_a_list_a_single_string_or_a_table(tmp_path):
@@ -80,7 +127,7 @@ def test_a_repeatable_key_takes_a_list_a_single_string_or_a_table(tmp_path):
         'uri = "qemu:///system"\ndomain = ["web-*", "db-*"]\n'
         '[metadata_tag]\nnova_name = "metadata/n"\nowner = "metadata/o"\n',
     )
-    assert load_config_file(path, KNOWN, REPEATABLE) == {
+    assert load_config_file(path, SCHEMA) == {
         "uri": ["qemu:///system"],
         "domain": ["web-*", "db-*"],
         "metadata_tag": ["nova_name=metadata/n", "owner=metadata/o"],
@@ -89,13 +136,13 @@ def test_a_repeatable_key_takes_a_list_a_single_string_or_a_table(tmp_path):
 
 def test_a_single_string_stays_a_string_for_a_key_that_is_not_repeatable(tmp_path):
     path = write(tmp_path, 'log_level = "warn"\n')
-    assert load_config_file(path, KNOWN, REPEATABLE) == {"log_level": "warn"}
+    assert load_config_file(path, SCHEMA) == {"log_level": "warn"}
 
 
 def test_an_unknown_key_is_refused_naming_it_and_the_known_ones(tmp_path):
     path = write(tmp_path, 'uri = "qemu:///system"\ntimeout_s = 3\nintervall = "10s"\n')
     with pytest.raises(click.BadParameter) as refused:
-        load_config_file(path, KNOWN, REPEATABLE)
+        load_config_file(path, SCHEMA)
     message = refused.value.format_message()
     assert "unknown key(s) intervall, timeout_s" in message
     assert "known keys: domain, log_level, metadata_tag, timeout, uri" in message
@@ -105,13 +152,54 @@ def test_an_unknown_key_is_refused_naming_it_and_the_known_ones(tmp_path):
 def test_a_file_that_cannot_be_read_is_one_line_naming_the_path(tmp_path):
     missing = str(tmp_path / "absent.toml")
     with pytest.raises(click.BadParameter, match="cannot read .*absent.toml: No such file or directory"):
-        load_config_file(missing, KNOWN)
+        load_config_file(missing, SCHEMA)
 
 
 def test_a_file_that_is_not_toml_is_one_line_naming_the_path(tmp_path):
     path = write(tmp_path, "uri = qemu:///system\n")
     with pytest.raises(click.BadParameter) as refused:
-        load_config_file(path, KNOWN)
+        load_config_file(path, SCHEMA)
     assert refused.value.format_message() == (
         f"Invalid value for --config: {path} is not valid TOML: Invalid value (at line 1, column 7)"
     )
+
+
+@pytest.mark.parametrize(
+    ("toml", "refusal"),
+    [
+        ("uri = 5\n", "uri in {path} must be a string or a non-empty list of strings, not an integer"),
+        ("uri = []\n", "uri in {path} must be a string or a non-empty list of strings, not an empty list"),
+        ("domain = [1, 2]\n", "domain in {path} must be a string or a list of strings, not a list holding an integer"),
+        ("[domain]\nx = 1\n", "domain in {path} must be a string or a list of strings, not a table"),
+        (
+            "[metadata_tag]\nx = 1\n",
+            "metadata_tag in {path} must be a string, a list of strings, or a table of strings, not a table",
+        ),
+        (
+            "timeout = true\n",
+            'timeout in {path} must be a duration (a string such as "10s", or a number of seconds), not a boolean',
+        ),
+        ('timeout = ["5s"]\n', "timeout in {path} must be a duration"),
+        ("log_level = 3\n", "log_level in {path} must be a string, not an integer"),
+    ],
+)
+def test_a_key_of_the_wrong_toml_type_is_refused_naming_the_key_the_file_and_what_was_expected(tmp_path, toml, refusal):
+    path = write(tmp_path, toml)
+    with pytest.raises(click.BadParameter) as refused:
+        load_config_file(path, SCHEMA)
+    message = refused.value.format_message()
+    assert refusal.format(path=path) in message and "\n" not in message
+
+
+def test_a_file_that_is_not_utf8_is_one_line_naming_the_path(tmp_path):
+    path = tmp_path / "latin1.toml"
+    path.write_bytes('domain = "caf\u00e9"\n'.encode("latin-1"))
+    with pytest.raises(click.BadParameter, match=f"{path} is not UTF-8 text \\(byte 0xe9 at offset 13\\)"):
+        load_config_file(str(path), SCHEMA)
+
+
+def test_every_option_of_the_command_has_a_schema_entry_and_no_more():
+    from kvm_telegraf.cli import main
+
+    options = {p.name for p in main.params if p.name not in ("config", "once", "output_format", "sample", "version")}
+    assert set(CONFIG_SCHEMA) == options

@@ -8,18 +8,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ruamel.yaml import YAML
+from tests.harness.goldens import batches
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 DROP_IN = ROOT / "telegraf.d" / "kvm-telegraf.conf"
-GOLDEN = ROOT / "tests" / "goldens" / "batch" / "lab-running.yml"
 EXAMPLE = re.compile(r"(<!-- example-output:start -->\n)(.*?)(<!-- example-output:end -->)", re.S)
 
 
 def example_block() -> str:
     """The second batch of the running-lab golden, for its first guest."""
-    batch = YAML(typ="safe").load(GOLDEN.read_text())["batches"][1]
+    batch = batches("lab-running")[1]
     first_vm = batch.split("vm=", 1)[1].split(" ", 1)[0]
     lines = [line for line in batch.splitlines() if f"vm={first_vm} " in line]
     return "```text\n" + "\n".join(lines) + "\n```\n"

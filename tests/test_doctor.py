@@ -33,11 +33,10 @@ from kvm_telegraf.doctor import (
 )
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF, runner
 from tests.harness.stalling import FULL, NOWAIT, StallingConnection
 from tests.replay import ReplayConnection
-from tests.test_cli import runner
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 STATS_PERIOD = "<stats period='2'/>"
 UNREACHABLE = "qemu+unix:///system?socket=/nonexistent"
 

@@ -92,3 +92,33 @@ def test_a_bad_metadata_tag_is_refused_with_a_one_line_reason(spec, message):
         parse_metadata_tag(spec)
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def running_xml() -> str:
+    config = load_snapshots("lab-running.json")[0].domains[0].config
+    assert config is not None
+    return config.xml
+
+
+def test_each_nic_is_read_as_its_target_dev_and_mac(running_xml):
+    assert parse_domain_xml(running_xml).interfaces == (("vnet1", "52:54:00:6b:01:00"), ("vnet3", "52:54:00:6b:01:01"))
+
+
+def test_a_nic_without_a_target_dev_has_no_entry_and_a_mac_is_read_in_lower_case(running_xml):
+    changed = running_xml.replace("<target dev='vnet1'/>", "").replace("52:54:00:6b:01:01", "52:54:00:6B:01:01")
+    assert parse_domain_xml(changed).interfaces == (("vnet3", "52:54:00:6b:01:01"),)
+
+
+@pytest.mark.parametrize(
+    ("balloon", "period"),
+    [
+        ("<memballoon model='virtio'><stats period='2'/></memballoon>", 2),
+        ("<memballoon model='virtio'/>", 0),
+        ("<memballoon model='none'/>", None),
+        ("", None),
+    ],
+)
+def test_the_balloon_stats_period_is_read_with_the_facts(running_xml, balloon, period):
+    start, end = running_xml.index("<memballoon"), running_xml.index("</memballoon>") + len("</memballoon>")
+    assert parse_domain_xml(running_xml[:start] + balloon + running_xml[end:]).balloon_period == period

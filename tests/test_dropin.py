@@ -1,15 +1,13 @@
 """telegraf.d/kvm-telegraf.conf, read the way Telegraf reads it.
 
 Telegraf cannot be installed here, so its config loader's TOML library, influxdata/toml
-(tests/go/tomlcheck), parses the file; the tests then check the keys and values Telegraf's
-execd input expects (plugins/inputs/execd/sample.conf).
+(tests/go/tomlcheck, conftest's toml_parse), parses the file; the tests then check the keys and
+values Telegraf's execd input expects (plugins/inputs/execd/sample.conf).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -17,8 +15,6 @@ import pytest
 
 from kvm_telegraf.cli import main
 from kvm_telegraf.config import parse_duration
-from tests.conftest import need
-from tests.go.build import build
 
 DROP_IN = Path(__file__).resolve().parent.parent / "telegraf.d" / "kvm-telegraf.conf"
 
@@ -27,25 +23,6 @@ EXECD_KEYS = {"command", "environment", "signal", "restart_delay", "buffer_size"
 INPUT_KEYS = {"interval", "name_override", "name_prefix", "name_suffix", "alias", "tags"}
 # Go's time.ParseDuration, which Telegraf's config.Duration uses for strings.
 GO_DURATION = re.compile(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+\Z")
-
-
-@pytest.fixture(scope="module")
-def toml_parse(tmp_path_factory: pytest.TempPathFactory):
-    """influxdata/toml as a function: TOML text in, the parsed tables out (as JSON types)."""
-    try:
-        binary = build("tomlcheck", tmp_path_factory.mktemp("go"))
-    except RuntimeError as exc:
-        need(False, f"influxdata/toml checker unavailable: {exc}")
-    workdir = tmp_path_factory.mktemp("toml")
-
-    def parse(text: str) -> Dict[str, Any]:
-        source = workdir / "input.toml"
-        source.write_text(text)
-        done = subprocess.run([str(binary), str(source)], capture_output=True, text=True, timeout=30)
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
-
-    return parse
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,20 @@ import contextlib
 import fcntl
 import os
 import signal
+import struct
 import subprocess
 import tempfile
+import termios
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
+from kvm_telegraf.trigger import WRITE_GRACE_S
 from tests.conftest import run_lab
+from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 from tests.harness.execd import ExecdDriver
-from tests.test_e2e_lab import KVM_TELEGRAF, only, parse_line
 
 pytestmark = pytest.mark.lab
 
@@ -204,6 +207,32 @@ def test_sigterm_while_a_batch_is_being_written_still_ends_the_output_on_a_whole
     assert len(output) > 4096 and output.endswith(b"\n")
     lines = output.decode().splitlines()
     assert len(lines) == 7 * len(lab) and all(parse_line(line) for line in lines)
+
+
+def pipe_bytes(read_end: int) -> int:
+    """What sits unread in a pipe (FIONREAD)."""
+    return struct.unpack("i", fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0"))[0]
+
+
+def test_sigterm_while_stdout_is_never_read_ends_the_process_within_the_write_grace(lab):
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)  # smaller than one batch, and nobody reads it
+    proc = subprocess.Popen([KVM_TELEGRAF, *only(lab)], stdin=subprocess.PIPE, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    try:
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 60
+        while pipe_bytes(read_end) < 4096:  # collected, and stuck in the write
+            assert time.monotonic() < deadline, "no batch came"
+            time.sleep(0.1)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert time.monotonic() - signalled < WRITE_GRACE_S + 1
+        assert b"W! stdout took none of the batch for 2s after the stop signal" in proc.stderr.read()
+    finally:
+        os.close(read_end)
 
 
 def test_a_uri_with_credentials_never_reaches_the_log():

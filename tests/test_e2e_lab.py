@@ -9,23 +9,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
+from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 from tests.harness.execd import ExecdDriver
 
 pytestmark = pytest.mark.lab
-
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
-
-
-def only(names: List[str]) -> List[str]:
-    """Selectors for exactly these guests: other lab domains may exist in other states."""
-    return [arg for name in names for arg in ("--domain", name)]
 
 
 METRICS_FIELDS = {"state", "state_reason", "cpu_time_ns", "vcpus", "memory_bytes", "max_memory_bytes"}
@@ -89,18 +81,6 @@ TOTALS_FIELDS = (
         )
     }
 )
-
-
-def parse_line(line: str):
-    """(measurement, tags, fields, timestamp) of one of our lines (lab names need no unescaping)."""
-    head, fields_text, timestamp = line.rsplit(" ", 2)
-    measurement, *tag_parts = head.split(",")
-    tags = dict(part.split("=", 1) for part in tag_parts)
-    fields = {}
-    for part in fields_text.split(","):
-        key, value = part.split("=", 1)
-        fields[key] = int(value[:-1]) if value.endswith("i") else value
-    return measurement, tags, fields, int(timestamp)
 
 
 def virsh_domstats(name: str) -> Dict[str, str]:

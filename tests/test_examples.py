@@ -13,7 +13,6 @@ import dataclasses
 import json
 import re
 import socket
-import sys
 import time
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
@@ -24,13 +23,13 @@ from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 
 TAG_KEYS = {"host", "vm", "uuid", "device", "type"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
@@ -342,7 +341,7 @@ def test_vm_not_running_fires_for_the_recorded_paused_and_shut_off_guests_only(i
 def test_device_errors_rising_fires_for_the_nic_whose_receive_errors_grew_only(influx):
     recorded = load_snapshots("lab-running.json")
     replay(influx, "alert_nic", grown(recorded, "ktlab-01", "net.0.rx.errs", 3))
-    nic = recorded[0].domains[0].stats["net.0.name"]
+    nic = dict(recorded[0].domains[0].config.facts.interfaces)[recorded[0].domains[0].stats["net.0.name"]]  # its MAC
     fired = alert(influx, "alert_nic", "device-errors-rising")
     assert list(fired) == [(nic, "ktlab-01")]
     ((rx_per_min, tx_per_min, disk_per_min),) = fired[(nic, "ktlab-01")]

@@ -10,10 +10,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Dict, Iterator, List
 
 import pytest
@@ -23,12 +21,12 @@ from kvm_telegraf.connection import Connection, LibvirtUnavailableError
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.shape import shape_snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 from tests.harness.loglines import log_lines
 from tests.harness.stalling import FULL, NOWAIT, StallingConnection
 from tests.replay import ReplayConnection
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 GOOD, OTHER, BAD = "qemu+ssh://kvm1/system", "qemu+ssh://kvm2/system", "qemu+ssh://ops:s3cret@kvm3/system"
 
 
@@ -63,10 +61,11 @@ def test_each_host_s_domains_carry_libvirt_s_hostname_for_that_host():
     assert all(dict(p.tags)["hypervisor"] in ("kvm1", "kvm2") for p in points)
 
 
-def test_the_batch_timestamp_is_the_earliest_read_of_the_hosts_that_answered():
+def test_the_batch_timestamp_is_the_latest_read_and_its_window_starts_at_the_earliest():
     early = Collector(Connection(GOOD, replay("kvm1")), clock=lambda: 100)
     late = Collector(Connection(OTHER, replay("kvm2")), clock=lambda: 250)
-    assert HostSet([late, early], deadline_s=5.0).collect().timestamp_ns == 100
+    snapshot = HostSet([late, early], deadline_s=5.0).collect()
+    assert (snapshot.started_ns, snapshot.timestamp_ns) == (100, 250)  # every stat was read inside this window
 
 
 def test_a_host_that_does_not_answer_costs_its_own_points_once_logged(gate, logged):

@@ -8,15 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the distros' 3.9 and 3.10
+    import tomli as tomllib
 
 from kvm_telegraf import __version__
+from tests.harness.cli import KVM_TELEGRAF
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 README = (ROOT / "README.md").read_text()
 CHANGELOG = (ROOT / "CHANGELOG.md").read_text()
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 
 
 def test_the_version_lives_only_in_the_package_and_pyproject_reads_it_from_there():

@@ -14,19 +14,19 @@ from pathlib import Path
 from typing import Iterator, List, Sequence, Tuple, Union
 
 import pytest
-from ruamel.yaml import YAML
 
 from kvm_telegraf.connection import LibvirtUnavailableError
-from kvm_telegraf.domain_xml import NOVA_TAGS
+from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.pipeline import Pipeline
-from kvm_telegraf.shape import MEASUREMENTS
-from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
+from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
+from kvm_telegraf.snapshot import Snapshot
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
-from tests.conftest import SNAPSHOTS, TESTS, load_snapshots
+from tests.conftest import TESTS, load_snapshots
+from tests.harness.goldens import batches, golden_file, golden_snapshots
 from tests.harness.loglines import log_lines
 
-GOLDENS = sorted((TESTS / "goldens" / "batch").glob("*.yml"))
+SCENARIOS = sorted(path.stem for path in (TESTS / "goldens" / "batch").glob("*.yml"))
 DOWN = "cannot connect to qemu:///system: Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file"
 DOWN_AGAIN = "cannot connect to qemu:///system: Connection refused"
 E_DOWN = f"E! {DOWN}; no metrics until it recovers (retrying every cycle)"
@@ -41,12 +41,16 @@ class RecordedSource:
     def __init__(self, script: Sequence[Step]) -> None:
         self._script = list(script)
         self.closed = False
+        self.forgotten = 0
 
     def collect(self) -> Snapshot:
         step = self._script.pop(0)
         if isinstance(step, BaseException):
             raise step
         return step
+
+    def forget_configs(self) -> None:
+        self.forgotten += 1
 
     def close(self) -> None:
         self.closed = True
@@ -90,16 +94,6 @@ def play(
     return written, logged
 
 
-def golden(path: Path) -> dict:
-    return YAML(typ="safe").load(path.read_text())
-
-
-def golden_snapshots(path: Path) -> List[Snapshot]:
-    """The golden's snapshot file, read with the options it names (``nova: true`` is ``--nova``)."""
-    data = golden(path)
-    return snapshots_from_json((SNAPSHOTS / data["snapshot"]).read_text(), NOVA_TAGS if data.get("nova") else ())
-
-
 def lines_of(batch: str, measurement: str) -> List[str]:
     return [line for line in batch.splitlines() if line.startswith(measurement + ",")]
 
@@ -112,16 +106,21 @@ def running() -> List[Snapshot]:
 
 @pytest.fixture(scope="module")
 def running_batches() -> List[str]:
-    return golden(TESTS / "goldens" / "batch" / "lab-running.yml")["batches"]
+    return batches("lab-running")
 
 
 # --- what a cycle writes --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", GOLDENS, ids=[path.stem for path in GOLDENS])
-def test_each_cycle_writes_the_golden_batch_of_its_recorded_snapshot(path, stdout):
-    written, logged = play(golden_snapshots(path), stdout)
-    assert written == golden(path)["batches"]
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_cycle_writes_exactly_what_shape_and_encode_make_of_its_snapshot(scenario, stdout):
+    snapshots = golden_snapshots(golden_file("batch", scenario))  # the goldens themselves are pinned in test_encode
+    written, logged = play(snapshots, stdout)
+    encoder, history, expected = LineEncoder(), {}, []
+    for snapshot in snapshots:
+        points, history = shape_snapshot(snapshot, history)
+        expected.append(encoder.encode(points, snapshot.timestamp_ns))
+    assert written == expected
     assert logged == []
 
 
@@ -313,3 +312,17 @@ def test_a_stop_signal_during_collection_exits_at_once_and_writes_nothing(runnin
 
     assert exit_code_of_a_signalled_cycle(SignalledSource(running), BatchWriter(stdout.stream)) == 0
     assert stdout.batch() == ""
+
+
+def test_a_sighup_has_the_next_cycle_read_the_domain_configurations_again_and_only_that_one(running, stdout):
+    source, shutdown = RecordedSource(running * 3), Shutdown()
+    cycles = Pipeline(source, BatchWriter(stdout.stream), shutdown)
+    restore = shutdown.install()
+    try:
+        cycles.cycle()
+        os.kill(os.getpid(), signal.SIGHUP)
+        cycles.cycle()
+        cycles.cycle()
+    finally:
+        restore()
+    assert source.forgotten == 1

@@ -5,16 +5,13 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from kvm_telegraf.encode import Point
+from kvm_telegraf.points import Point
 from kvm_telegraf.table import Reading, human_bytes, render, table_from_snapshots
 from tests.conftest import load_snapshots
-
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
+from tests.harness.cli import KVM_TELEGRAF
 
 
 @pytest.mark.parametrize(
@@ -28,8 +25,8 @@ def test_bytes_read_in_binary_units(value, text):
 def test_two_recorded_cycles_give_cpu_percent_and_net_and_disk_rates():
     assert table_from_snapshots(load_snapshots("lab-states.json")) == (
         "NAME      STATE     CPU%  VCPUS  MEMORY USED / ACTUAL  NET RX/s  NET TX/s  DISK READ/s  DISK WRITE/s\n"
-        "ktlab-01  running    6.3      1   21.4 MiB / 96.0 MiB   235 B/s   318 B/s  127.2 KiB/s   127.2 KiB/s\n"
-        "ktlab-02  paused     0.2      1   23.4 MiB / 96.0 MiB    35 B/s     0 B/s        0 B/s         0 B/s\n"
+        "ktlab-01  running    6.0      1   21.4 MiB / 96.0 MiB   235 B/s   318 B/s  127.2 KiB/s   127.2 KiB/s\n"
+        "ktlab-02  paused     0.0      1   23.4 MiB / 96.0 MiB    35 B/s     0 B/s        0 B/s         0 B/s\n"
         "ktlab-03  shut off     -      1          - / 96.0 MiB         -         -            -             -\n"
     )
 

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from typing import Iterator, Tuple
 
 import pytest
 
-from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines
+from kvm_telegraf.trigger import FATAL_SIGNALS, WRITE_GRACE_S, Shutdown, StdinTrigger, run_every, run_on_newlines
+from tests.harness.loglines import log_lines
 
 
 @pytest.fixture
@@ -81,3 +86,73 @@ def test_the_self_timed_loop_stops_when_a_watched_stdin_closes(pipe):
     os.close(writer)
     runner.join(timeout=5)
     assert not runner.is_alive() and len(cycles) >= 3
+
+
+# --- signals, in a process of their own ----------------------------------------------------------------
+
+SIGNALLED = """
+import logging, os, signal, sys, time
+from kvm_telegraf.log import setup_logging
+from kvm_telegraf.trigger import Shutdown
+from kvm_telegraf.write import BatchWriter
+setup_logging("info")
+shutdown = Shutdown()
+shutdown.install()
+print("ready", flush=True, file=sys.stderr)
+if sys.argv[1] == "write":  # one batch far larger than the pipe, which nobody reads
+    with shutdown.writing():
+        BatchWriter(open(int(sys.argv[2]), "wb", closefd=False)).write("x" * 1_000_000 + "\\n")
+else:
+    time.sleep(30)
+    sys.exit(5)
+"""
+
+
+def start_signalled(mode: str, stdout_fd: int = 1) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SIGNALLED, mode, str(stdout_fd)],
+        stderr=subprocess.PIPE,
+        pass_fds=(stdout_fd,) if stdout_fd != 1 else (),
+        text=True,
+    )
+    assert proc.stderr.readline() == "ready\n"
+    return proc
+
+
+def test_sigterm_during_a_write_nobody_reads_exits_after_the_grace_period_with_one_warning():
+    read_end, write_end = os.pipe()  # never read
+    try:
+        proc = start_signalled("write", write_end)
+        time.sleep(0.3)  # blocked in the write
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        took = time.monotonic() - signalled
+        assert WRITE_GRACE_S - 0.1 <= took < WRITE_GRACE_S + 2  # bounded: it did not wait for the reader
+        assert (
+            proc.stderr.read()
+            == f"W! stdout took none of the batch for {WRITE_GRACE_S:g}s after the stop signal; exiting without it\n"
+        )
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_sighup_logs_one_info_line_and_asks_for_the_configurations_again():
+    shutdown = Shutdown()
+    restore = shutdown.install()
+    try:
+        with log_lines(logging.DEBUG) as logged:
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert logged == ["I! SIGHUP: the domain configurations are read again at the next cycle"]
+        assert shutdown.take_reload() is True and shutdown.take_reload() is False
+    finally:
+        restore()
+
+
+@pytest.mark.parametrize("signum", FATAL_SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_a_signal_without_a_meaning_here_keeps_its_default_action_after_saying_so(signum):
+    proc = start_signalled("sleep")
+    proc.send_signal(signum)
+    assert proc.wait(timeout=10) == -signum
+    assert proc.stderr.read() == f"E! {signal.Signals(signum).name} received: ending with its default action\n"

@@ -1,0 +1,58 @@
+"""The wiring: parsed options in, a snapshot source and a pipeline out.
+
+Like httpie's ``core``, this does the work that ``cli.py`` only names: the CLI
+defines and checks options and maps errors to exit codes; everything that
+builds stages from them is here, importing the libvirt-facing modules only
+when a run starts (``--help`` stays instant).
+"""
+
+from __future__ import annotations
+
+from typing import Any, BinaryIO, Callable, FrozenSet, Mapping, Optional
+
+from kvm_telegraf.collect import Collector, DomainFilter
+from kvm_telegraf.connection import Connection, open_read_only
+from kvm_telegraf.domain_xml import NOVA_TAGS
+from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
+from kvm_telegraf.pipeline import Pipeline, SnapshotSource
+from kvm_telegraf.shape import MEASUREMENTS
+from kvm_telegraf.trigger import Shutdown
+from kvm_telegraf.write import BatchWriter
+
+Options = Mapping[str, Any]  # click's ctx.params of the main command
+
+
+def measurements_of(options: Options) -> FrozenSet[str]:
+    return frozenset(options["measurement"] or MEASUREMENTS)
+
+
+def build_source(
+    options: Options, want_config: Optional[bool] = None, opener: Callable = open_read_only
+) -> SnapshotSource:
+    """One Collector per ``--uri``; several (or ``--hypervisor-tag``) make a HostSet.
+
+    want_config: read each domain's XML always (True), never (False), or when
+    vm_features, vm_devices (a NIC's MAC) or a metadata tag needs it (None).
+    """
+    metadata_tags = tuple(options["metadata_tag"]) + (NOVA_TAGS if options["nova"] else ())
+    if want_config is None:
+        want_config = bool(measurements_of(options) & {"vm_features", "vm_devices"}) or bool(metadata_tags)
+    collectors = [
+        Collector(
+            connection=Connection(uri, opener),
+            domain_filter=DomainFilter(tuple(options["domain"]), tuple(options["exclude_domain"])),
+            features_refresh_s=options["features_refresh"],
+            timeout_s=options["timeout"],
+            want_config=want_config,
+            metadata_tags=metadata_tags,
+        )
+        for uri in options["uri"]
+    ]
+    if len(collectors) > 1 or options["hypervisor_tag"]:
+        return HostSet(collectors, deadline_s=options["timeout"] + HOST_GRACE_S)
+    return collectors[0]
+
+
+def build_pipeline(options: Options, stdout: BinaryIO, opener: Callable = open_read_only) -> Pipeline:
+    """The source, the writer on *stdout* and the signals, for the measurements asked for."""
+    return Pipeline(build_source(options, opener=opener), BatchWriter(stdout), Shutdown(), measurements_of(options))
