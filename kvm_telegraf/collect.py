@@ -29,18 +29,22 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.libvirt_facts import (
+    DEFAULT_STATS,
+    ERR_NO_DOMAIN,
+    STATE_RUNNING,
+    STATS_NOWAIT,
+    STATS_STATE,
+    error_code,
+)
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, nic_taps
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)
 
-# virDomainStatsTypes: state | cpu-total | balloon | vcpu | interface | block.
-STATS_GROUPS = 1 | 2 | 4 | 8 | 16 | 32
-STATE_GROUP = 1
-STATS_NOWAIT = 1 << 29  # VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
-STATE_RUNNING = 1
-VIR_ERR_NO_DOMAIN = 42
+# The groups the four measurements read, and the state group alone for the last tier.
+STATS_GROUPS = DEFAULT_STATS
 
 # How far past --timeout each tier may answer; the XML reads get what is left of COLLECT_GRACE_S.
 NOWAIT_GRACE_S = 0.3
@@ -137,7 +141,7 @@ class StuckCallGuard:
         # and is then in hand the moment NOWAIT misses its deadline.
         fallbacks = (
             (self._nowait.submit(lambda: conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT)), NOWAIT),
-            (self._state.submit(lambda: conn.getAllDomainStats(STATE_GROUP, flags)), STATE_ONLY),
+            (self._state.submit(lambda: conn.getAllDomainStats(STATS_STATE, flags)), STATE_ONLY),
         )
         for future, tier in fallbacks:
             if future is None:  # its call of an earlier cycle is still out
@@ -316,8 +320,7 @@ class Collector:
                 self._configs[uuid] = _ConfigEntry(domain_id, fetched_at, result, taps)
                 continue
             self._configs.pop(uuid, None)  # only this domain loses vm_features
-            code = result.get_error_code() if hasattr(result, "get_error_code") else None
-            if code != VIR_ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
+            if error_code(result) != ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
                 log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
 
     def _read_configs(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:

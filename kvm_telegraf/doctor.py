@@ -19,9 +19,17 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from kvm_telegraf.collect import FULL, NOWAIT, STATE_GROUP, STATS_GROUPS, Collector
+from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.libvirt_facts import (
+    ERR_ARGUMENT_UNSUPPORTED,
+    STATE_RUNNING,
+    STATS_ENFORCE,
+    STATS_GROUP_NAMES,
+    STATS_STATE,
+    error_code,
+)
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from kvm_telegraf.table import STATE_NAMES
@@ -29,26 +37,9 @@ from kvm_telegraf.worker import Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
 
-STATS_ENFORCE = 1 << 31  # VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS
 # ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
 NO_DOMAINS = 1 | 64
-VIR_ERR_ARGUMENT_UNSUPPORTED = 74
 NOWAIT_SINCE = 4_005_000  # libvirt 4.5.0 added the NOWAIT flag the stuck-call fallback uses
-# virDomainStatsTypes bits and their names, in libvirt's order.
-STATS_GROUP_NAMES = (
-    (1, "state"),
-    (2, "cpu-total"),
-    (4, "balloon"),
-    (8, "vcpu"),
-    (16, "interface"),
-    (32, "block"),
-    (64, "perf"),
-    (128, "iothread"),
-    (256, "memory"),
-    (512, "dirtyrate"),
-    (1024, "vm"),
-)
-STATE_RUNNING = 1
 # Present only when the guest's balloon driver reports; memory_used_bytes needs both.
 GUEST_MEMORY_KEYS = ("balloon.available", "balloon.usable")
 READ_ONLY_SOCKET = "/run/libvirt/libvirt-sock-ro"
@@ -292,7 +283,7 @@ def deadline_finding(
 def state_probe_s(conn: Any, cap_s: float) -> float:
     """How long the state group alone takes: it needs no QEMU, so it is the daemon's own pace."""
     started = time.monotonic()
-    future = Worker("doctor-state-probe").submit(lambda: conn.getAllDomainStats(STATE_GROUP, 0))
+    future = Worker("doctor-state-probe").submit(lambda: conn.getAllDomainStats(STATS_STATE, 0))
     if future is not None:  # always: a new worker is never busy
         with contextlib.suppress(FutureTimeout):
             answer_by(future, started + cap_s)
@@ -310,8 +301,7 @@ def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
         try:
             conn.getAllDomainStats(bit, STATS_ENFORCE | NO_DOMAINS)
         except Exception as exc:  # libvirtError
-            code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
-            if code != VIR_ERR_ARGUMENT_UNSUPPORTED:
+            if error_code(exc) != ERR_ARGUMENT_UNSUPPORTED:
                 raise
             unsupported.append(name)
         else:
