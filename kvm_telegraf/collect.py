@@ -1,34 +1,61 @@
-"""One bulk read per cycle, plus each domain's cached configuration.
+"""One bulk read per cycle under a hard deadline, plus each domain's cached configuration.
 
-``getAllDomainStats`` asks only for the six groups the measurements use. It
-runs on one persistent worker thread under a deadline: a guest whose QEMU
-stops answering blocks the call, and then a second call with NOWAIT returns
-at once with all that libvirt has without that monitor.
+``getAllDomainStats`` asks only for the six groups the measurements use. Every
+stats and XML call runs on a persistent worker (kvm_telegraf.worker), and a cycle
+waits for none of them past ``--timeout`` + COLLECT_GRACE_S, whatever libvirt
+does. The read falls back in tiers, each on a worker of its own:
+
+1. full stats, until ``--timeout``;
+2. NOWAIT, which skips the domains whose job is busy (a guest whose QEMU does
+   not answer holds its job), until ``--timeout`` + NOWAIT_GRACE_S;
+3. the state group alone, which needs no QEMU and answers in about a
+   millisecond even on a saturated host, until ``--timeout`` + STATE_GRACE_S.
+
+A late answer is dropped: its domains were read at instants spread over the
+whole late call, up to an interval before the next batch, so sending it then
+would pass old values off as new and skew every rate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import queue
-import threading
+import shlex
 import time
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, Union
 
-from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message
+from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.libvirt_facts import (
+    DEFAULT_STATS,
+    ERR_NO_DOMAIN,
+    STATE_RUNNING,
+    STATS_NOWAIT,
+    STATS_STATE,
+    error_code,
+)
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, nic_taps
+from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)
 
-# virDomainStatsTypes: state | cpu-total | balloon | vcpu | interface | block.
-STATS_GROUPS = 1 | 2 | 4 | 8 | 16 | 32
-STATS_NOWAIT = 1 << 29  # VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT
-STATE_RUNNING = 1
-VIR_ERR_NO_DOMAIN = 42
+# The groups the four measurements read, and the state group alone for the last tier.
+STATS_GROUPS = DEFAULT_STATS
+
+# How far past --timeout each tier may answer; the XML reads get what is left of COLLECT_GRACE_S.
+NOWAIT_GRACE_S = 0.3
+STATE_GRACE_S = 0.4
+COLLECT_GRACE_S = 0.5
+
+# Which tier answered a cycle's bulk read.
+FULL, NOWAIT, STATE_ONLY = "full", "nowait", "state-only"
+# Why a cycle was not full: a guest's QEMU does not answer; the call as a whole is slower than
+# --timeout; neither full nor NOWAIT answered by the deadline (a saturated host).
+FROZEN, SLOW, SATURATED = "frozen", "slow", "saturated"
 
 RawStats = List[Tuple[Any, Dict[str, Any]]]
 
@@ -45,53 +72,86 @@ class DomainFilter:
             return False
         return not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude)
 
+    def __str__(self) -> str:
+        """The options as given: ``--domain 'web*' --exclude-domain web09``."""
+        return " ".join(
+            [f"--domain {shlex.quote(glob)}" for glob in self.include]
+            + [f"--exclude-domain {shlex.quote(glob)}" for glob in self.exclude]
+        )
+
 
 class StuckCallGuard:
-    """Runs the bulk call on one persistent worker and never waits past the deadline.
+    """The bulk read in three tiers, each on one persistent worker, none waited for past the deadline.
 
-    At most one call is ever stuck; while it is, every call is made with NOWAIT
-    from the caller's thread, and the stuck one's late answer is dropped.
+    A worker whose call is still out takes no new one, so at most three stats
+    calls per host are outstanding in libvirtd at any time, whatever the load:
+    one full, one NOWAIT, one state-only (libvirtd serves five at once per
+    client by default).
     """
 
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self._requests: queue.Queue[Tuple[Callable[[], RawStats], Future]] = queue.Queue()
-        self._worker: Optional[threading.Thread] = None
-        self._stuck: Optional[Future] = None
-        self._stuck_since = 0.0
-
-    def _serve(self) -> None:
-        while True:
-            call, future = self._requests.get()
-            try:
-                future.set_result(call())
-            except BaseException as exc:  # handed to the waiting caller
-                future.set_exception(exc)
+        self._full = Worker("bulk-stats")
+        self._nowait = Worker("bulk-stats-nowait")
+        self._state = Worker("bulk-stats-state")
+        self._full_started = 0.0
+        self.slowest_full_s = 0.0  # the slowest full call that returned since reset_slowest()
+        self.carried_over = False  # whether the last read found a full call out since an earlier cycle
 
     @property
     def stuck(self) -> bool:
-        return self._stuck is not None and not self._stuck.done()
+        """Whether a full call is still out after missing its deadline."""
+        return self._full.busy
 
-    def call(self, conn: Any, flags: int) -> Tuple[RawStats, bool]:
-        """(records, whether they came from a NOWAIT fallback)."""
-        if self._stuck is not None:
-            if not self._stuck.done():
-                return conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT), True
-            log.info(
-                "libvirt answered the stuck stats call after %.1fs; full stats resume",
-                time.monotonic() - self._stuck_since,
-            )
-            self._stuck = None
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._serve, name="bulk-stats", daemon=True)
-            self._worker.start()
-        future: Future = Future()
-        self._requests.put((lambda: conn.getAllDomainStats(STATS_GROUPS, flags), future))
-        try:
-            return future.result(timeout=self.timeout_s), False
-        except FutureTimeout:
-            self._stuck, self._stuck_since = future, time.monotonic()
-            return conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT), True
+    def full_call_time(self) -> Tuple[float, bool]:
+        """(seconds, whether measured): the slowest late full call that came back, else how long the one out has run."""
+        if self.stuck and self.slowest_full_s <= self.timeout_s:
+            return max(self.slowest_full_s, time.monotonic() - self._full_started), False
+        return self.slowest_full_s, True
+
+    def reset_slowest(self) -> None:
+        self.slowest_full_s = 0.0
+
+    def settle(self, wait_s: float) -> None:
+        """Wait up to *wait_s* for a full call still out (doctor measures it)."""
+        deadline = time.monotonic() + wait_s
+        while self.stuck and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def _full_call(self, conn: Any, flags: int) -> RawStats:
+        started = time.monotonic()
+        records = conn.getAllDomainStats(STATS_GROUPS, flags)
+        self.slowest_full_s = max(self.slowest_full_s, time.monotonic() - started)
+        return records
+
+    def read(self, conn: Any, flags: int, started: float) -> Tuple[RawStats, str]:
+        """(records, tier) by *started* + timeout + STATE_GRACE_S; a failed call's error propagates.
+
+        LibvirtUnavailableError when no tier answered in time.
+        """
+        for worker in (self._full, self._nowait, self._state):
+            worker.start()  # all at once: a first fallback, however late, adds no thread
+        self.carried_over = self.stuck
+        future = None if self.stuck else self._full.submit(lambda: self._full_call(conn, flags))
+        if future is not None:
+            self._full_started = started
+            with contextlib.suppress(FutureTimeout):
+                return answer_by(future, started + self.timeout_s), FULL
+        # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
+        # and is then in hand the moment NOWAIT misses its deadline.
+        fallbacks = (
+            (self._nowait.submit(lambda: conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT)), NOWAIT),
+            (self._state.submit(lambda: conn.getAllDomainStats(STATS_STATE, flags)), STATE_ONLY),
+        )
+        for future, tier in fallbacks:
+            if future is None:  # its call of an earlier cycle is still out
+                continue
+            grace_s = NOWAIT_GRACE_S if tier == NOWAIT else STATE_GRACE_S
+            with contextlib.suppress(FutureTimeout):
+                return answer_by(future, started + self.timeout_s + grace_s), tier
+        raise LibvirtUnavailableError(
+            f"libvirt answered no stats call within {self.timeout_s + STATE_GRACE_S:g}s, not even for the state alone"
+        )
 
 
 def unresponsive_domains(records: RawStats) -> List[str]:
@@ -106,6 +166,10 @@ def unresponsive_domains(records: RawStats) -> List[str]:
     return names
 
 
+def running_domains(records: RawStats) -> List[str]:
+    return [dom.name() for dom, stats in records if stats.get("state.state") == STATE_RUNNING]
+
+
 @dataclass
 class _ConfigEntry:
     domain_id: int
@@ -114,8 +178,12 @@ class _ConfigEntry:
     taps: FrozenSet[str]  # the NICs' tap names in the stats when it was read
 
 
-def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> Optional[DomainConfig]:
-    """XML and flags of one domain; None (logged) when libvirt refuses, so only this domain loses vm_features."""
+# What one XML read gives: the config, or libvirt's refusal.
+ConfigRead = Union[DomainConfig, Exception]
+
+
+def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> ConfigRead:
+    """XML and flags of one domain, or the exception libvirt raised (vanished, or a driver that refuses)."""
     try:
         return DomainConfig(
             xml=dom.XMLDesc(0),
@@ -124,16 +192,13 @@ def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> Option
             managed_save=bool(dom.hasManagedSaveImage(0)),
             metadata_tags=metadata_tags,
         )
-    except Exception as exc:  # libvirtError: vanished, or a driver that refuses
-        code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
-        if code != VIR_ERR_NO_DOMAIN:
-            log.warning("cannot read the configuration of domain %s: %s", dom.name(), error_message(exc))
-        return None
+    except Exception as exc:  # libvirtError
+        return exc
 
 
 @dataclass
 class Collector:
-    """Reads one Snapshot per call over a persistent connection."""
+    """Reads one Snapshot per call over a persistent connection, by a deadline."""
 
     connection: Connection
     domain_filter: DomainFilter = field(default_factory=DomainFilter)
@@ -142,90 +207,202 @@ class Collector:
     want_config: bool = True
     metadata_tags: Tuple[MetadataTag, ...] = ()
     clock: Callable[[], int] = time.time_ns
-    monotonic: Callable[[], float] = time.monotonic
+    monotonic: Callable[[], float] = time.monotonic  # the configuration cache's age; deadlines use real time
+    last_tier: str = field(default=FULL, init=False)  # which tier answered the last cycle
     _configs: Dict[str, _ConfigEntry] = field(default_factory=dict, init=False)
     _guard: StuckCallGuard = field(init=False)
-    _stuck_episode: bool = field(default=False, init=False)
+    _config_worker: Worker = field(default_factory=lambda: Worker("domain-xml"), init=False)
+    _config_reads: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
+    _episode: Set[str] = field(default_factory=set, init=False)  # the kinds of trouble logged since full stats
+    _matched: Optional[FrozenSet[str]] = field(default=None, init=False)
     _forget: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self._guard = StuckCallGuard(self.timeout_s)
 
-    def _bulk_stats(self) -> RawStats:
-        """The bulk call; after a dead connection (libvirtd restarted) it reconnects and retries once."""
+    def _bulk_stats(self, started: float) -> Tuple[RawStats, str]:
+        """The tiered read; after a dead connection (libvirtd restarted) it reconnects and retries once."""
         for attempt in (1, 2):
             conn = self.connection.get()
             try:
-                records, nowait = self._guard.call(conn, 0)
+                return self._guard.read(conn, 0, started)
+            except LibvirtUnavailableError:
+                raise
             except Exception as exc:  # libvirtError: daemon restarted, socket closed
                 alive = _is_alive(conn)
                 if not alive:
                     self.connection.close()
                 if alive or attempt == 2:
                     raise LibvirtUnavailableError(f"stats call failed: {error_message(exc)}") from None
-                continue
-            self._note_frozen(records if nowait else None)
-            return records
         raise AssertionError("unreachable")
 
-    def _note_frozen(self, nowait_records: Optional[RawStats]) -> None:
-        """One W! per episode of a stuck call, naming the guests that do not answer."""
-        if nowait_records is None:
-            self._stuck_episode = False
-        elif not self._stuck_episode:
-            self._stuck_episode = True
-            names = ", ".join(unresponsive_domains(nowait_records)) or "none identified"
+    def _not_responding(self, tier: str, records: RawStats) -> List[str]:
+        """The running domains whose QEMU did not answer this cycle; one W! per episode, one I! at its end.
+
+        A NOWAIT answer also lacks the domain that a slow but healthy full call
+        holds at that moment, so a guest is called frozen only once the full call
+        it blocks has been out since an earlier cycle; a full call that missed its
+        deadline and came back means the call as a whole is slow.
+        """
+        if tier == FULL:
+            if self._episode:
+                took, _ = self._guard.full_call_time()
+                log.info(
+                    "full stats answer within --timeout %gs again (the slowest call took %.1fs); full batches resume",
+                    self.timeout_s,
+                    took,
+                )
+                self._episode.clear()
+            self._guard.reset_slowest()
+            return []
+        if tier == STATE_ONLY:
+            kind: Optional[str] = SATURATED
+            marked = running_domains(records)
+        else:
+            marked = unresponsive_domains(records)
+            came_back_late = self._guard.slowest_full_s > self.timeout_s
+            if self._guard.stuck and self._guard.carried_over and marked:
+                kind = FROZEN
+            elif self._guard.stuck and not came_back_late and marked:
+                kind = None  # this cycle's own full call is still out: frozen or slow, the next cycle tells
+            else:
+                kind, marked = SLOW, []
+        # One W! per episode; a frozen guest is still named if the episode began otherwise.
+        if kind is not None and (not self._episode or (kind == FROZEN and FROZEN not in self._episode)):
+            self._warn(kind, marked)
+        if kind is not None:
+            self._episode.add(kind)
+        return marked
+
+    def _warn(self, kind: str, frozen: List[str]) -> None:
+        if kind == FROZEN:
             log.warning(
                 "stats call did not return within %gs (domains not answering: %s); "
                 "reporting what libvirt has without waiting until it does",
                 self.timeout_s,
-                names,
+                ", ".join(frozen),
+            )
+            return
+        seconds, final = self._guard.full_call_time()
+        took = f"full stats took {seconds:.1f}s" if final else f"full stats still unanswered after {seconds:.1f}s"
+        if kind == SLOW:
+            log.warning(
+                "the bulk stats call as a whole is slower than --timeout %gs (%s), though no guest is frozen: "
+                "every batch falls back to NOWAIT and may lack memory and disk fields; fix: raise --timeout "
+                "above the call's time",
+                self.timeout_s,
+                took,
+            )
+        else:
+            log.warning(
+                "libvirt answered too slowly for the batch deadline (%s); reporting state only until it recovers",
+                took,
             )
 
-    def _config_for(
-        self, dom: Any, uuid: str, domain_id: int, stats: Dict[str, Any], now: float
-    ) -> Optional[DomainConfig]:
-        entry = self._configs.get(uuid)
-        taps = nic_taps(stats)
-        if (
-            entry is not None
-            and entry.domain_id == domain_id
-            and now - entry.fetched_at < self.features_refresh_s
-            and (taps == entry.taps or entry.config.names_all(taps))  # a hot-plugged NIC: read once more
-        ):
-            return entry.config
-        config = read_config(dom, self.metadata_tags)
-        if config is None:
-            self._configs.pop(uuid, None)
-            return None
-        self._configs[uuid] = _ConfigEntry(domain_id, now, config, taps)
-        return config
+    def _note_matches(self, matched: FrozenSet[str], total: int) -> None:
+        """Say so once when no domain is left to report, and again only after the matches changed."""
+        if not matched and self._matched != matched:
+            where = redact_uri(self.connection.uri)
+            if str(self.domain_filter):
+                log.warning("no domain matches %s (%d domains on %s)", self.domain_filter, total, where)
+            else:
+                log.info("no domains on %s: batches stay empty until one is defined", where)
+        self._matched = matched
+
+    def _merge_config_reads(self) -> None:
+        """Cache what the XML worker has read so far, this cycle's reads and late ones alike."""
+        while True:
+            try:
+                uuid, name, domain_id, taps, fetched_at, result = self._config_reads.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(result, DomainConfig):
+                self._configs[uuid] = _ConfigEntry(domain_id, fetched_at, result, taps)
+                continue
+            self._configs.pop(uuid, None)  # only this domain loses vm_features
+            if error_code(result) != ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
+                log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
+
+    def _read_configs(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
+        for dom, uuid, domain_id, taps in wanted:
+            self._config_reads.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
+
+    def _configs_for(self, records: RawStats, now: float, deadline: float) -> Dict[str, DomainConfig]:
+        """Each domain's cached configuration, read again on start, restart, after the refresh period
+        and when the stats show a NIC tap its XML does not name (a hot-plugged NIC).
+
+        Reads still out at the deadline are cached when they come; a domain
+        with no entry of its current boot meanwhile lacks vm_features.
+        """
+        self._merge_config_reads()
+        wanted = []
+        for dom, stats in records:
+            uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
+            entry = self._configs.get(uuid)
+            if (
+                entry is None
+                or entry.domain_id != domain_id
+                or now - entry.fetched_at >= self.features_refresh_s
+                or not (taps == entry.taps or entry.config.names_all(taps))
+            ):
+                wanted.append((dom, uuid, domain_id, taps))
+        self._config_worker.start()  # at once, like the stats workers: the thread count stays level
+        if wanted:
+            future = self._config_worker.submit(lambda: self._read_configs(wanted, now))
+            if future is not None:
+                with contextlib.suppress(FutureTimeout):
+                    answer_by(future, deadline)
+            self._merge_config_reads()
+        configs = {}
+        for dom, _ in records:
+            entry = self._configs.get(dom.UUIDString())
+            if entry is not None and entry.domain_id == dom.ID():
+                configs[dom.UUIDString()] = entry.config
+        return configs
 
     def collect(self) -> Snapshot:
-        """One cycle's snapshot; LibvirtUnavailableError when libvirt cannot be reached."""
+        """One cycle's snapshot by --timeout + COLLECT_GRACE_S; LibvirtUnavailableError when libvirt cannot be had."""
         if self._forget:
             self._forget = False
             self._configs.clear()
-        started = self.clock()
-        records = self._bulk_stats()
+        started, started_ns = time.monotonic(), self.clock()
+        records, self.last_tier = self._bulk_stats(started)
         timestamp = self.clock()
-        now = self.monotonic()
+        not_responding = set(self._not_responding(self.last_tier, records))
+        total = len(records)
+        records = [(dom, stats) for dom, stats in records if self.domain_filter(dom.name())]
+        self._note_matches(frozenset(dom.name() for dom, _ in records), total)
+        configs: Dict[str, DomainConfig] = {}
+        if self.want_config:
+            # On a saturated host the XML reads are not waited for: they land in the cache for later cycles.
+            deadline = time.monotonic() if self.last_tier == STATE_ONLY else started + self.timeout_s + COLLECT_GRACE_S
+            configs = self._configs_for(records, self.monotonic(), deadline)
         domains = []
         for dom, stats in records:
-            name = dom.name()
-            if not self.domain_filter(name):
-                continue
-            uuid, domain_id = dom.UUIDString(), dom.ID()
-            config = self._config_for(dom, uuid, domain_id, stats, now) if self.want_config else None
-            domains.append(DomainSample(name=name, uuid=uuid, id=domain_id, stats=stats, config=config))
+            name, uuid = dom.name(), dom.UUIDString()
+            domains.append(
+                DomainSample(
+                    name=name,
+                    uuid=uuid,
+                    id=dom.ID(),
+                    stats=stats,
+                    config=configs.get(uuid),
+                    responding=name not in not_responding,
+                )
+            )
         seen = {d.uuid for d in domains}
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
-        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started)
+        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns)
 
     def forget_configs(self) -> None:
         """Read every domain's configuration again at the next collect(); safe from another thread."""
         self._forget = True
+
+    def settle_full_call(self, wait_s: float) -> Tuple[float, bool]:
+        """Wait up to *wait_s* for a late full call; then (its seconds, whether it returned), as doctor reports it."""
+        self._guard.settle(wait_s)
+        return self._guard.full_call_time()
 
     def close(self) -> None:
         self.connection.close()

@@ -8,46 +8,44 @@ means the setup cannot deliver metrics.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
+import sys
 import time
 import xml.etree.ElementTree as ElementTree
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from kvm_telegraf.collect import STATS_GROUPS, Collector
+from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.libvirt_facts import (
+    ERR_ARGUMENT_UNSUPPORTED,
+    STATE_RUNNING,
+    STATS_ENFORCE,
+    STATS_GROUP_NAMES,
+    STATS_STATE,
+    error_code,
+)
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from kvm_telegraf.table import STATE_NAMES
+from kvm_telegraf.worker import Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
 
-STATS_ENFORCE = 1 << 31  # VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS
 # ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
 NO_DOMAINS = 1 | 64
-VIR_ERR_ARGUMENT_UNSUPPORTED = 74
 NOWAIT_SINCE = 4_005_000  # libvirt 4.5.0 added the NOWAIT flag the stuck-call fallback uses
-# virDomainStatsTypes bits and their names, in libvirt's order.
-STATS_GROUP_NAMES = (
-    (1, "state"),
-    (2, "cpu-total"),
-    (4, "balloon"),
-    (8, "vcpu"),
-    (16, "interface"),
-    (32, "block"),
-    (64, "perf"),
-    (128, "iothread"),
-    (256, "memory"),
-    (512, "dirtyrate"),
-    (1024, "vm"),
-)
-STATE_RUNNING = 1
 # Present only when the guest's balloon driver reports; memory_used_bytes needs both.
 GUEST_MEMORY_KEYS = ("balloon.available", "balloon.usable")
 READ_ONLY_SOCKET = "/run/libvirt/libvirt-sock-ro"
 GUEST_MEMORY_FIELDS = "memory_used/usable/available/unused_bytes, swap and faults"
+# How long doctor waits for a full stats call that missed --timeout, to say how long it really takes.
+LATE_CALL_WAIT_S = 30.0
 
 
 class Finding(NamedTuple):
@@ -80,8 +78,21 @@ def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -
     return modular if exists(modular) else READ_ONLY_SOCKET
 
 
-def connect_hint(message: str, user: str) -> str:
-    """What to do about a failed read-only open, from libvirt's message."""
+def own_command(argv: Sequence[str]) -> str:
+    """This very command line, as another user's shell can run it: the executable by absolute path.
+
+    Telegraf's user has its own PATH, which may well lack the venv or prefix that
+    holds kvm-telegraf; ``python -m kvm_telegraf`` stays an interpreter run.
+    """
+    program, args = (argv[0], list(argv[1:])) if argv else ("", ["doctor"])
+    found = program if os.sep in program else shutil.which(program) or program
+    if os.path.basename(program) == "__main__.py" or not os.path.isfile(found):  # python -m, -c, an embedder
+        return shlex.join([sys.executable, "-m", "kvm_telegraf", *args])
+    return shlex.join([os.path.abspath(found), *args])
+
+
+def connect_hint(message: str, user: str, argv: Sequence[str] = ()) -> str:
+    """What to do about a failed read-only open, from libvirt's message (argv: the command, for a rerun as telegraf)."""
     lowered = message.lower()
     if "no module named" in lowered:
         return "install libvirt's Python binding: apt-get install python3-libvirt and a --system-site-packages venv"
@@ -99,7 +110,7 @@ def connect_hint(message: str, user: str) -> str:
         return (
             f"the socket does not let user {user} in: use the read-only socket {READ_ONLY_SOCKET} "
             "(mode 0777 by default), or put the user in the socket's group (usermod -aG libvirt telegraf); "
-            "check as Telegraf's user: runuser -u telegraf -- kvm-telegraf doctor"
+            f"check as Telegraf's user: runuser -u telegraf -- {own_command(argv or sys.argv)}"
         )
     if "no such file" in lowered or "connection refused" in lowered:
         return "libvirtd (or virtqemud) is not running or the socket path is wrong: start it, and check --uri"
@@ -224,6 +235,61 @@ def timing_finding(
     return Finding(OK, f"{took}: well within --timeout {timeout_s:g}s and the {interval_s:g}s interval")
 
 
+def load_text() -> str:
+    """This machine's load average against its CPUs, for a finding."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return "load average unknown"
+    return f"load average here {load:.1f} on {os.cpu_count() or '?'} CPUs"
+
+
+def deadline_finding(
+    tier: str,
+    full_s: float,
+    returned: bool,
+    state_s: float,
+    not_responding: Sequence[str],
+    domains: int,
+    timeout_s: float,
+    load: str,
+) -> Finding:
+    """Why collections miss --timeout: a frozen guest, a call slower than --timeout, or a saturated host."""
+    took = f"{full_s:.1f}s" if returned else f"more than {full_s:.1f}s"
+    if tier == NOWAIT and not_responding and not returned:
+        return Finding(
+            WARN,
+            f"domains not answering: {', '.join(not_responding)}: their QEMU does not answer (the full stats call "
+            f"is still out after {full_s:.1f}s), so what only their QEMU gives (balloon memory, disk counters) is "
+            "missing until it does; every other guest is complete",
+        )
+    if tier != NOWAIT:  # not even NOWAIT answered in time, while the state group alone does
+        return Finding(
+            WARN,
+            f"the host looks saturated: one full stats call takes {took} for {domains} domain(s), the state-only "
+            f"probe {state_s:.3f}s, and NOWAIT does not make the deadline either ({load}); batches carry "
+            "vm_metrics state and state_reason only, with the domains marked not responding; fix: give the "
+            f"host CPU back (fewer running guests), or raise --timeout above {took} and the interval above that",
+        )
+    suggested = max(2 * full_s, full_s + 1)
+    return Finding(
+        WARN,
+        f"--timeout {timeout_s:g}s is below the bulk stats call's own time ({took} for {domains} domain(s)), "
+        "though no guest is frozen: every batch falls back to NOWAIT and may lack memory and disk fields; "
+        f"fix: --timeout {suggested:.0f}s or more, and the interval above it",
+    )
+
+
+def state_probe_s(conn: Any, cap_s: float) -> float:
+    """How long the state group alone takes: it needs no QEMU, so it is the daemon's own pace."""
+    started = time.monotonic()
+    future = Worker("doctor-state-probe").submit(lambda: conn.getAllDomainStats(STATS_STATE, 0))
+    if future is not None:  # always: a new worker is never busy
+        with contextlib.suppress(FutureTimeout):
+            answer_by(future, started + cap_s)
+    return time.monotonic() - started
+
+
 def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
     """(supported, unsupported) stats group names, each probed alone with ENFORCE_STATS.
 
@@ -235,8 +301,7 @@ def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
         try:
             conn.getAllDomainStats(bit, STATS_ENFORCE | NO_DOMAINS)
         except Exception as exc:  # libvirtError
-            code = exc.get_error_code() if hasattr(exc, "get_error_code") else None
-            if code != VIR_ERR_ARGUMENT_UNSUPPORTED:
+            if error_code(exc) != ERR_ARGUMENT_UNSUPPORTED:
                 raise
             unsupported.append(name)
         else:
@@ -308,13 +373,17 @@ def _timed_cycle(collector: Collector, encoder: LineEncoder, history: dict) -> T
     return time.perf_counter() - started, snapshot, lines, history
 
 
-def diagnose(collector: Collector, interval_s: float, user: str) -> Iterator[Finding]:
-    """The findings in order; it stops after a FAIL that leaves nothing else to check."""
+def diagnose(collector: Collector, interval_s: float, user: str, argv: Sequence[str] = ()) -> Iterator[Finding]:
+    """The findings in order; it stops after a FAIL that leaves nothing else to check.
+
+    argv: the command line, to tell root how to rerun it as telegraf (default: this process's).
+    """
+    argv = argv or sys.argv
     uri = collector.connection.uri
     try:
         conn = collector.connection.get()
     except LibvirtUnavailableError as exc:
-        yield Finding(FAIL, f"{exc}; fix: {connect_hint(str(exc), user)}")
+        yield Finding(FAIL, f"{exc}; fix: {connect_hint(str(exc), user, argv)}")
         return
     socket = read_only_socket(uri)
     over = f" over {socket}" if socket else ""
@@ -323,7 +392,7 @@ def diagnose(collector: Collector, interval_s: float, user: str) -> Iterator[Fin
         yield Finding(
             NOTE,
             "libvirt lets root in whatever its socket and polkit say; Telegraf runs kvm-telegraf as user "
-            "telegraf: check that user too with runuser -u telegraf -- kvm-telegraf doctor",
+            f"telegraf: check that user too with runuser -u telegraf -- {own_command(argv)}",
         )
     yield from _libvirt_findings(conn)
     encoder = LineEncoder()
@@ -334,5 +403,23 @@ def diagnose(collector: Collector, interval_s: float, user: str) -> Iterator[Fin
         yield Finding(FAIL, f"{exc}; fix: check that libvirtd answers: virsh -r -c {redact_uri(uri)} list --all")
         return
     yield domains_finding(snapshot)
-    yield from memory_findings(snapshot.domains, max(1, int(interval_s)))
-    yield timing_finding(first_s, steady_s, len(snapshot.domains), lines, collector.timeout_s, interval_s)
+    judged = snapshot.domains
+    if collector.last_tier != FULL:  # a domain whose QEMU gave nothing this time has nothing to judge
+        judged = tuple(d for d in judged if d.responding and "balloon.rss" in d.stats)
+    yield from memory_findings(judged, max(1, int(interval_s)))
+    if collector.last_tier == FULL:
+        yield timing_finding(first_s, steady_s, len(snapshot.domains), lines, collector.timeout_s, interval_s)
+        return
+    not_responding = [d.name for d in snapshot.domains if not d.responding]
+    frozen = collector.last_tier == NOWAIT and bool(not_responding)
+    full_s, returned = collector.settle_full_call(0 if frozen else LATE_CALL_WAIT_S)
+    yield deadline_finding(
+        collector.last_tier,
+        full_s,
+        returned,
+        state_probe_s(conn, LATE_CALL_WAIT_S),
+        not_responding,
+        len(snapshot.domains),
+        collector.timeout_s,
+        load_text(),
+    )

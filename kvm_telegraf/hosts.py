@@ -1,63 +1,45 @@
-"""Several hypervisors from one process: one Collector per ``--uri``, each on a persistent thread of its own.
+"""Several hypervisors from one process: one Collector per ``--uri``, each on a persistent worker of its own.
 
 Every cycle asks all hosts at once and waits for them until one deadline:
-``--timeout`` (the bulk call's own deadline) plus HOST_GRACE_S for its NOWAIT
-fallback and the XML reads. A host that misses the deadline or fails costs its
-own points only; the others' go out in the same batch, with one timestamp. Each
-host's trouble is logged once when it starts and once when it ends.
+``--timeout`` plus HOST_GRACE_S. Each Collector keeps its own deadline of
+``--timeout`` + COLLECT_GRACE_S, so only a host that hangs before its stats
+calls (while connecting) misses this one. A host that misses it or fails costs
+its own points only; the others' go out in the same batch, with one
+timestamp. Each host's trouble is logged once when it starts and once when it ends.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from kvm_telegraf.collect import Collector
+from kvm_telegraf.collect import COLLECT_GRACE_S, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, redact_uri
 from kvm_telegraf.log import HOST_THREAD_PREFIX, get_logger
 from kvm_telegraf.snapshot import Snapshot
+from kvm_telegraf.worker import Worker
 
 log = get_logger(__name__)
 
-# Beyond --timeout: room for the NOWAIT fallback after a stuck bulk call, and for the XML reads.
-HOST_GRACE_S = 0.5
+# Beyond --timeout: the Collector's own grace, and a little for handing its snapshot over.
+HOST_GRACE_S = COLLECT_GRACE_S + 0.1
 
 
 class Host:
-    """One hypervisor: its Collector, run on a thread that lives as long as the process, never twice at once."""
+    """One hypervisor: its Collector, run on a worker that lives as long as the process, never twice at once."""
 
     def __init__(self, collector: Collector) -> None:
         self.collector = collector
         self.label = redact_uri(collector.connection.uri)
         self.trouble: Optional[str] = None  # why its domains are left out, while they are
-        self._requests: queue.Queue[Future] = queue.Queue()
-        self._worker: Optional[threading.Thread] = None
-        self._running: Optional[Future] = None
+        self._worker = Worker(HOST_THREAD_PREFIX + self.label)  # log lines from this thread name the host
 
     def start(self) -> Optional[Future]:
         """Begin one collection; None while the previous one still runs (it missed its deadline)."""
-        if self._running is not None and not self._running.done():
-            return None
-        if self._worker is None:
-            name = HOST_THREAD_PREFIX + self.label  # log lines from this thread name the host
-            self._worker = threading.Thread(target=self._serve, name=name, daemon=True)
-            self._worker.start()
-        self._running = Future()
-        self._requests.put(self._running)
-        return self._running
-
-    def _serve(self) -> None:
-        while True:
-            future = self._requests.get()
-            try:
-                future.set_result(self._collect())
-            except BaseException as exc:  # handed to the waiting caller
-                future.set_exception(exc)
+        return self._worker.submit(self._collect)
 
     def _collect(self) -> Snapshot:
         snapshot = self.collector.collect()

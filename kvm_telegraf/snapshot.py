@@ -65,6 +65,9 @@ class DomainSample:
     stats: Mapping[str, StatValue]
     config: Optional[DomainConfig] = None  # None when the XML could not be read
     hypervisor: Optional[str] = None  # libvirt's hostname, when several hosts are read (or asked for)
+    # False when this running domain's QEMU did not answer by the deadline: its stats are only what
+    # libvirt had without it (a frozen guest), or the state alone (a saturated host).
+    responding: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,8 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
     }
     if dom.hypervisor is not None:  # absent in single-host files, which stay as they were
         raw["hypervisor"] = dom.hypervisor
+    if not dom.responding:  # absent when it answered, so earlier files stay as they were
+        raw["responding"] = False
     return raw
 
 
@@ -126,6 +131,7 @@ def _domain_from_dict(raw: Dict[str, Any], metadata_tags: Tuple[MetadataTag, ...
         stats=raw["stats"],
         config=DomainConfig(**config, metadata_tags=metadata_tags) if config else None,
         hypervisor=raw.get("hypervisor"),
+        responding=raw.get("responding", True),
     )
 
 

@@ -18,6 +18,11 @@ from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401
 IN_CI = os.environ.get("CI") == "true"
 
 
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """The saturate tests run last: they slow libvirt down, so nothing else should share their minutes."""
+    items.sort(key=lambda item: item.get_closest_marker("saturate") is not None)
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip on a developer box without the part; under CI a missing part is a failure."""
     if not condition:

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import threading
 import time
 from collections import Counter
-from typing import Any, List
+from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
-from kvm_telegraf.collect import STATS_NOWAIT, Collector, DomainFilter, StuckCallGuard
-from kvm_telegraf.connection import Connection, open_read_only
+from kvm_telegraf.collect import Collector, DomainFilter
+from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
+from tests.harness.loglines import log_lines
+from tests.harness.stalling import FULL, NOWAIT, STATE, XML, StallingConnection
 from tests.replay import ReplayConnection
 
 
@@ -149,30 +150,155 @@ def test_filtered_out_domains_cost_no_configuration_read():
     assert [d.name for d in snapshot.domains] == ["ktlab-01"] and set(source.xml_reads) == {"ktlab-01"}
 
 
-class BlockingSource:
-    """A bulk call that hangs until released, as libvirt does for a guest whose QEMU is stopped."""
+# --- the deadline: fake hosts whose calls block or drag (tests/harness/stalling.py) -------------------
 
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls: List[int] = []
-
-    def getAllDomainStats(self, groups: int, flags: int):  # noqa: N802 - libvirt's API
-        self.calls.append(flags)
-        if not flags & STATS_NOWAIT:
-            self.release.wait(30)
-        return []
+TIMEOUT_S = 0.3
+# The guarantee is --timeout + COLLECT_GRACE_S (0.5 s); the rest is room for a busy test machine.
+WITHIN_S = TIMEOUT_S + 1.0
 
 
-def test_a_stuck_call_is_never_repeated_and_later_calls_use_nowait_until_it_returns():
-    source, guard = BlockingSource(), StuckCallGuard(timeout_s=0.2)
-    assert guard.call(source, 0) == ([], True)
-    assert guard.call(source, 0) == ([], True)
-    assert guard.stuck
-    assert source.calls == [0, STATS_NOWAIT, STATS_NOWAIT], "one blocking call only, then NOWAIT at once"
-    source.release.set()
-    time.sleep(0.1)
-    assert guard.call(source, 0) == ([], False)
-    assert not guard.stuck
+@pytest.fixture
+def logged() -> Iterator[List[str]]:
+    with log_lines() as lines:
+        yield lines
+
+
+@pytest.fixture
+def stalling() -> Iterator[Callable[..., StallingConnection]]:
+    """Hosts that block as told; every blocked call is released when the test ends."""
+    made: List[StallingConnection] = []
+
+    def make(**options: Any) -> StallingConnection:
+        made.append(StallingConnection(load_snapshots("lab-running.json"), **options))
+        return made[-1]
+
+    yield make
+    for host in made:
+        host.release()
+
+
+def deadline_collector(host: StallingConnection, **options: Any) -> Collector:
+    return Collector(Connection("replay:///", lambda _uri: host), timeout_s=TIMEOUT_S, **options)
+
+
+def timed_collect(collector: Collector) -> Tuple[Snapshot, float]:
+    started = time.monotonic()
+    snapshot = collector.collect()
+    return snapshot, time.monotonic() - started
+
+
+@pytest.mark.parametrize(
+    "stall",
+    [
+        pytest.param({FULL}, id="full-call-blocks"),
+        pytest.param({FULL, NOWAIT}, id="full-and-nowait-block"),
+        pytest.param({FULL, NOWAIT, XML}, id="full-nowait-and-xml-block"),
+        pytest.param({FULL, XML}, id="full-and-xml-block"),
+    ],
+)
+def test_every_cycle_returns_by_the_deadline_whatever_the_calls_do(stalling, stall):
+    collector = deadline_collector(stalling(stall=stall))
+    for _ in range(3):
+        snapshot, took = timed_collect(collector)
+        assert took < WITHIN_S, f"a cycle took {took:.2f}s with {sorted(stall)} blocking"
+        assert [d.name for d in snapshot.domains] == ["ktlab-01", "ktlab-02"]
+        assert all(d.stats["state.state"] == 1 for d in snapshot.domains), "state for every domain"
+
+
+def test_when_even_the_state_call_blocks_the_cycle_fails_by_the_deadline_instead_of_hanging(stalling):
+    collector = deadline_collector(stalling(stall={FULL, NOWAIT, STATE}))
+    for _ in range(2):
+        started = time.monotonic()
+        with pytest.raises(LibvirtUnavailableError, match="not even for the state alone"):
+            collector.collect()
+        assert time.monotonic() - started < WITHIN_S
+
+
+def test_a_saturated_host_gets_state_only_batches_with_domains_marked_not_responding_and_one_warning(stalling, logged):
+    host = stalling(stall={FULL, NOWAIT})
+    collector = deadline_collector(host)
+    snapshots = [collector.collect() for _ in range(3)]
+    for snapshot in snapshots:
+        for domain in snapshot.domains:
+            assert set(domain.stats) == {"state.state", "state.reason"}, "nothing of an earlier cycle is re-sent"
+            assert domain.responding is False
+    assert host.asked[0] == FULL and sorted(host.asked[1:3]) == sorted([NOWAIT, STATE])
+    assert host.asked.count(FULL) == 1 and host.asked.count(NOWAIT) == 1, "a call still out is never repeated"
+    (line,) = logged
+    assert line.startswith("W! libvirt answered too slowly for the batch deadline (full stats still unanswered after")
+    assert line.endswith("reporting state only until it recovers")
+
+
+def test_once_a_saturated_host_catches_up_full_batches_resume_with_one_info_line_giving_the_call_time(stalling, logged):
+    host = stalling(stall={FULL, NOWAIT})
+    collector = deadline_collector(host)
+    collector.collect()
+    host.release()
+    host.stall.clear()
+    time.sleep(0.2)  # the late full call returns; what it read is dropped
+    calls_before = host.asked.count(FULL)
+    snapshot = collector.collect()
+    assert host.asked.count(FULL) == calls_before + 1, "a fresh full call, not the late answer"
+    assert all("balloon.rss" in d.stats and d.responding for d in snapshot.domains)
+    collector.collect()
+    assert len(logged) == 2 and logged[1].startswith("I! full stats answer within --timeout 0.3s again")
+
+
+def test_a_frozen_guest_is_named_once_marked_not_responding_and_the_others_stay_complete(stalling, logged):
+    host = stalling(stall={FULL}, busy={"ktlab-02"})
+    collector = deadline_collector(host)
+    for _ in range(3):
+        snapshot = collector.collect()
+        healthy, frozen = snapshot.domains
+        assert healthy.responding and "balloon.rss" in healthy.stats
+        assert not frozen.responding and "balloon.rss" not in frozen.stats and "cpu.time" in frozen.stats
+    assert host.asked.count(FULL) == 1
+    assert logged == [
+        "W! stats call did not return within 0.3s (domains not answering: ktlab-02); "
+        "reporting what libvirt has without waiting until it does"
+    ]
+
+
+@pytest.mark.parametrize("nowait_first", [False, True], ids=["nowait-after-the-full-call", "nowait-before-it"])
+def test_a_call_slower_than_the_timeout_is_told_once_with_its_time_and_blames_no_guest(stalling, logged, nowait_first):
+    """Issue 16, item 8: every cycle falls back, but no guest is frozen: the full call is just slow.
+
+    Its NOWAIT answer lacks the guest the full call holds at that moment, as libvirt's does.
+    """
+    host = stalling(delays={FULL: 0.5}, busy={"ktlab-01"}, nowait_after_full=not nowait_first)
+    collector = deadline_collector(host)
+    for _ in range(4):
+        collector.collect()
+        time.sleep(0.5)  # the interval: the late full call comes back meanwhile
+    assert host.asked.count(FULL) == 4, "each cycle tries full stats again"
+    (line,) = logged
+    assert line.startswith("W! the bulk stats call as a whole is slower than --timeout 0.3s (full stats took 0.5s)")
+    assert "raise --timeout" in line and "ktlab-01" not in line
+
+
+def test_when_nothing_matches_the_domain_filter_it_is_said_once_and_again_after_the_matches_changed(logged):
+    """Issue 16, item 9: an empty batch is no longer silent."""
+    with_02, without_02 = (
+        load_snapshots("lab-running.json")[0],
+        with_domains(load_snapshots("lab-running.json")[0], lambda d: d.name != "ktlab-02"),
+    )
+    collector, _, _ = collector_over(
+        [without_02, without_02, with_02, without_02], domain_filter=DomainFilter(include=("ktlab-02",))
+    )
+    for _ in range(4):
+        collector.collect()
+    assert logged == ["W! no domain matches --domain ktlab-02 (1 domains on replay:///)"] * 2
+
+
+def test_an_empty_host_without_a_filter_is_told_once_as_information(logged):
+    collector, _, _ = collector_over([with_domains(load_snapshots("lab-running.json")[0], lambda d: False)])
+    collector.collect()
+    collector.collect()
+    assert logged == ["I! no domains on replay:///: batches stay empty until one is defined"]
+
+
+def test_the_filter_describes_itself_as_the_options_that_made_it():
+    assert str(DomainFilter(("web*", "db 1"), ("web09",))) == "--domain 'web*' --domain 'db 1' --exclude-domain web09"
 
 
 @pytest.mark.lab

@@ -7,26 +7,34 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import uuid
+from pathlib import Path
 from typing import Iterator, List
 
 import pytest
 
 from kvm_telegraf.cli import main
+from kvm_telegraf.collect import Collector
+from kvm_telegraf.connection import Connection
 from kvm_telegraf.doctor import (
     FAIL,
+    NOTE,
     OK,
     WARN,
     balloon_period,
     connect_hint,
+    diagnose,
     groups_finding,
     memory_findings,
+    own_command,
     read_only_socket,
     timing_finding,
 )
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF, runner
+from tests.harness.stalling import FULL, NOWAIT, StallingConnection
 from tests.replay import ReplayConnection
 
 STATS_PERIOD = "<stats period='2'/>"
@@ -242,6 +250,57 @@ def test_doctor_never_prints_the_credentials_of_the_uri():
     result = runner().invoke(main, ["--uri", "qemu+ssh://admin:s3cret@kvm1/system", "doctor"], obj={"opener": refuse})
     assert result.exit_code == 1
     assert "s3cret" not in result.stdout and "qemu+ssh://***@kvm1/system" in result.stdout
+
+
+def test_root_is_told_to_rerun_this_very_command_as_telegraf_by_the_executables_absolute_path(monkeypatch):
+    """Issue 16, item 10: telegraf's PATH lacks the venv, so a bare kvm-telegraf fails for that user."""
+    monkeypatch.setenv("PATH", str(Path(KVM_TELEGRAF).parent))
+    collector = Collector(
+        Connection("qemu:///system", lambda _uri: ReplayConnection(load_snapshots("lab-running.json")))
+    )
+    argv = ["kvm-telegraf", "--domain", "web*", "doctor"]
+    notes = [f.text for f in diagnose(collector, 10.0, "root", argv) if f.level == NOTE]
+    assert len(notes) == 1 and notes[0].endswith(f"runuser -u telegraf -- {KVM_TELEGRAF} --domain 'web*' doctor")
+    assert "Permission denied" not in connect_hint("Permission denied", "telegraf", argv)
+    assert connect_hint("Permission denied", "telegraf", argv).endswith(f"-- {KVM_TELEGRAF} --domain 'web*' doctor")
+
+
+def test_the_rerun_command_makes_a_relative_path_absolute_and_a_module_run_an_interpreter_run(tmp_path, monkeypatch):
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "kvm-telegraf").write_text("")
+    monkeypatch.chdir(tmp_path)
+    assert own_command(["./bin/kvm-telegraf", "doctor"]) == f"{tmp_path}/bin/kvm-telegraf doctor"
+    assert own_command(["/x/kvm_telegraf/__main__.py", "doctor"]) == f"{sys.executable} -m kvm_telegraf doctor"
+    assert own_command(["-c", "doctor"]) == f"{sys.executable} -m kvm_telegraf doctor"
+
+
+def doctor_on(host: StallingConnection, timeout: str = "300ms") -> List[str]:
+    try:
+        result = runner().invoke(main, ["--timeout", timeout, "doctor"], obj={"opener": lambda _uri: host})
+    finally:
+        host.release()
+    assert result.exit_code == 0, result.stdout
+    return result.stdout.splitlines()
+
+
+def test_doctor_says_the_host_looks_saturated_with_the_call_time_the_state_probe_and_the_load():
+    host = StallingConnection(load_snapshots("lab-running.json"), delays={FULL: 2.0, NOWAIT: 2.0})
+    (finding,) = [line for line in doctor_on(host) if line.startswith(WARN)]
+    assert finding.startswith("warn  the host looks saturated: one full stats call takes 2.0s for 2 domain(s)")
+    assert "the state-only probe 0.0" in finding and "load average here " in finding
+
+
+def test_doctor_flags_a_timeout_below_the_measured_call_time_and_blames_no_guest():
+    """Issue 16, item 8."""
+    host = StallingConnection(
+        load_snapshots("lab-running.json"), delays={FULL: 0.5}, busy={"ktlab-01"}, nowait_after_full=True
+    )
+    warnings = [line for line in doctor_on(host) if line.startswith(WARN)]
+    assert warnings == [
+        "warn  --timeout 0.3s is below the bulk stats call's own time (0.5s for 2 domain(s)), though no guest is "
+        "frozen: every batch falls back to NOWAIT and may lack memory and disk fields; fix: --timeout 2s or more, "
+        "and the interval above it"
+    ]
 
 
 # --- real libvirt ---------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 from tests.harness.loglines import log_lines
+from tests.harness.stalling import FULL, NOWAIT, StallingConnection
 from tests.replay import ReplayConnection
 
 GOOD, OTHER, BAD = "qemu+ssh://kvm1/system", "qemu+ssh://kvm2/system", "qemu+ssh://ops:s3cret@kvm3/system"
@@ -110,6 +111,27 @@ def test_when_no_host_answers_the_cycle_fails_naming_each_host_without_credentia
     message = str(error.value)
     assert message.startswith("no hypervisor answered: cannot connect to qemu+ssh://kvm2/system")
     assert "qemu+ssh://***@kvm3/system" in message and "s3cret" not in message
+
+
+def test_a_saturated_host_still_gives_its_states_in_the_same_batch_by_the_deadline(logged):
+    """Each host keeps its own deadline: the batch waits for none past --timeout + HOST_GRACE_S."""
+    saturated = StallingConnection(load_snapshots("lab-running.json"), stall={FULL, NOWAIT}, hostname="kvm2")
+    collectors = [
+        Collector(Connection(uri, opener), timeout_s=0.3)
+        for uri, opener in ((GOOD, replay("kvm1")), (OTHER, lambda _uri: saturated))
+    ]
+    try:
+        hosts = HostSet(collectors, deadline_s=0.3 + HOST_GRACE_S)
+        for _ in range(3):
+            started = time.monotonic()
+            snapshot = hosts.collect()
+            assert time.monotonic() - started < 0.3 + 1.0
+            by_host = {d.hypervisor: d for d in snapshot.domains}
+            assert set(by_host["kvm2"].stats) == {"state.state", "state.reason"} and "cpu.time" in by_host["kvm1"].stats
+    finally:
+        saturated.release()
+    (line,) = logged
+    assert line.startswith("W! qemu+ssh://kvm2/system: libvirt answered too slowly for the batch deadline")
 
 
 def test_the_same_domain_on_two_hosts_keeps_a_cpu_history_per_host():
