@@ -210,13 +210,15 @@ def sum_devices(devices: List[Device], totals: Sequence[Tuple[str, str]]) -> Dic
 
 
 def vm_metrics(domain: DomainSample, tags: Tags) -> Point:
-    """State, CPU time and memory of one domain.
+    """State, CPU time and memory of one domain, and whether its QEMU answered (running domains).
 
-    ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i``
+    ``vm_metrics,uuid=1b4e…,vm=web01 state=1i,state_reason=1i,cpu_time_ns=9120000000i,vcpus=1i,memory_bytes=100663296i,max_memory_bytes=100663296i,responding=true``
     """
-    return Point(
-        "vm_metrics", tags, read_fields(domain.stats, METRIC_FIELDS if domain.id >= 0 else INACTIVE_METRIC_FIELDS)
-    )
+    if domain.id < 0:
+        return Point("vm_metrics", tags, read_fields(domain.stats, INACTIVE_METRIC_FIELDS))
+    fields = read_fields(domain.stats, METRIC_FIELDS)
+    fields["responding"] = domain.responding  # false: its QEMU did not answer this cycle (hung, or a saturated host)
+    return Point("vm_metrics", tags, fields)
 
 
 def vm_features(domain: DomainSample, tags: Tags) -> Optional[Point]:

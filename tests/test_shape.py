@@ -82,7 +82,11 @@ def test_a_missing_balloon_group_leaves_memory_fields_out_instead_of_zero(runnin
 def test_a_domain_with_no_stats_groups_but_state_still_gets_vm_metrics(running):
     domain = with_stats(running, lambda s: [s.pop(k) for k in list(s) if not k.startswith("state.")])
     points = shape_one(domain)
-    assert points["vm_metrics"][0].fields == {"state": 1, "state_reason": running.stats["state.reason"]}
+    assert points["vm_metrics"][0].fields == {
+        "state": 1,
+        "state_reason": running.stats["state.reason"],
+        "responding": True,
+    }
     assert "vm_devices" not in points
     assert points.get("vm_totals", [Point("", (), {})])[0].fields == {}
 
@@ -337,3 +341,11 @@ def test_halt_polling_times_go_on_vm_totals_of_running_domains_only():
     assert "haltpoll_fail_ns" in totals[running.name]
     shut_off = next(d for d in snapshot.domains if d.id < 0)
     assert "haltpoll_success_ns" not in totals[shut_off.name]
+
+
+def test_a_running_domain_whose_qemu_did_not_answer_is_marked_not_responding_and_a_shut_off_one_not_at_all(running):
+    assert shape_one(dataclasses.replace(running, responding=False))["vm_metrics"][0].fields["responding"] is False
+    assert shape_one(running)["vm_metrics"][0].fields["responding"] is True
+    (snapshot, _) = load_snapshots("lab-states.json")
+    shut_off = next(d for d in snapshot.domains if d.id < 0)
+    assert "responding" not in shape_one(shut_off)["vm_metrics"][0].fields
