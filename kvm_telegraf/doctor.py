@@ -14,7 +14,6 @@ import shlex
 import shutil
 import sys
 import time
-import xml.etree.ElementTree as ElementTree
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
@@ -117,25 +116,6 @@ def connect_hint(message: str, user: str, argv: Sequence[str] = ()) -> str:
     return "check --uri and that libvirtd answers: virsh -r -c URI list --all"
 
 
-def balloon_period(xml: str) -> Optional[int]:
-    """The memory balloon's stats period in seconds (0: none set); None without a balloon device.
-
-    ValueError when the XML does not parse.
-    """
-    try:
-        root = ElementTree.fromstring(xml)
-    except ElementTree.ParseError as exc:
-        raise ValueError(f"domain XML does not parse: {exc}") from None
-    balloon = root.find("devices/memballoon")
-    if balloon is None or balloon.get("model") == "none":
-        return None
-    stats = balloon.find("stats")
-    try:
-        return int(stats.get("period", "0")) if stats is not None else 0
-    except ValueError:
-        return 0
-
-
 def period_fix(domain: DomainSample, period_s: int) -> str:
     """The virsh command that sets a stats period: live for a running domain, in the config for a persistent one."""
     flags = []
@@ -151,12 +131,10 @@ def memory_findings(domains: Sequence[DomainSample], period_s: int) -> List[Find
     problems = []
     periods = set()
     for domain in domains:
-        if domain.config is None:
+        facts = domain.config.facts if domain.config is not None else None
+        if facts is None:  # no XML, or one that does not parse
             continue
-        try:
-            period = balloon_period(domain.config.xml)
-        except ValueError:
-            continue
+        period = facts.balloon_period
         running = domain.stats.get("state.state") == STATE_RUNNING
         if period is None:
             problems.append(

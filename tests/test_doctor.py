@@ -22,7 +22,6 @@ from kvm_telegraf.doctor import (
     NOTE,
     OK,
     WARN,
-    balloon_period,
     connect_hint,
     diagnose,
     groups_finding,
@@ -102,19 +101,6 @@ def test_domains_with_period_and_guest_memory_give_one_ok_line():
     assert memory_findings(domains, period_s=10) == [
         (OK, "memory stats: every domain has a balloon stats period (2s) and every running guest reports its memory")
     ]
-
-
-@pytest.mark.parametrize(
-    ("xml", "period"),
-    [
-        ("<domain><devices><memballoon model='virtio'><stats period='10'/></memballoon></devices></domain>", 10),
-        ("<domain><devices><memballoon model='virtio'/></devices></domain>", 0),
-        ("<domain><devices><memballoon model='none'/></devices></domain>", None),
-        ("<domain><devices/></domain>", None),
-    ],
-)
-def test_the_balloon_period_is_read_from_the_domain_xml(xml, period):
-    assert balloon_period(xml) == period
 
 
 def test_a_domain_with_its_balloon_device_off_is_told_how_to_add_one():
