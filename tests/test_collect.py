@@ -16,6 +16,7 @@ import pytest
 
 from kvm_telegraf.collect import Collector, DomainFilter
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only
+from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
 from tests.harness.loglines import log_lines
@@ -334,3 +335,96 @@ def test_a_domain_that_vanishes_mid_cycle_loses_only_its_vm_features(lab):
     assert by_name[name].config is None, "its XML could not be read: it no longer exists"
     assert by_name[name].stats["state.state"] == 1, "what the bulk call returned for it is kept"
     assert all(by_name[other].config is not None for other in lab)
+
+
+# --- failure paths, offline ------------------------------------------------------------------------
+
+
+class LibvirtError(Exception):
+    """What libvirt-python raises: an exception carrying libvirt's error number."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+    def get_error_code(self) -> int:
+        return self.code
+
+
+class RestartedDaemon(ReplayConnection):
+    """A connection whose libvirtd restarted under it: its calls fail and it says it is dead."""
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        raise LibvirtError("End of file while reading data: Input/output error", 38)
+
+    def isAlive(self) -> bool:  # noqa: N802 - libvirt's API
+        return False
+
+
+def test_a_dead_connection_is_closed_reopened_and_the_call_retried_once_in_the_same_cycle():
+    opened: List[ReplayConnection] = []
+
+    def opener(_uri: str) -> ReplayConnection:
+        conn = RestartedDaemon([]) if not opened else ReplayConnection(load_snapshots("lab-running.json"))
+        opened.append(conn)
+        return conn
+
+    snapshot = Collector(Connection("replay:///", opener)).collect()
+    assert len(snapshot.domains) == 2
+    assert len(opened) == 2 and opened[0].closed
+
+
+def test_a_connection_that_stays_dead_is_one_libvirt_unavailable_error_after_one_retry():
+    opened: List[ReplayConnection] = []
+
+    def opener(_uri: str) -> ReplayConnection:
+        opened.append(RestartedDaemon([]))
+        return opened[-1]
+
+    with pytest.raises(LibvirtUnavailableError, match="stats call failed: End of file while reading data"):
+        Collector(Connection("replay:///", opener)).collect()
+    assert len(opened) == 2
+
+
+class RefusingDomain:
+    """A replayed domain whose XMLDesc raises what libvirt raises."""
+
+    def __init__(self, domain: Any, error: Exception) -> None:
+        self._domain, self._error = domain, error
+
+    def XMLDesc(self, _flags: int) -> str:  # noqa: N802 - libvirt's API
+        raise self._error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._domain, name)
+
+
+class RefusingReplay(ReplayConnection):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(load_snapshots("lab-running.json"))
+        self._error = error
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        records = super().getAllDomainStats(stats, flags)
+        return [(RefusingDomain(dom, self._error) if dom.name() == "ktlab-02" else dom, s) for dom, s in records]
+
+
+@pytest.mark.parametrize(
+    ("error", "lines"),
+    [
+        (LibvirtError("Domain not found: no domain with matching uuid", ERR_NO_DOMAIN), []),
+        (
+            LibvirtError("this function is not supported by the connection driver: virDomainGetXMLDesc", 3),
+            [
+                "W! cannot read the configuration of domain ktlab-02: this function is not supported by the connection "
+                "driver: virDomainGetXMLDesc"
+            ],
+        ),
+    ],
+    ids=["vanished", "refused"],
+)
+def test_a_domain_whose_xml_cannot_be_read_loses_only_its_configuration_and_a_refusal_is_logged(error, lines, logged):
+    snapshot = Collector(Connection("replay:///", lambda _uri: RefusingReplay(error))).collect()
+    configs = {d.name: d.config for d in snapshot.domains}
+    assert configs["ktlab-01"] is not None and configs["ktlab-02"] is None
+    assert logged == lines

@@ -349,3 +349,22 @@ def test_a_running_domain_whose_qemu_did_not_answer_is_marked_not_responding_and
     (snapshot, _) = load_snapshots("lab-states.json")
     shut_off = next(d for d in snapshot.domains if d.id < 0)
     assert "responding" not in shape_one(shut_off)["vm_metrics"][0].fields
+
+
+def test_a_domain_with_twenty_nics_and_twenty_disks_reports_each_and_sums_all(running):
+    def widen(stats):
+        for kind, count_key in (("net", "net.count"), ("block", "block.count")):
+            template = {k[len(f"{kind}.0.") :]: v for k, v in running.stats.items() if k.startswith(f"{kind}.0.")}
+            for i in range(20):
+                stats.update({f"{kind}.{i}.{key}": value for key, value in template.items()})
+                stats[f"{kind}.{i}.name"] = f"{'vnet' if kind == 'net' else 'vd'}{100 + i}"
+            stats[count_key] = 20
+
+    points = shape_one(with_stats(running, widen))
+    devices = points["vm_devices"]
+    assert len([p for p in devices if dict(p.tags)["type"] == "interface"]) == 20
+    assert len([p for p in devices if dict(p.tags)["type"] == "disk"]) == 20
+    assert devices[19].fields["rx_bytes"] == running.stats["net.0.rx.bytes"]  # the 20th NIC, past any prebuilt table
+    totals = points["vm_totals"][0].fields
+    assert totals["net_rx_bytes"] == 20 * running.stats["net.0.rx.bytes"]
+    assert totals["disk_write_bytes"] == 20 * running.stats["block.0.wr.bytes"]
