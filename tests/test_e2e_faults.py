@@ -13,13 +13,12 @@ import signal
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.conftest import run_lab
 from tests.harness.execd import ExecdDriver
+from tests.harness.faults import frozen, start_libvirtd, stop_libvirtd
 from tests.test_e2e_lab import KVM_TELEGRAF, only, parse_line
 
 pytestmark = pytest.mark.lab
@@ -29,41 +28,6 @@ F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ, named in the fcntl module only from P
 
 def virsh(*args: str) -> str:
     return subprocess.run(["virsh", *args], capture_output=True, text=True, check=True).stdout
-
-
-def qemu_pid(name: str) -> int:
-    return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
-
-
-@contextlib.contextmanager
-def frozen(name: str) -> Iterator[None]:
-    """The guest's QEMU under SIGSTOP: its monitor stops answering, as in a real hang."""
-    pid = qemu_pid(name)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
-def libvirtd_pid() -> int:
-    return int(Path("/run/libvirtd.pid").read_text())
-
-
-def stop_libvirtd() -> None:
-    pid = libvirtd_pid()
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not Path(f"/proc/{pid}").exists(), "libvirtd did not stop"
-
-
-def start_libvirtd() -> None:
-    run_lab("ktfault-", "daemons")  # starts libvirtd (and dbus, polkitd) when they are not running
-    deadline = time.monotonic() + 30
-    while subprocess.run(["virsh", "list"], capture_output=True).returncode and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 @contextlib.contextmanager
