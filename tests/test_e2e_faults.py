@@ -32,7 +32,7 @@ def virsh(*args: str) -> str:
 
 @contextlib.contextmanager
 def driven(*args: str) -> Iterator[ExecdDriver]:
-    driver = ExecdDriver([KVM_TELEGRAF, *args], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *args])
     driver.start()
     try:
         yield driver

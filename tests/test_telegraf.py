@@ -349,7 +349,7 @@ def test_the_harness_and_telegraf_agree_that_newlines_behind_a_stopped_plugin_gi
         telegraf.stop()
     under_telegraf = [t for t in gathers(influx, db, lab[0], resumed) if t < next_tick]
 
-    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)])
     driver.start()
     try:
         driver.tick()
