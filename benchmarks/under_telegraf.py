@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -137,6 +137,14 @@ def gather_time_s(points: List[Point], input_name: str) -> Optional[float]:
 
 # Their measurement and field -> our measurement and field, and the factor from theirs to ours.
 # vm_devices rows are matched by the device name (their `name` field, our `device` tag).
+# Our fields that only grow: the rest are gauges (state, sizes, guest memory), which may move either way.
+COUNTERS = {
+    "cpu_time_ns", "cpu_user_ns", "cpu_system_ns", "vcpu_wait_ns", "vcpu_delay_ns",
+    "memory_swap_in_bytes", "memory_swap_out_bytes", "memory_major_faults", "memory_minor_faults",
+    "rx_bytes", "rx_packets", "rx_errors", "rx_drops", "tx_bytes", "tx_packets", "tx_errors", "tx_drops",
+    "read_requests", "read_bytes", "read_time_ns", "write_requests", "write_bytes", "write_time_ns",
+    "flush_requests", "flush_time_ns",
+}  # fmt: skip
 MAPPING: List[Tuple[str, str, str, str, int]] = [
     ("libvirt_state", "state", "vm_metrics", "state", 1),
     ("libvirt_state", "reason", "vm_metrics", "state_reason", 1),
@@ -215,35 +223,52 @@ def ours_by_key(points: List[Point]) -> Dict[Tuple[str, str, str], List[Tuple[in
         # A NIC is theirs by its tap name: our device tag, or our tap field where the device tag is stable.
         devices = {point.tags.get("device", ""), str(point.fields.get("tap", ""))} - {""}
         for device in devices if point.measurement == "vm_devices" else {""}:
-            for field, value in point.fields.items():
+            for name, value in point.fields.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out.setdefault((point.tags["vm"], device, field), []).append((point.time, value))
+                    out.setdefault((point.tags["vm"], device, name), []).append((point.time, value))
     return out
 
 
 @dataclass
 class Agreement:
-    checked: int
-    within: int
-    unmatched: int  # their values with no reading of ours on both sides
-    misses: List[str]
+    """Their counters against our two readings that bracket them, and their gauges against the same two."""
+
+    counters: int = 0
+    bracketed: int = 0  # between our readings just before and just after their timestamp
+    one_further: int = 0  # the others, between our readings one further out on each side
+    gauges: int = 0
+    gauges_equal: int = 0  # equal to one of our two readings
+    unmatched: int = 0  # no reading of ours on both sides: the first and last gathers
+    misses: List[str] = field(default_factory=list)
 
 
 def agreement(points: List[Point], interval_s: float) -> Agreement:
-    """Each of their values must sit between our two readings that bracket it in time."""
+    """Each of their counters must sit between our two readings that bracket it in time.
+
+    Both sides stamp a point when their call has returned, so a reading taken early in a long call can
+    fall on the other side of a stamp: those are checked against our readings one further out.
+    """
     ours = ours_by_key(points)
-    result = Agreement(0, 0, 0, [])
-    for (stamp, vm, device, field), value in sorted(theirs_by_key(points, interval_s).items()):
-        readings = ours.get((vm, device, field), [])
-        before = [v for t, v in readings if t <= stamp]
-        after = [v for t, v in readings if t >= stamp]
-        if not before or not after:
+    result = Agreement()
+    for (stamp, vm, device, name), value in sorted(theirs_by_key(points, interval_s).items()):
+        readings = [v for _, v in ours.get((vm, device, name), [])]
+        times = [t for t, _ in ours.get((vm, device, name), [])]
+        after = next((i for i, t in enumerate(times) if t >= stamp), None)
+        if not after:  # None: no reading after it; 0: none before it
             result.unmatched += 1
             continue
-        result.checked += 1
-        low, high = sorted((before[-1], after[0]))
-        if low <= value <= high:
-            result.within += 1
+        before = after - 1
+        if name not in COUNTERS:
+            result.gauges += 1
+            result.gauges_equal += value in (readings[before], readings[after])
+            continue
+        result.counters += 1
+        if readings[before] <= value <= readings[after]:
+            result.bracketed += 1
+        elif readings[max(before - 1, 0)] <= value <= readings[min(after + 1, len(readings) - 1)]:
+            result.one_further += 1
         else:
-            result.misses.append(f"{vm} {device or '-'} {field}: theirs {value:g}, ours {before[-1]:g} .. {after[0]:g}")
+            result.misses.append(
+                f"{vm} {device or '-'} {name}: theirs {value:g}, ours {readings[before]:g} .. {readings[after]:g}"
+            )
     return result

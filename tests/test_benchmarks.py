@@ -69,9 +69,19 @@ def test_their_counter_agrees_only_between_our_two_readings_that_bracket_it():
     inside = 'libvirt_block,block_id=0,domain_name=a name="vda",rd_bytes=200i 1500000000'
     outside = 'libvirt_block,block_id=0,domain_name=a name="vda",rd_bytes=400i 1500000000'
     agreed = agreement([parse(line) for line in [*ours, inside]], 1.0)
-    assert (agreed.checked, agreed.within, agreed.misses) == (1, 1, [])
+    assert (agreed.counters, agreed.bracketed, agreed.misses) == (1, 1, [])
     missed = agreement([parse(line) for line in [*ours, outside]], 1.0)
-    assert (missed.checked, missed.within) == (1, 0) and "read_bytes" in missed.misses[0]
+    assert (missed.counters, missed.bracketed) == (1, 0) and "read_bytes" in missed.misses[0]
+
+
+def test_a_counter_read_early_in_a_long_call_is_checked_against_our_readings_one_further_out():
+    ours = [
+        f"vm_totals,uuid=u,vm=a cpu_user_ns={value}i {second}000000000"
+        for second, value in ((1, 100), (2, 200), (3, 300), (4, 400))
+    ]
+    late = "libvirt_cpu,domain_name=a user=310i 2500000000"
+    agreed = agreement([parse(line) for line in [*ours, late]], 1.0)
+    assert (agreed.counters, agreed.bracketed, agreed.one_further, agreed.misses) == (1, 0, 1, [])
 
 
 def test_their_balloon_kib_and_per_vcpu_values_become_our_bytes_and_sums():

@@ -96,7 +96,7 @@ def start(
     db = workdir.name.replace("-", "_")
     influx.create_database(db)
     settings = {"interval": f"{INTERVAL:g}s", "restart_delay": "1s", **settings}
-    text = dropin([KVM_TELEGRAF, "--timeout", "1s", *only(lab), *args], **settings)
+    text = dropin([KVM_TELEGRAF, "--timeout", "1.5s", *only(lab), *args], **settings)
     config = AGENT.format(interval=settings["interval"]) + influxdb_output(influx.url, db) + outputs
     return Telegraf(binary, workdir, text, config).start(), db
 
