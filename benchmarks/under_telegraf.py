@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-from benchmarks import procstat
 from tests.harness.telegraf import Telegraf, children_of, wait_until
 
 # What our four measurements cover (issue #11): inputs.libvirt's groups of the same stats.
@@ -84,7 +83,7 @@ def read_capture(path: Path) -> List[Point]:
 
 @dataclass
 class Setup:
-    """One Telegraf with one input; its CPU (and its child's, the plugin) sampled once per interval."""
+    """One Telegraf with its input(s), its capture, and the prefix of the measurements it is about."""
 
     name: str
     telegraf: Telegraf
@@ -94,12 +93,6 @@ class Setup:
     def pids(self) -> List[int]:
         assert self.telegraf.proc is not None
         return [self.telegraf.proc.pid, *children_of(self.telegraf.proc.pid)]
-
-    def cpu_ns(self) -> int:
-        return sum(procstat.schedstat_cpu_ns(pid) for pid in self.pids())
-
-    def peak_rss_mib(self) -> float:
-        return sum(procstat.peak_rss_mib(pid) for pid in self.pids())
 
     def wait_first_gather(self, timeout: float = 30.0) -> bool:
         return wait_until(lambda: self.capture.exists() and self.prefix.encode() in self.capture.read_bytes(), timeout)
