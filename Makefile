@@ -11,8 +11,14 @@ TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev g
 # What `pip install` into a plain venv needs to build libvirt-python from source (tests/test_install.py).
 BUILD_DEBS    := libvirt-dev pkg-config gcc python3-dev
 BENCH_DEBS    := collectd-core prometheus-libvirt-exporter
+# The Telegraf the end-to-end tests and `make bench` run (tests/test_telegraf.py), built from the Go module
+# proxy by scripts/build-telegraf with only these plugins. The version is named here only; a new pin builds
+# anew, the same pin never again (after changing TELEGRAF_TAGS: rm -rf .cache/telegraf).
+TELEGRAF_VERSION := v1.37.2
+TELEGRAF_TAGS    := custom,inputs.execd,inputs.libvirt,inputs.internal,outputs.influxdb,outputs.file,outputs.prometheus_client,parsers.influx,serializers.influx
+TELEGRAF         := .cache/telegraf/$(TELEGRAF_VERSION)/telegraf
 
-.PHONY: deps venv lint test unit demo demo-down goldens bench soak clean
+.PHONY: deps venv telegraf lint test unit demo demo-down goldens bench soak clean
 
 deps:
 	./scripts/apt-ensure $(RUNTIME_DEBS) $(LAB_DEBS) $(TEST_DEBS) $(BUILD_DEBS)
@@ -25,14 +31,20 @@ $(PY): pyproject.toml kvm_telegraf/__init__.py
 
 venv: $(PY)
 
+$(TELEGRAF):
+	@mkdir -p $(@D)
+	./scripts/build-telegraf $(TELEGRAF_VERSION) $(TELEGRAF_TAGS) $@
+
+telegraf: $(TELEGRAF)
+
 lint: venv
 	$(VENV)/bin/ruff check kvm_telegraf tests benchmarks
 	$(VENV)/bin/ruff format --check kvm_telegraf tests benchmarks
 	$(VENV)/bin/vermin --no-tips --target=3.9- --violations kvm_telegraf
 
 # The whole suite, end-to-end tests on live lab guests included.
-test: deps venv lint
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+test: deps venv lint telegraf
+	KVM_TELEGRAF_TELEGRAF=$(abspath $(TELEGRAF)) $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Only the tests that need no lab.
 unit: venv
@@ -52,9 +64,9 @@ goldens: deps venv
 
 # Side by side with collectd's virt plugin and the Prometheus libvirt exporter on 20 paused
 # ktbench-* guests (not part of `make test`); writes benchmarks/results.md. BENCH_ARGS=--keep-guests keeps them.
-bench: deps venv
+bench: deps venv telegraf
 	./scripts/apt-ensure $(BENCH_DEBS)
-	$(PY) -m benchmarks.bench $(BENCH_ARGS)
+	KVM_TELEGRAF_TELEGRAF=$(abspath $(TELEGRAF)) $(PY) -m benchmarks.bench $(BENCH_ARGS)
 
 # 2,000 cycles of the real process while ktsoak-* guests start, stop, pause, appear and get renamed
 # (5-12 min, not part of `make test`); fails if RSS grows, fds or threads leak, or a batch goes wrong.
@@ -63,7 +75,7 @@ soak: deps venv
 	$(PY) -m tests.soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache .hypothesis .cache/telegraf
 
 # --- Packages (issue 14): `make dist` puts the .deb, the RPM, the wheel and the sdist into dist/. ---
 # Build dependencies of debian/control, help2man for the man page, lintian, and Debian's rpm for the RPM;

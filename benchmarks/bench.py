@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import os
 import platform
+import queue
 import re
 import select
 import shutil
@@ -25,13 +26,26 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks import procstat
 from benchmarks.peers import COLLECTD, EXPORTER, Collectd, Exporter, stop_process
 from benchmarks.synthetic import time_shape_encode
+from benchmarks.under_telegraf import (
+    Agreement,
+    Setup,
+    agreement,
+    execd_input,
+    gather_time_s,
+    libvirt_input,
+    per_gather,
+    read_capture,
+    start_setup,
+)
 from kvm_telegraf.collect import STATS_GROUPS
 from tests.harness.execd import ExecdDriver
+from tests.harness.telegraf import find_telegraf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 URI = "qemu:///system"
@@ -48,6 +62,13 @@ CPU_RATIO_MAX = 0.5
 PEAK_RSS_MIB_MAX = 30.0
 SHAPE_ENCODE_US_MAX = 25.0
 START_S_MAX = 0.5
+
+# Telegraf's interval for the two setups under the real Telegraf. For the data agreement both inputs run in one
+# Telegraf, inputs.libvirt half an interval after ours; both stamp a point when their call has returned, so the
+# interval there is longer than two calls on a loaded host, or a reading could fall on the wrong side of a stamp.
+TELEGRAF_INTERVAL_S = 2.0
+AGREEMENT_INTERVAL_S = 3.0
+AGREEMENT_GATHERS = 5
 
 
 def log(message: str) -> None:
@@ -188,7 +209,7 @@ class KvmTelegraf:
     """kvm-telegraf under the execd harness: one newline in, one batch out."""
 
     def __init__(self, argv: Sequence[str]) -> None:
-        self.driver = ExecdDriver(argv, restart=False)
+        self.driver = ExecdDriver(argv)
         self.lines_per_batch = 0
         self.meter: Optional[CpuMeter] = None
 
@@ -232,8 +253,10 @@ def take_lines(driver: ExecdDriver, count: int, timeout: float) -> List[str]:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        got = driver.lines_until(lambda _line: True, timeout=remaining)
-        lines += got
+        try:
+            lines.append(driver.lines.get(timeout=remaining))
+        except queue.Empty:
+            break
     return lines
 
 
@@ -299,6 +322,77 @@ def sleep_until(wall_clock: float) -> None:
         time.sleep(delay)
 
 
+# --- under the real Telegraf ----------------------------------------------------------------------
+
+
+@dataclass
+class TelegrafRow:
+    """One setup under the real Telegraf: Telegraf with inputs.libvirt, or with our execd block."""
+
+    telegraf_cpu_s: List[float] = field(default_factory=list)  # per gather, Telegraf's own
+    plugin_cpu_s: List[float] = field(default_factory=list)  # per gather, the execd child's (ours)
+    rss_mib: float = 0.0
+    gather_s: Optional[float] = None
+    lines: float = 0.0
+    fields: float = 0.0
+    log_problems: List[str] = field(default_factory=list)  # E! and W! lines about a plugin
+
+
+def run_setup(setup: Setup, gathers: int) -> TelegrafRow:
+    """CPU per gather over ``gathers`` intervals, sampled half way between two ticks; then peak RSS and the capture."""
+    row = TelegrafRow()
+    try:
+        if not setup.wait_first_gather():
+            raise RuntimeError(f"Telegraf with {setup.name} wrote nothing; log: {setup.telegraf.log_text()}")
+        pids = setup.pids()
+        moment = int(time.time()) + 1 + TELEGRAF_INTERVAL_S / 2  # ticks fall on whole seconds (round_interval)
+        sleep_until(moment)
+        previous = [procstat.schedstat_cpu_ns(pid) for pid in pids]
+        for _ in range(gathers):
+            moment += TELEGRAF_INTERVAL_S
+            sleep_until(moment)
+            now = [procstat.schedstat_cpu_ns(pid) for pid in pids]
+            deltas = [(b - a) / 1e9 for a, b in zip(previous, now)]
+            row.telegraf_cpu_s.append(deltas[0])
+            row.plugin_cpu_s.append(sum(deltas[1:]))
+            previous = now
+        row.rss_mib = sum(procstat.peak_rss_mib(pid) for pid in pids)
+    finally:
+        setup.telegraf.stop()
+    points = read_capture(setup.capture)
+    row.lines, row.fields = per_gather(points, setup.prefix, TELEGRAF_INTERVAL_S)
+    row.gather_s = gather_time_s(points, setup.name)
+    row.log_problems = [
+        f"{x.level}! [{x.plugin}] {x.message}" for x in setup.telegraf.log() if x.level in "EW" and x.plugin
+    ]
+    return row
+
+
+def under_telegraf(
+    binary: Path, workdir: str, names: List[str], argv: Sequence[str], gathers: int
+) -> Dict[str, TelegrafRow]:
+    """Telegraf with only inputs.libvirt, then Telegraf with only our execd block, one after the other."""
+    rows = {}
+    for name, block, prefix in (("libvirt", libvirt_input(names), "libvirt_"), ("execd", execd_input(argv), "vm_")):
+        log(f"Telegraf with only inputs.{name}: {gathers} gathers, {TELEGRAF_INTERVAL_S:g} s apart")
+        setup = start_setup(name, binary, Path(workdir) / f"telegraf-{name}", TELEGRAF_INTERVAL_S, block, prefix)
+        rows[name] = run_setup(setup, gathers)
+    return rows
+
+
+def data_agreement(binary: Path, workdir: str, names: List[str], argv: Sequence[str]) -> Agreement:
+    """One Telegraf with both inputs, inputs.libvirt half an interval after ours, into one capture."""
+    block = execd_input(argv) + libvirt_input(names, offset_s=AGREEMENT_INTERVAL_S / 2)
+    setup = start_setup("both", binary, Path(workdir) / "telegraf-both", AGREEMENT_INTERVAL_S, block, "libvirt_")
+    try:
+        if not setup.wait_first_gather():
+            raise RuntimeError(f"Telegraf with both inputs wrote nothing; log: {setup.telegraf.log_text()}")
+        time.sleep(AGREEMENT_GATHERS * AGREEMENT_INTERVAL_S)
+    finally:
+        setup.telegraf.stop()
+    return agreement(read_capture(setup.capture), AGREEMENT_INTERVAL_S)
+
+
 # --- the run -------------------------------------------------------------------------------------
 
 
@@ -320,6 +414,9 @@ class Results:
     exporter_domains: int
     running: int
     live: Dict[str, Series]
+    telegraf: Dict[str, TelegrafRow]
+    agreement: Optional[Agreement]
+    agreement_running: int
 
 
 def machine_info() -> Dict[str, str]:
@@ -347,12 +444,21 @@ def machine_info() -> Dict[str, str]:
         "libvirt": libvirt_version,
         "qemu": qemu_version,
         "python": platform.python_version(),
+        "telegraf": telegraf_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 
 
-def run(guests: int, cycles: int, running: int, workdir: str) -> Results:
+def telegraf_version() -> str:
+    binary = find_telegraf()
+    if binary is None:
+        return "not built"
+    return subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.split()[-1]
+
+
+def run(guests: int, cycles: int, running: int, workdir: str, telegraf: Path) -> Results:
     glob = f"{PREFIX}*"
+    names = [f"{PREFIX}{index:02d}" for index in range(1, guests + 1)]
     log("installing this checkout into a fresh venv, as README's Install section does")
     argv = [install_as_documented(workdir), "--domain", glob]
     bare = BareCall(glob)
@@ -458,13 +564,21 @@ def run(guests: int, cycles: int, running: int, workdir: str) -> Results:
             "exporter": meters["exporter"].stat_mean_s(),
         }
         machine = machine_info()
+        collectds[-1].stop()  # no read of collectd's between Telegraf's
+        telegraf_rows = under_telegraf(telegraf, workdir, names, argv, cycles)
+        resumed = names[:running]
         if running:
-            collectds[-1].stop()
-            names = [f"{PREFIX}{index:02d}" for index in range(1, running + 1)]
-            log(f"resuming {' '.join(names)}; a new collectd, whose device list then holds them")
-            for name in names:
+            log(f"resuming {' '.join(resumed)}; a new collectd, whose device list then holds them")
+            for name in resumed:
                 subprocess.run(["virsh", "-q", "-c", URI, "resume", name], check=True, stdout=subprocess.DEVNULL)
             time.sleep(5)
+        log(f"data agreement: one Telegraf with both inputs, {len(resumed)} guests running")
+        try:
+            agreed: Optional[Agreement] = data_agreement(telegraf, workdir, names, argv)
+        except RuntimeError as exc:
+            log(f"data agreement: {exc}")
+            agreed = None
+        if running:
             assert kvm.driver.pid is not None
             live_meters = {
                 "bare": CpuMeter(bare.proc.pid),
@@ -500,6 +614,9 @@ def run(guests: int, cycles: int, running: int, workdir: str) -> Results:
         exporter_domains=exporter_domains,
         running=running,
         live=live,
+        telegraf=telegraf_rows,
+        agreement=agreed,
+        agreement_running=running,
     )
 
 
@@ -604,6 +721,7 @@ def render(results: Results) -> str:
         f"{syn['floor_per_domain_us']:.1f} us) | {verdict(syn['per_domain_us'], SHAPE_ENCODE_US_MAX)} |",
         f"| Start to first batch | <= {START_S_MAX:.1f} s | {fmt_s(start)} | {verdict(start, START_S_MAX)} |",
     ]
+    lines += render_telegraf(r)
     if r.running:
         live = r.live
         live_bare, live_kvm = live["bare"].median("wall_s"), live["kvm"].median("wall_s")
@@ -639,6 +757,60 @@ def render(results: Results) -> str:
     if failures:
         lines += ["", "Failed cycles (left out of the medians): " + "; ".join(failures) + "."]
     return "\n".join(lines) + "\n"
+
+
+def render_telegraf(r: Results) -> List[str]:
+    """The two setups under the real Telegraf, and the data agreement."""
+    theirs, ours = r.telegraf["libvirt"], r.telegraf["execd"]
+    their_cpu = statistics.median(theirs.telegraf_cpu_s) if theirs.telegraf_cpu_s else None
+    our_total = [a + b for a, b in zip(ours.telegraf_cpu_s, ours.plugin_cpu_s)]
+    our_cpu = statistics.median(our_total) if our_total else None
+    our_parts = (
+        f"Telegraf {fmt_ms(statistics.median(ours.telegraf_cpu_s), 2)} + kvm-telegraf "
+        f"{fmt_ms(statistics.median(ours.plugin_cpu_s), 2)}"
+        if our_total
+        else "no sample"
+    )
+    out = [
+        "",
+        f"Under Telegraf {r.machine['telegraf']} (`make telegraf`), interval {TELEGRAF_INTERVAL_S:g} s, "
+        f"{r.cycles} gathers each, one setup after the other, on the same {r.guests} paused guests; "
+        "CPU per gather from schedstat over each interval (idle time between gathers included), the median:",
+        "",
+        "| Setup | CPU per gather | Peak RSS, in total | Gather time (`inputs.internal`) | Lines per gather "
+        "| Fields per gather | `E!`/`W!` in Telegraf's log |",
+        "|---|---|---|---|---|---|---|",
+        f"| Telegraf + `inputs.libvirt` (6 groups, `domains` = the {r.guests}) | {fmt_ms(their_cpu, 2)} "
+        f"| {theirs.rss_mib:.1f} MiB | {fmt_ms(theirs.gather_s, 1)} "
+        f"| {theirs.lines:.0f} | {theirs.fields:.0f} | {len(theirs.log_problems)} |",
+        f"| Telegraf + kvm-telegraf (`inputs.execd`) | {fmt_ms(our_cpu, 2)} ({our_parts}) "
+        f"| {ours.rss_mib:.1f} MiB (both processes) | {fmt_ms(ours.gather_s, 3)} (the newline only; "
+        f"newline to last line: kvm-telegraf's latency above) | {ours.lines:.0f} | {ours.fields:.0f} "
+        f"| {len(ours.log_problems)} |",
+        "",
+        "CPU per gather, Telegraf + kvm-telegraf to Telegraf + `inputs.libvirt`: "
+        f"{fmt_ratio(ratio(our_cpu, their_cpu))}.",
+    ]
+    for name, row in (("inputs.libvirt", theirs), ("kvm-telegraf", ours)):
+        if row.log_problems:
+            out += ["", f"Telegraf's log with {name}, first of {len(row.log_problems)}: `{row.log_problems[0]}`"]
+    a = r.agreement
+    if a is None:
+        out += ["", "Data agreement: not measured (see the bench's log)."]
+    else:
+        misses = f" Outside even those: {'; '.join(a.misses[:5])}." if a.misses else ""
+        out += [
+            "",
+            f"Data agreement (one Telegraf with both inputs, interval {AGREEMENT_INTERVAL_S:g} s, `inputs.libvirt` "
+            f"half an interval after ours, {r.agreement_running} of the guests running), their values mapped onto "
+            f"our fields by README's migration table: of {a.counters} counters, {a.bracketed} sit between our two "
+            f"readings that bracket them and {a.one_further} more between our readings one further out (both stamp "
+            f"a point once their call has returned, so a reading early in a long call can fall on the other side of "
+            f"a stamp); {len(a.misses)} outside.{misses} Of {a.gauges} gauges (state, sizes, guest memory), "
+            f"{a.gauges_equal} equal one of our two readings. {a.unmatched} values of the first and last gathers "
+            "had no reading of ours on one side.",
+        ]
+    return out
 
 
 def show_in_readme(table: str) -> None:
@@ -679,6 +851,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--guests must be at least 1")
     if not 0 <= args.running <= args.guests:
         parser.error("--running must be between 0 and --guests")
+    telegraf = find_telegraf()
+    if telegraf is None:
+        parser.error("Telegraf is not built: make telegraf (make bench does it)")
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))  # so the cleanup below runs
     ensure_peers()
     log(f"bringing up {args.guests} lab guests ({PREFIX}01..), then pausing them")
@@ -691,7 +866,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         lab("pause")
         workdir = tempfile.mkdtemp(prefix="kvm-telegraf-bench-")
         try:
-            results = run(args.guests, args.cycles, args.running, workdir)
+            results = run(args.guests, args.cycles, args.running, workdir, telegraf)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
     finally:

@@ -261,7 +261,7 @@ def run_soak(cycles: int = CYCLES, sample_every: int = SAMPLE_EVERY) -> SoakResu
     """Drive the real process for ``cycles`` ticks while the ktsoak- guests churn (they must be up)."""
     result = SoakResult(cycles=cycles)
     daemon = libvirtd_pid()
-    driver = ExecdDriver([KVM_TELEGRAF, *ARGS], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *ARGS])
     with tempfile.TemporaryDirectory(prefix="ktsoak-") as workdir:
         churn = Churn(workdir)
         driver.start()

@@ -11,6 +11,7 @@ from benchmarks.bench import README_END, README_START, verdict
 from benchmarks.peers import collectd_config
 from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
 from benchmarks.synthetic import recorded_pairs, synthetic_host
+from benchmarks.under_telegraf import MAPPING, agreement, parse, theirs_by_key
 from kvm_telegraf.shape import shape_snapshot
 
 
@@ -76,3 +77,43 @@ def test_readme_shows_the_table_of_the_latest_benchmark_run():
     block = (repo / "README.md").read_text(encoding="utf-8").split(README_START, 1)[1].split(README_END, 1)[0]
     assert "| Target | Limit | Measured |" in block
     assert block.strip() in (repo / "benchmarks" / "results.md").read_text(encoding="utf-8")
+
+
+def test_their_counter_agrees_only_between_our_two_readings_that_bracket_it():
+    ours = [
+        f"vm_devices,device=vda,type=disk,uuid=u,vm=a read_bytes={value}i {stamp}"
+        for value, stamp in ((100, 1_000_000_000), (300, 2_000_000_000))
+    ]
+    inside = 'libvirt_block,block_id=0,domain_name=a name="vda",rd_bytes=200i 1500000000'
+    outside = 'libvirt_block,block_id=0,domain_name=a name="vda",rd_bytes=400i 1500000000'
+    agreed = agreement([parse(line) for line in [*ours, inside]], 1.0)
+    assert (agreed.counters, agreed.bracketed, agreed.misses) == (1, 1, [])
+    missed = agreement([parse(line) for line in [*ours, outside]], 1.0)
+    assert (missed.counters, missed.bracketed) == (1, 0) and "read_bytes" in missed.misses[0]
+
+
+def test_a_counter_read_early_in_a_long_call_is_checked_against_our_readings_one_further_out():
+    ours = [
+        f"vm_totals,uuid=u,vm=a cpu_user_ns={value}i {second}000000000"
+        for second, value in ((1, 100), (2, 200), (3, 300), (4, 400))
+    ]
+    late = "libvirt_cpu,domain_name=a user=310i 2500000000"
+    agreed = agreement([parse(line) for line in [*ours, late]], 1.0)
+    assert (agreed.counters, agreed.bracketed, agreed.one_further, agreed.misses) == (1, 0, 1, [])
+
+
+def test_their_balloon_kib_and_per_vcpu_values_become_our_bytes_and_sums():
+    points = [
+        parse("libvirt_balloon,domain_name=a current=2i 1500000000"),
+        parse("libvirt_vcpu,domain_name=a,vcpu_id=0 delay=5i 1500000001"),
+        parse("libvirt_vcpu,domain_name=a,vcpu_id=1 delay=7i 1500000002"),
+    ]
+    theirs = theirs_by_key(points, 1.0)
+    assert theirs[(1500000000, "a", "", "memory_bytes")] == 2048
+    assert theirs[(1500000000, "a", "", "vcpu_delay_ns")] == 12
+
+
+def test_every_field_of_ours_in_the_migration_mapping_is_documented_in_the_readme():
+    readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    metrics = readme.split("## Metrics", 1)[1].split("## Example Output", 1)[0]
+    assert [ours for _, _, _, ours, _ in MAPPING if f"`{ours}`" not in metrics] == []

@@ -15,15 +15,14 @@ import subprocess
 import tempfile
 import termios
 import time
-from pathlib import Path
 from typing import Dict, Iterator, List
 
 import pytest
 
 from kvm_telegraf.trigger import WRITE_GRACE_S
-from tests.conftest import run_lab
 from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 from tests.harness.execd import ExecdDriver
+from tests.harness.faults import frozen, start_libvirtd, stop_libvirtd
 
 pytestmark = pytest.mark.lab
 
@@ -34,44 +33,9 @@ def virsh(*args: str) -> str:
     return subprocess.run(["virsh", *args], capture_output=True, text=True, check=True).stdout
 
 
-def qemu_pid(name: str) -> int:
-    return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
-
-
-@contextlib.contextmanager
-def frozen(name: str) -> Iterator[None]:
-    """The guest's QEMU under SIGSTOP: its monitor stops answering, as in a real hang."""
-    pid = qemu_pid(name)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
-def libvirtd_pid() -> int:
-    return int(Path("/run/libvirtd.pid").read_text())
-
-
-def stop_libvirtd() -> None:
-    pid = libvirtd_pid()
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not Path(f"/proc/{pid}").exists(), "libvirtd did not stop"
-
-
-def start_libvirtd() -> None:
-    run_lab("ktfault-", "daemons")  # starts libvirtd (and dbus, polkitd) when they are not running
-    deadline = time.monotonic() + 30
-    while subprocess.run(["virsh", "list"], capture_output=True).returncode and time.monotonic() < deadline:
-        time.sleep(0.2)
-
-
 @contextlib.contextmanager
 def driven(*args: str) -> Iterator[ExecdDriver]:
-    driver = ExecdDriver([KVM_TELEGRAF, *args], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *args])
     driver.start()
     try:
         yield driver

@@ -108,7 +108,7 @@ def test_once_prints_all_four_measurements_for_every_guest_with_the_documented_f
 
 
 def test_telegraf_style_driving_gives_one_batch_per_newline_and_exits_on_eof(lab):
-    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)])
     driver.start()
     try:
         time.sleep(0.5)
@@ -128,7 +128,7 @@ def test_telegraf_style_driving_gives_one_batch_per_newline_and_exits_on_eof(lab
 
 
 def test_the_second_batch_adds_cpu_percent(lab):
-    driver = ExecdDriver([KVM_TELEGRAF, *only(lab), "--measurement", "vm_totals"], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab), "--measurement", "vm_totals"])
     driver.start()
     try:
         driver.tick()
@@ -165,7 +165,7 @@ def test_a_closed_stdout_ends_the_process_quietly(lab):
 
 def test_influxdb_accepts_every_line_and_each_counter_lies_between_two_virsh_readings(lab, influx):
     influx.create_database("e2e")
-    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *only(lab)])
     driver.start()
     try:
         before = {name: virsh_domstats(name) for name in lab}

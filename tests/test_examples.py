@@ -242,7 +242,7 @@ def filled(lab, influx) -> Iterator[str]:
     """A database holding a few real batches, ~1 s apart, of the lab guests."""
     db = "examples"
     influx.create_database(db)
-    driver = ExecdDriver([KVM_TELEGRAF, *(arg for name in lab for arg in ("--domain", name))], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, *(arg for name in lab for arg in ("--domain", name))])
     driver.start()
     try:
         for _ in range(TICKS):

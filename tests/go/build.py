@@ -2,19 +2,21 @@
 
 Debian's golang-go plus golang-github-influxdata-line-protocol-dev and
 golang-github-influxdata-toml-dev provide everything: GOPATH points at
-/usr/share/gocode and modules are off, so no network is needed.
+/usr/share/gocode and modules are off, so no network is needed.  Debian's go
+is named by its path: the Go on PATH may be another toolchain (the one that
+builds Telegraf, scripts/build-telegraf), for which these packages are not made.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 GO_DIR = Path(__file__).resolve().parent
 GOPATH = "/usr/share/gocode"
+DEBIAN_GO = "/usr/lib/go/bin/go"  # golang-go's default toolchain (1.19 on Debian 12)
 
 
 def build(prog: str, outdir: Path) -> Path:
@@ -25,9 +27,9 @@ def build(prog: str, outdir: Path) -> Path:
     src = GO_DIR / prog
     if not (src / "main.go").is_file():
         raise RuntimeError(f"no Go program {prog!r} under {GO_DIR}")
-    go = shutil.which("go") or shutil.which("/usr/lib/go/bin/go")
-    if go is None:
-        raise RuntimeError("go not found on PATH (install golang-go)")
+    go = DEBIAN_GO
+    if not os.access(go, os.X_OK):
+        raise RuntimeError(f"{go} not found (install golang-go)")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     out = outdir / prog
@@ -39,6 +41,7 @@ def build(prog: str, outdir: Path) -> Path:
             GOFLAGS="",
             GOPROXY="off",
             GOCACHE=cache,
+            GOTOOLCHAIN="local",
         )
         try:
             proc = subprocess.run(
