@@ -22,6 +22,7 @@ from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Tuple
 import pytest
 
 from tests.conftest import need
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 from tests.harness.faults import frozen, libvirtd_answers, start_libvirtd, stop_libvirtd
 from tests.harness.influxdb import InfluxServer, free_port, quote_ident
@@ -29,7 +30,6 @@ from tests.harness.telegraf import AGENT, DROPIN, Telegraf, dropin, find_telegra
 
 pytestmark = pytest.mark.lab
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 MEASUREMENTS = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 INTERVAL = 2.0  # the fault tests' interval, in seconds
 SECOND = 1_000_000_000
@@ -453,3 +453,48 @@ def test_telegraf_refuses_raw_tabs_crs_and_trailing_backslashes_in_tag_values_an
     assert {case for case, (_, value) in TAG_VALUES.items() if value is None and f"case={case}," in refused} == {
         case for case, (_, value) in TAG_VALUES.items() if value is None
     }
+
+
+# Names a domain can have, and what InfluxDB must hold for them after our encoder, Telegraf's parser and serializer
+# (issue 16, item 11): a control character arrives as its two-character escape, a trailing backslash is trimmed,
+# everything else unchanged; a string field carries every character unchanged.
+OUR_NAMES = {
+    "tab": ("web\t01", "web\\t01"),
+    "cr": ("web\r01", "web\\r01"),
+    "newline": ("web\n01", "web\\n01"),
+    "verticaltab": ("web\v01", "web\\v01"),
+    "formfeed": ("web\f01", "web\\f01"),
+    "trailingbackslash": ("web01\\", "web01"),
+    "punctuation": ('w e,b="01"=\\x', 'w e,b="01"=\\x'),
+    "unicode": ("wéb-01 ☃", "wéb-01 ☃"),
+}
+STRING_FIELD = 'tab\tcr\rlf\nvt\vff\f "quoted" back\\slash'
+
+
+def test_every_name_we_print_arrives_through_telegraf_in_influxdb_as_the_readme_says(
+    telegraf_binary: Path, influx: InfluxServer, tmp_path: Path
+):
+    from kvm_telegraf.encode import LineEncoder
+    from kvm_telegraf.points import Point as LinePoint
+
+    points = [
+        LinePoint("names", (("case", case), ("vm", name)), {"n": 1, "s": STRING_FIELD})
+        for case, (name, _) in OUR_NAMES.items()
+    ]
+    batch = LineEncoder().encode(points, 1_800_000_000_000_000_000).encode()
+    script = tmp_path / "emit.py"
+    loop = f"for _ in sys.stdin.buffer:\n    sys.stdout.buffer.write({batch!r})\n    sys.stdout.buffer.flush()\n"
+    script.write_text("import sys\n" + loop)
+    command = json.dumps([sys.executable, str(script)])
+    text = f'[[inputs.execd]]\n  command = {command}\n  signal = "STDIN"\n  data_format = "influx"\n'
+    influx.create_database("names")
+    with Telegraf(
+        telegraf_binary, tmp_path, text, AGENT.format(interval="1s") + influxdb_output(influx.url, "names")
+    ) as telegraf:
+        assert wait_until(lambda: len(influx.rows("names", "SELECT * FROM names")) >= len(OUR_NAMES), 15), (
+            telegraf.log_text()
+        )
+        assert not telegraf.plugin_log("E"), "Telegraf's parser refused none of our lines"
+    rows = influx.rows("names", "SELECT * FROM names")
+    assert {row["case"]: row["vm"] for row in rows} == {case: stored for case, (_, stored) in OUR_NAMES.items()}
+    assert {row["s"] for row in rows} == {STRING_FIELD}
