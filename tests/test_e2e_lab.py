@@ -20,7 +20,7 @@ from tests.harness.execd import ExecdDriver
 pytestmark = pytest.mark.lab
 
 
-METRICS_FIELDS = {"state", "state_reason", "cpu_time_ns", "vcpus", "memory_bytes", "max_memory_bytes"}
+METRICS_FIELDS = {"state", "state_reason", "cpu_time_ns", "vcpus", "memory_bytes", "max_memory_bytes", "responding"}
 FEATURES_FIELDS = {
     "persistent",
     "autostart",
@@ -36,7 +36,8 @@ FEATURES_FIELDS = {
     "feature_apic",
     "feature_pae",
 }
-INTERFACE_FIELDS = {f"{d}_{c}" for d in ("rx", "tx") for c in ("bytes", "packets", "errors", "drops")}
+COUNTERS = {f"{d}_{c}" for d in ("rx", "tx") for c in ("bytes", "packets", "errors", "drops")}
+INTERFACE_FIELDS = COUNTERS | {"tap"}
 DISK_FIELDS = {
     "read_requests",
     "read_bytes",
@@ -51,8 +52,9 @@ DISK_FIELDS = {
     "physical_bytes",
 }
 TOTALS_FIELDS = (
-    {"cpu_user_ns", "cpu_system_ns", "vcpu_wait_ns", "vcpu_delay_ns", "memory_used_bytes"}
-    | {f"net_{f}" for f in INTERFACE_FIELDS}
+    {"cpu_user_ns", "cpu_system_ns", "haltpoll_success_ns", "haltpoll_fail_ns", "vcpu_wait_ns", "vcpu_delay_ns"}
+    | {"memory_used_bytes"}
+    | {f"net_{f}" for f in COUNTERS}
     | {
         f"disk_{f}"
         for f in (
@@ -105,6 +107,8 @@ def test_once_prints_all_four_measurements_for_every_guest_with_the_documented_f
         for (kind, _), fields in devices.items():
             assert fields == (DISK_FIELDS if kind == "disk" else INTERFACE_FIELDS)
         assert set(by_measurement["vm_totals"][0][2]) == TOTALS_FIELDS  # no cpu_percent on a first cycle
+        nics = [p[1] for p in by_measurement["vm_devices"] if p[1]["type"] == "interface"]
+        assert all(tags["device"] == tags["mac"] for tags in nics), "a NIC is named by its MAC"
 
 
 def test_telegraf_style_driving_gives_one_batch_per_newline_and_exits_on_eof(lab):
@@ -186,7 +190,8 @@ def test_influxdb_accepts_every_line_and_each_counter_lies_between_two_virsh_rea
 
     for row in influx.rows("e2e", "SELECT * FROM vm_devices"):
         low, high = before[row["vm"]], after[row["vm"]]
-        prefix = next(k[: -len("name")] for k, v in low.items() if k.endswith(".name") and v == row["device"])
+        name = row["tap"] if row["type"] == "interface" else row["device"]  # libvirt names a NIC by its tap
+        prefix = next(k[: -len("name")] for k, v in low.items() if k.endswith(".name") and v == name)
         pairs = (
             [("rx_bytes", "rx.bytes"), ("tx_packets", "tx.pkts")]
             if row["type"] == "interface"
