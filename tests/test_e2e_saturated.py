@@ -123,7 +123,7 @@ def test_once_on_a_saturated_host_gives_every_domain_its_state_within_the_timeou
 
 
 def test_the_long_running_mode_keeps_pace_while_saturated_and_returns_to_full_batches_after(guests):
-    driver = ExecdDriver([KVM_TELEGRAF, "--timeout", f"{TIMEOUT_S:g}s", *selectors(guests)], restart=False)
+    driver = ExecdDriver([KVM_TELEGRAF, "--timeout", f"{TIMEOUT_S:g}s", *selectors(guests)])
     driver.start()
     delays: List[float] = []
     try:
