@@ -18,20 +18,18 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Iterator, List, Tuple
 
 import pytest
 
 from kvm_telegraf.collect import STATS_GROUPS
 from tests.conftest import need, run_lab
+from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 pytestmark = [pytest.mark.lab, pytest.mark.saturate]
 
-KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 PREFIX = os.environ.get("KVM_TELEGRAF_SATURATE_PREFIX", "ktsat-")
 GUESTS = 6
 TIMEOUT_S = 2.0
