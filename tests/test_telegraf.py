@@ -188,7 +188,7 @@ def test_a_frozen_guest_costs_one_warning_and_telegraf_still_writes_every_guest_
         with frozen(stuck):
             time.sleep(5 * INTERVAL)
         until = time.time_ns()
-        assert wait_until(lambda: [m for m in telegraf.plugin_log("I") if "answered the stuck" in m], 15)
+        assert wait_until(lambda: [m for m in telegraf.plugin_log("I") if "full batches resume" in m], 15)
     finally:
         telegraf.stop()
     during = {vm: [t for t in gathers(influx, db, vm, since) if t < until] for vm in lab}
