@@ -29,7 +29,14 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
-from kvm_telegraf.group_calls import DOMAIN_CALL_GROUPS, HOST_CALL_GROUPS, DomainCalls, HostCache, all_calls
+from kvm_telegraf.group_calls import (
+    DOMAIN_CALL_GROUPS,
+    HOST_CALL_GROUPS,
+    CallRun,
+    DomainCalls,
+    HostCache,
+    all_calls,
+)
 from kvm_telegraf.groups import BY_NAME, stats_bits, version_text
 from kvm_telegraf.libvirt_facts import (
     DEFAULT_STATS,
@@ -224,7 +231,12 @@ class Collector:
     _matched: Optional[FrozenSet[str]] = field(default=None, init=False)
     _forget: bool = field(default=False, init=False)
     _active: Optional[FrozenSet[str]] = field(default=None, init=False)  # the groups the daemon supports
-    _calls_worker: Worker = field(default_factory=lambda: Worker("group-calls"), init=False)
+    # Two workers for the groups' own calls: while one waits on a guest whose QEMU hangs, the other serves
+    # the next cycles without that guest. Each holds at most one call in libvirtd.
+    _calls_workers: Tuple[Worker, ...] = field(
+        default_factory=lambda: (Worker("group-calls"), Worker("group-calls-2")), init=False
+    )
+    _call_runs: Dict[int, CallRun] = field(default_factory=dict, init=False)  # the last run of each worker
     _host_cache: HostCache = field(init=False)
     _completed_jobs: Dict[str, Tuple[Any, ...]] = field(default_factory=dict, init=False)  # reported once each
     _config_reads: int = field(default=0, init=False)  # XML reads asked for in the last cycle
@@ -449,28 +461,39 @@ class Collector:
     def _group_calls(
         self, records: RawStats, configs: Dict[str, DomainConfig], not_responding: Set[str], deadline: float
     ) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
-        """The --collect groups' own calls on their worker, waited for until *deadline*; late ones are dropped.
+        """The --collect groups' own calls on a worker, waited for until *deadline*; what is late is dropped.
 
-        Only running domains that answered this cycle are asked: a hung QEMU would hold the worker.
-        On a saturated host (state-only tier) nothing is asked.
+        Only running domains that answered this cycle are asked, and not one whose call from an earlier
+        cycle is still out: a hung QEMU costs its own points only. On a saturated host (state-only
+        tier) nothing is asked.
         """
         groups = self.active_groups
         if not groups & (DOMAIN_CALL_GROUPS | HOST_CALL_GROUPS) or self.last_tier == STATE_ONLY:
             return {}, {}
+        for worker in self._calls_workers:
+            worker.start()  # at once: the thread count stays level
+        busy = [index for index, worker in enumerate(self._calls_workers) if worker.busy]
+        held = {self._call_runs[index].current for index in busy if index in self._call_runs}
+        free = [index for index in range(len(self._calls_workers)) if index not in busy]
+        if not free:  # both still wait on earlier cycles' calls
+            return {}, {}
         asked = []
         for dom, stats in records:
-            if stats.get("state.state") == STATE_RUNNING and dom.name() not in not_responding:
-                config = configs.get(dom.UUIDString())
-                asked.append((dom, config.facts if config is not None else None))
+            if stats.get("state.state") != STATE_RUNNING or dom.name() in not_responding:
+                continue
+            if dom.UUIDString() in held:  # a call to it is still out on the other worker
+                continue
+            config = configs.get(dom.UUIDString())
+            asked.append((dom, config.facts if config is not None else None))
         conn = self.connection.get()
-        self._calls_worker.start()
-        future = self._calls_worker.submit(lambda: all_calls(conn, groups, self._host_cache, asked))
-        if future is None:  # the last cycle's calls are still out
-            return {}, {}
-        try:
-            host, calls = answer_by(future, deadline)
-        except FutureTimeout:
-            return {}, {}
+        run = CallRun()
+        index = free[0]
+        self._call_runs[index] = run
+        future = self._calls_workers[index].submit(lambda: all_calls(conn, groups, self._host_cache, asked, run))
+        if future is not None:
+            with contextlib.suppress(FutureTimeout):
+                answer_by(future, deadline)
+        host, calls = run.taken()  # what came in by the deadline; the rest of a late run is never read
         for uuid, domain_calls in calls.items():
             completed = domain_calls.get("completed_job")
             if completed is not None:

@@ -9,6 +9,7 @@ medium) leaves out only its own entry.
 
 from __future__ import annotations
 
+import queue
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
@@ -129,16 +130,49 @@ def host_calls(conn: Any, groups: FrozenSet[str], cache: HostCache) -> Dict[str,
     return host
 
 
+@dataclass
+class CallRun:
+    """One cycle's calls as they come in: what is done so far, and the domain being asked now.
+
+    The worker fills it; the collector takes what is in at its deadline, and a domain
+    still ``current`` on a worker that missed it (its QEMU hangs) is not asked again
+    until that call returns.
+    """
+
+    results: queue.SimpleQueue[Tuple[str, Any]] = field(default_factory=queue.SimpleQueue)
+    current: Optional[str] = None  # the UUID whose calls are out
+
+    def taken(self) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
+        """(host data, per-domain data by UUID) that came in so far."""
+        host: Dict[str, Any] = {}
+        per_domain: Dict[str, DomainCalls] = {}
+        while True:
+            try:
+                key, value = self.results.get_nowait()
+            except queue.Empty:
+                return host, per_domain
+            if key == HOST_KEY:
+                host = value
+            else:
+                per_domain[key] = value
+
+
+HOST_KEY = ""  # no UUID is empty
+
+
 def all_calls(
     conn: Any,
     groups: FrozenSet[str],
     cache: HostCache,
     domains: Sequence[Tuple[Any, Optional[DomainFacts]]],
-) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
-    """(host data, per-domain data by UUID): what one cycle's worker call returns."""
-    host = host_calls(conn, groups, cache) if groups & HOST_CALL_GROUPS else {}
-    per_domain = {}
+    run: CallRun,
+) -> None:
+    """One cycle's calls: the host's first, then each domain's, each result handed over as it comes."""
+    if groups & HOST_CALL_GROUPS:
+        run.results.put((HOST_KEY, host_calls(conn, groups, cache)))
     if groups & DOMAIN_CALL_GROUPS:
         for dom, facts in domains:
-            per_domain[dom.UUIDString()] = domain_calls(dom, groups, facts)
-    return host, per_domain
+            uuid = dom.UUIDString()
+            run.current = uuid
+            run.results.put((uuid, domain_calls(dom, groups, facts)))
+    run.current = None

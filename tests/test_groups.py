@@ -10,6 +10,7 @@ not verified on live hardware.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from typing import Any, Dict, List
 
@@ -279,3 +280,41 @@ def test_record_saves_the_groups_calls_and_a_file_without_them_stays_as_it_was(r
     assert '"calls"' in snapshot_to_json(recorded) and '"hosts"' in snapshot_to_json(recorded)
     plain = load_snapshots("lab-running.json")
     assert '"calls"' not in snapshot_to_json(plain) and '"hosts"' not in snapshot_to_json(plain)
+
+
+class HangingReplay(ReplayConnection):
+    """The recorded lab, where one domain's vcpus() call blocks until released: its QEMU hangs."""
+
+    def __init__(self, snapshots: List, hangs: str, release: threading.Event) -> None:
+        super().__init__(snapshots)
+        self._hangs, self._release = hangs, release
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        result = super().getAllDomainStats(stats, flags)
+        return [(HangingDomain(dom, self._release) if dom.name() == self._hangs else dom, s) for dom, s in result]
+
+
+class HangingDomain:
+    def __init__(self, dom: Any, release: threading.Event) -> None:
+        self._dom, self._release = dom, release
+
+    def vcpus(self) -> tuple:
+        self._release.wait(30)
+        return self._dom.vcpus()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dom, name)
+
+
+def test_a_guest_whose_call_hangs_costs_the_next_cycles_only_its_own_group_points(recorded):
+    release = threading.Event()
+    source = HangingReplay(recorded, "ktkvm-01", release)
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=frozenset({"vcpu"}), timeout_s=0.05)
+    try:
+        collector.collect()  # the hung guest comes first: its call and the rest of this cycle's miss the deadline
+        later = [collector.collect() for _ in range(2)]
+    finally:
+        release.set()
+    for snapshot in later:
+        calls = {d.name: d.calls for d in snapshot.domains}
+        assert calls["ktkvm-01"] == {} and calls["ktgroups-01"]["pcpus"] == {"0": 0, "1": 1}
