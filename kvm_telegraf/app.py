@@ -13,6 +13,7 @@ from typing import Any, BinaryIO, Callable, FrozenSet, Mapping, Optional
 from kvm_telegraf.collect import Collector, DomainFilter
 from kvm_telegraf.connection import Connection, open_read_only
 from kvm_telegraf.domain_xml import NOVA_TAGS
+from kvm_telegraf.groups import resolve
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.pipeline import Pipeline, SnapshotSource
 from kvm_telegraf.shape import MEASUREMENTS
@@ -26,6 +27,15 @@ def measurements_of(options: Options) -> FrozenSet[str]:
     return frozenset(options["measurement"] or MEASUREMENTS)
 
 
+def groups_of(options: Options) -> FrozenSet[str]:
+    """The --collect groups (``all``: every one)."""
+    return resolve(options.get("collect") or ())
+
+
+# Groups that read the domain XML: vcpu's affinity, block_limits' disk names.
+XML_GROUPS = frozenset({"vcpu", "block_limits"})
+
+
 def build_source(
     options: Options, want_config: Optional[bool] = None, opener: Callable = open_read_only
 ) -> SnapshotSource:
@@ -36,7 +46,11 @@ def build_source(
     """
     metadata_tags = tuple(options["metadata_tag"]) + (NOVA_TAGS if options["nova"] else ())
     if want_config is None:
-        want_config = bool(measurements_of(options) & {"vm_features", "vm_devices"}) or bool(metadata_tags)
+        want_config = (
+            bool(measurements_of(options) & {"vm_features", "vm_devices"})
+            or bool(metadata_tags)
+            or bool(groups_of(options) & XML_GROUPS)
+        )
     collectors = [
         Collector(
             connection=Connection(uri, opener),
@@ -45,6 +59,7 @@ def build_source(
             timeout_s=options["timeout"],
             want_config=want_config,
             metadata_tags=metadata_tags,
+            groups=groups_of(options),
         )
         for uri in options["uri"]
     ]
@@ -55,4 +70,6 @@ def build_source(
 
 def build_pipeline(options: Options, stdout: BinaryIO, opener: Callable = open_read_only) -> Pipeline:
     """The source, the writer on *stdout* and the signals, for the measurements asked for."""
-    return Pipeline(build_source(options, opener=opener), BatchWriter(stdout), Shutdown(), measurements_of(options))
+    source = build_source(options, opener=opener)
+    # A group the daemon lacks reads no data, so shape makes nothing of it.
+    return Pipeline(source, BatchWriter(stdout), Shutdown(), measurements_of(options), groups_of(options))

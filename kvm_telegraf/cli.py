@@ -24,6 +24,7 @@ from kvm_telegraf.config import (
     MetadataTagSpec,
     load_config_file,
 )
+from kvm_telegraf.groups import ALL, GROUP_NAMES
 
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
@@ -35,6 +36,7 @@ CONFIG_SCHEMA = {
     "domain": STRINGS,
     "exclude_domain": STRINGS,
     "measurement": SOME_STRINGS,
+    "collect": SOME_STRINGS,
     "features_refresh": DURATION,
     "timeout": DURATION,
     "interval": DURATION,
@@ -144,6 +146,14 @@ class TelegrafGroup(click.Group):
     type=click.Choice(MEASUREMENT_CHOICES),
     multiple=True,
     help="Emit only these measurements (repeatable; default all four).",
+)
+@click.option(
+    "--collect",
+    type=click.Choice((*GROUP_NAMES, ALL)),
+    multiple=True,
+    metavar="GROUP",
+    help=f"Also collect this statistics group (repeatable; all: every one): {', '.join(GROUP_NAMES)}. "
+    "See the README's Groups table for what each adds and costs.",
 )
 @click.option(
     "--features-refresh",

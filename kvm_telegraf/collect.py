@@ -29,10 +29,22 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.group_calls import (
+    DOMAIN_CALL_GROUPS,
+    HOST_CALL_GROUPS,
+    CallRun,
+    DomainCalls,
+    HostCache,
+    all_calls,
+)
+from kvm_telegraf.groups import BY_NAME, stats_bits, version_text
 from kvm_telegraf.libvirt_facts import (
     DEFAULT_STATS,
+    ERR_ARGUMENT_UNSUPPORTED,
     ERR_NO_DOMAIN,
     STATE_RUNNING,
+    STATS_ENFORCE,
+    STATS_NO_DOMAINS,
     STATS_NOWAIT,
     STATS_STATE,
     error_code,
@@ -89,8 +101,9 @@ class StuckCallGuard:
     client by default).
     """
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, stats: int = STATS_GROUPS) -> None:
         self.timeout_s = timeout_s
+        self.stats = stats  # the default groups plus the bits of the --collect groups
         self._full = Worker("bulk-stats")
         self._nowait = Worker("bulk-stats-nowait")
         self._state = Worker("bulk-stats-state")
@@ -120,7 +133,7 @@ class StuckCallGuard:
 
     def _full_call(self, conn: Any, flags: int) -> RawStats:
         started = time.monotonic()
-        records = conn.getAllDomainStats(STATS_GROUPS, flags)
+        records = conn.getAllDomainStats(self.stats, flags)
         self.slowest_full_s = max(self.slowest_full_s, time.monotonic() - started)
         return records
 
@@ -140,7 +153,7 @@ class StuckCallGuard:
         # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
         # and is then in hand the moment NOWAIT misses its deadline.
         fallbacks = (
-            (self._nowait.submit(lambda: conn.getAllDomainStats(STATS_GROUPS, flags | STATS_NOWAIT)), NOWAIT),
+            (self._nowait.submit(lambda: conn.getAllDomainStats(self.stats, flags | STATS_NOWAIT)), NOWAIT),
             (self._state.submit(lambda: conn.getAllDomainStats(STATS_STATE, flags)), STATE_ONLY),
         )
         for future, tier in fallbacks:
@@ -206,24 +219,59 @@ class Collector:
     timeout_s: float = 5.0
     want_config: bool = True
     metadata_tags: Tuple[MetadataTag, ...] = ()
+    groups: FrozenSet[str] = frozenset()  # --collect: the opt-in groups asked for
     clock: Callable[[], int] = time.time_ns
     monotonic: Callable[[], float] = time.monotonic  # the configuration cache's age; deadlines use real time
     last_tier: str = field(default=FULL, init=False)  # which tier answered the last cycle
     _configs: Dict[str, _ConfigEntry] = field(default_factory=dict, init=False)
     _guard: StuckCallGuard = field(init=False)
     _config_worker: Worker = field(default_factory=lambda: Worker("domain-xml"), init=False)
-    _config_reads: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
+    _config_results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
     _episode: Set[str] = field(default_factory=set, init=False)  # the kinds of trouble logged since full stats
     _matched: Optional[FrozenSet[str]] = field(default=None, init=False)
     _forget: bool = field(default=False, init=False)
+    _active: Optional[FrozenSet[str]] = field(default=None, init=False)  # the groups the daemon supports
+    # Two workers for the groups' own calls: while one waits on a guest whose QEMU hangs, the other serves
+    # the next cycles without that guest. Each holds at most one call in libvirtd.
+    _calls_workers: Tuple[Worker, ...] = field(
+        default_factory=lambda: (Worker("group-calls"), Worker("group-calls-2")), init=False
+    )
+    _call_runs: Dict[int, CallRun] = field(default_factory=dict, init=False)  # the last run of each worker
+    _host_cache: HostCache = field(init=False)
+    _completed_jobs: Dict[str, Tuple[Any, ...]] = field(default_factory=dict, init=False)  # reported once each
+    _config_reads: int = field(default=0, init=False)  # XML reads asked for in the last cycle
 
     def __post_init__(self) -> None:
-        self._guard = StuckCallGuard(self.timeout_s)
+        self._guard = StuckCallGuard(self.timeout_s, STATS_GROUPS | stats_bits(self.groups))
+        self._host_cache = HostCache(self.features_refresh_s, self.monotonic)
+
+    @property
+    def active_groups(self) -> FrozenSet[str]:
+        """The --collect groups this daemon supports (all asked for, before the first connection)."""
+        return self.groups if self._active is None else self._active
+
+    def _check_groups(self, conn: Any) -> None:
+        """Once per process: one W! per group the daemon cannot serve, naming the version it needs; then silence."""
+        if self._active is not None or not self.groups:
+            return
+        unsupported = [name for name in sorted(self.groups) if not group_supported(conn, name)]
+        for name in unsupported:
+            group = BY_NAME[name]
+            log.warning(
+                "--collect %s: libvirt on %s does not support it (it needs libvirt %s or later and a driver that "
+                "offers it); not collected",
+                name,
+                redact_uri(self.connection.uri),
+                version_text(group.since),
+            )
+        self._active = self.groups - frozenset(unsupported)
+        self._guard.stats = STATS_GROUPS | stats_bits(self._active)
 
     def _bulk_stats(self, started: float) -> Tuple[RawStats, str]:
         """The tiered read; after a dead connection (libvirtd restarted) it reconnects and retries once."""
         for attempt in (1, 2):
             conn = self.connection.get()
+            self._check_groups(conn)
             try:
                 return self._guard.read(conn, 0, started)
             except LibvirtUnavailableError:
@@ -313,7 +361,7 @@ class Collector:
         """Cache what the XML worker has read so far, this cycle's reads and late ones alike."""
         while True:
             try:
-                uuid, name, domain_id, taps, fetched_at, result = self._config_reads.get_nowait()
+                uuid, name, domain_id, taps, fetched_at, result = self._config_results.get_nowait()
             except queue.Empty:
                 return
             if isinstance(result, DomainConfig):
@@ -325,7 +373,7 @@ class Collector:
 
     def _read_configs(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
         for dom, uuid, domain_id, taps in wanted:
-            self._config_reads.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
+            self._config_results.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
 
     def _configs_for(self, records: RawStats, now: float, deadline: float) -> Dict[str, DomainConfig]:
         """Each domain's cached configuration, read again on start, restart, after the refresh period
@@ -347,6 +395,7 @@ class Collector:
             ):
                 wanted.append((dom, uuid, domain_id, taps))
         self._config_worker.start()  # at once, like the stats workers: the thread count stays level
+        self._config_reads = len(wanted)
         if wanted:
             future = self._config_worker.submit(lambda: self._read_configs(wanted, now))
             if future is not None:
@@ -365,6 +414,7 @@ class Collector:
         if self._forget:
             self._forget = False
             self._configs.clear()
+            self._host_cache.forget()
         started, started_ns = time.monotonic(), self.clock()
         records, self.last_tier = self._bulk_stats(started)
         timestamp = self.clock()
@@ -377,6 +427,7 @@ class Collector:
             # On a saturated host the XML reads are not waited for: they land in the cache for later cycles.
             deadline = time.monotonic() if self.last_tier == STATE_ONLY else started + self.timeout_s + COLLECT_GRACE_S
             configs = self._configs_for(records, self.monotonic(), deadline)
+        host, calls = self._group_calls(records, configs, not_responding, started + self.timeout_s + COLLECT_GRACE_S)
         domains = []
         for dom, stats in records:
             name, uuid = dom.name(), dom.UUIDString()
@@ -388,12 +439,69 @@ class Collector:
                     stats=stats,
                     config=configs.get(uuid),
                     responding=name not in not_responding,
+                    calls=calls.get(uuid, {}),
                 )
             )
         seen = {d.uuid for d in domains}
         for uuid in [u for u in self._configs if u not in seen]:
             del self._configs[uuid]
-        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns)
+        for uuid in [u for u in self._completed_jobs if u not in seen]:
+            del self._completed_jobs[uuid]
+        hosts: Tuple[Dict[str, Any], ...] = ()
+        if self.active_groups & HOST_CALL_GROUPS:
+            health = {
+                "collect_ns": timestamp - started_ns,
+                "nowait_fallback": self.last_tier != FULL,
+                "domains_not_responding": len(not_responding),
+                "config_reads": self._config_reads if self.want_config else 0,
+            }
+            hosts = ({**host, "health": health},)
+        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns, hosts=hosts)
+
+    def _group_calls(
+        self, records: RawStats, configs: Dict[str, DomainConfig], not_responding: Set[str], deadline: float
+    ) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
+        """The --collect groups' own calls on a worker, waited for until *deadline*; what is late is dropped.
+
+        Only running domains that answered this cycle are asked, and not one whose call from an earlier
+        cycle is still out: a hung QEMU costs its own points only. On a saturated host (state-only
+        tier) nothing is asked.
+        """
+        groups = self.active_groups
+        if not groups & (DOMAIN_CALL_GROUPS | HOST_CALL_GROUPS) or self.last_tier == STATE_ONLY:
+            return {}, {}
+        for worker in self._calls_workers:
+            worker.start()  # at once: the thread count stays level
+        busy = [index for index, worker in enumerate(self._calls_workers) if worker.busy]
+        held = {self._call_runs[index].current for index in busy if index in self._call_runs}
+        free = [index for index in range(len(self._calls_workers)) if index not in busy]
+        if not free:  # both still wait on earlier cycles' calls
+            return {}, {}
+        asked = []
+        for dom, stats in records:
+            if stats.get("state.state") != STATE_RUNNING or dom.name() in not_responding:
+                continue
+            if dom.UUIDString() in held:  # a call to it is still out on the other worker
+                continue
+            config = configs.get(dom.UUIDString())
+            asked.append((dom, config.facts if config is not None else None))
+        conn = self.connection.get()
+        run = CallRun()
+        index = free[0]
+        self._call_runs[index] = run
+        future = self._calls_workers[index].submit(lambda: all_calls(conn, groups, self._host_cache, asked, run))
+        if future is not None:
+            with contextlib.suppress(FutureTimeout):
+                answer_by(future, deadline)
+        host, calls = run.taken()  # what came in by the deadline; the rest of a late run is never read
+        for uuid, domain_calls in calls.items():
+            completed = domain_calls.get("completed_job")
+            if completed is not None:
+                signature = (completed.get("operation"), completed.get("time_elapsed"), completed.get("type"))
+                if self._completed_jobs.get(uuid) == signature:
+                    del domain_calls["completed_job"]  # reported in an earlier cycle
+                self._completed_jobs[uuid] = signature
+        return host, calls
 
     def forget_configs(self) -> None:
         """Read every domain's configuration again at the next collect(); safe from another thread."""
@@ -406,6 +514,20 @@ class Collector:
 
     def close(self) -> None:
         self.connection.close()
+
+
+def group_supported(conn: Any, name: str) -> bool:
+    """Whether the daemon serves a --collect group: its bulk bits probed with ENFORCE_STATS, else its version."""
+    group = BY_NAME[name]
+    extra_bits = group.bits & ~DEFAULT_STATS
+    try:
+        if extra_bits:
+            conn.getAllDomainStats(extra_bits, STATS_ENFORCE | STATS_NO_DOMAINS)
+            return True
+        return bool(conn.getLibVersion() >= group.since)
+    except Exception as exc:  # libvirtError
+        # Another failure of the probe says nothing about support: the cycle reports it.
+        return not (error_code(exc) == ERR_ARGUMENT_UNSUPPORTED or extra_bits == 0)
 
 
 def _is_alive(conn: Any) -> bool:

@@ -18,14 +18,16 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector
+from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector, group_supported
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.groups import GROUPS, stats_bits
 from kvm_telegraf.libvirt_facts import (
     ERR_ARGUMENT_UNSUPPORTED,
     STATE_RUNNING,
     STATS_ENFORCE,
     STATS_GROUP_NAMES,
+    STATS_NO_DOMAINS,
     STATS_STATE,
     error_code,
 )
@@ -36,8 +38,6 @@ from kvm_telegraf.worker import Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
 
-# ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
-NO_DOMAINS = 1 | 64
 NOWAIT_SINCE = 4_005_000  # libvirt 4.5.0 added the NOWAIT flag the stuck-call fallback uses
 # Present only when the guest's balloon driver reports; memory_used_bytes needs both.
 GUEST_MEMORY_KEYS = ("balloon.available", "balloon.usable")
@@ -277,7 +277,7 @@ def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
     supported, unsupported = [], []
     for bit, name in STATS_GROUP_NAMES:
         try:
-            conn.getAllDomainStats(bit, STATS_ENFORCE | NO_DOMAINS)
+            conn.getAllDomainStats(bit, STATS_ENFORCE | STATS_NO_DOMAINS)
         except Exception as exc:  # libvirtError
             if error_code(exc) != ERR_ARGUMENT_UNSUPPORTED:
                 raise
@@ -314,6 +314,56 @@ def domains_finding(snapshot: Snapshot) -> Finding:
         counts[name] = counts.get(name, 0) + 1
     summary = ", ".join(f"{count} {name}" for name, count in sorted(counts.items(), key=lambda item: -item[1]))
     return Finding(OK, f"{len(snapshot.domains)} domain(s): {summary}")
+
+
+# How an operator turns on what a bulk-bit group reads, per domain; for the enablement line.
+GROUP_ENABLE_HINTS = {
+    "perf": "virsh perf DOMAIN --enable cpu_cycles,instructions (needs perf events on the host)",
+    "iothread": "<iothreads>N</iothreads> in the domain XML",
+    "memory_bandwidth": "<cputune><memorytune> with a <monitor> in the domain XML (resctrl, Intel RDT MBM)",
+    "dirtyrate": "virsh domdirtyrate-calc DOMAIN (a read-write call; kvm-telegraf never starts one)",
+    "kvm": "<domain type='kvm'>",
+}
+# Whether a domain's stats show the group enabled.
+GROUP_ENABLED = {
+    "perf": lambda stats: any(key.startswith("perf.") and value is not None for key, value in stats.items()),
+    "iothread": lambda stats: bool(stats.get("iothread.count")),
+    "memory_bandwidth": lambda stats: bool(stats.get("memory.bandwidth.monitor.count")),
+    "dirtyrate": lambda stats: bool(stats.get("dirtyrate.calc_status")),
+    "kvm": lambda stats: any(key.startswith("vm.") for key in stats),
+}
+
+
+def group_findings(conn: Any, collector: Collector) -> Iterator[Finding]:
+    """One line per --collect group: whether the daemon supports it, whether the domains have it on, and if asked."""
+    bits = stats_bits(frozenset(GROUP_ENABLED))
+    try:
+        records = [stats for dom, stats in conn.getAllDomainStats(bits, 0) if collector.domain_filter(dom.name())]
+    except Exception:  # libvirtError: a daemon too old for one of the bits; the lines below say which
+        records = []
+    asked = collector.groups
+    for group in GROUPS:
+        wanted = "on (--collect)" if group.name in asked else "off"
+        try:
+            supported = group_supported(conn, group.name)
+        except Exception:  # libvirtError: the connection broke
+            supported = False
+        if not supported:
+            level = WARN if group.name in asked else NOTE
+            yield Finding(
+                level,
+                f"group {group.name}: {wanted}; this daemon does not support it (needs libvirt "
+                f"{version_text(group.since)})",
+            )
+            continue
+        enabled = ""
+        if group.name in GROUP_ENABLED and records:
+            count = sum(1 for stats in records if GROUP_ENABLED[group.name](stats))
+            enabled = f"; enabled on {count} of {len(records)} domain(s)"
+            if not count:
+                enabled += f" (to enable: {GROUP_ENABLE_HINTS[group.name]})"
+        calls = f"; extra calls: {', '.join(group.calls)}" if group.calls else "; no extra call (bulk stats)"
+        yield Finding(OK, f"group {group.name}: {wanted}; supported{enabled}{calls}")
 
 
 def _libvirt_findings(conn: Any) -> Iterator[Finding]:
@@ -381,6 +431,7 @@ def diagnose(collector: Collector, interval_s: float, user: str, argv: Sequence[
         yield Finding(FAIL, f"{exc}; fix: check that libvirtd answers: virsh -r -c {redact_uri(uri)} list --all")
         return
     yield domains_finding(snapshot)
+    yield from group_findings(conn, collector)
     judged = snapshot.domains
     if collector.last_tier != FULL:  # a domain whose QEMU gave nothing this time has nothing to judge
         judged = tuple(d for d in judged if d.responding and "balloon.rss" in d.stats)

@@ -99,6 +99,9 @@ class DomainFacts:
     balloon_period: Optional[int] = None  # <memballoon><stats period> in s (0: none set); None: no balloon
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
+    disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
+    vcpu_cpuset: Optional[str] = None  # <vcpu cpuset>: where every vCPU without a <vcpupin> may run
+    vcpu_pins: Tuple[Tuple[int, str], ...] = ()  # (vCPU, cpuset) of each <cputune><vcpupin>
 
 
 def _firmware(os_element: Optional[ElementTree.Element]) -> Optional[str]:
@@ -141,6 +144,20 @@ def _interface_addresses(root: ElementTree.Element) -> Tuple[Tuple[str, Optional
     return tuple(pairs)
 
 
+def _vcpu_pins(root: ElementTree.Element) -> Tuple[Tuple[int, str], ...]:
+    pins = []
+    for pin in root.findall("cputune/vcpupin"):
+        vcpu, cpuset = _int_or_none(pin.get("vcpu")), pin.get("cpuset")
+        if vcpu is not None and cpuset:
+            pins.append((vcpu, cpuset))
+    return tuple(pins)
+
+
+def _disk_targets(root: ElementTree.Element) -> Tuple[str, ...]:
+    targets = (disk.find("target") for disk in root.findall("devices/disk"))
+    return tuple(target.get("dev", "") for target in targets if target is not None and target.get("dev"))
+
+
 def metadata_values(root: ElementTree.Element, tags: Iterable[MetadataTag]) -> Tuple[Tuple[str, str], ...]:
     """(tag, value) for each tag that matched; a tag given twice takes the first path that matches."""
     values = {}
@@ -178,4 +195,7 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),
         metadata=metadata_values(root, metadata_tags),
+        disks=_disk_targets(root),
+        vcpu_cpuset=root.find("vcpu").get("cpuset") if root.find("vcpu") is not None else None,
+        vcpu_pins=_vcpu_pins(root),
     )

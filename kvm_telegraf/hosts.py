@@ -45,7 +45,8 @@ class Host:
         snapshot = self.collector.collect()
         hostname = self.collector.connection.hostname()  # cached; asked again after a reconnect
         domains = tuple(dataclasses.replace(domain, hypervisor=hostname) for domain in snapshot.domains)
-        return dataclasses.replace(snapshot, domains=domains)
+        hosts = tuple({**host, "hypervisor": hostname} for host in snapshot.hosts)
+        return dataclasses.replace(snapshot, domains=domains, hosts=hosts)
 
     def describe(self, problem: str) -> str:
         """The problem, naming this host unless it already does (credentials never included)."""
@@ -106,6 +107,7 @@ class HostSet:
             timestamp_ns=max(part.timestamp_ns for part in parts),
             domains=tuple(domain for part in parts for domain in part.domains),
             started_ns=min(starts) if starts else None,
+            hosts=tuple(host for part in parts for host in part.hosts),
         )
 
     def forget_configs(self) -> None:

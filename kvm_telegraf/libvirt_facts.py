@@ -16,6 +16,11 @@ STATS_BALLOON = 4
 STATS_VCPU = 8
 STATS_INTERFACE = 16
 STATS_BLOCK = 32
+STATS_PERF = 64
+STATS_IOTHREAD = 128
+STATS_MEMORY = 256
+STATS_DIRTYRATE = 512
+STATS_VM = 1024
 # The groups the four default measurements read.
 DEFAULT_STATS = STATS_STATE | STATS_CPU_TOTAL | STATS_BALLOON | STATS_VCPU | STATS_INTERFACE | STATS_BLOCK
 # Every group bit and its name, in libvirt's order.
@@ -26,16 +31,18 @@ STATS_GROUP_NAMES = (
     (STATS_VCPU, "vcpu"),
     (STATS_INTERFACE, "interface"),
     (STATS_BLOCK, "block"),
-    (64, "perf"),
-    (128, "iothread"),
-    (256, "memory"),
-    (512, "dirtyrate"),
-    (1024, "vm"),
+    (STATS_PERF, "perf"),
+    (STATS_IOTHREAD, "iothread"),
+    (STATS_MEMORY, "memory"),
+    (STATS_DIRTYRATE, "dirtyrate"),
+    (STATS_VM, "vm"),
 )
 
 # virConnectGetAllDomainStatsFlags
 STATS_NOWAIT = 1 << 29
 STATS_ENFORCE = 1 << 31
+# ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
+STATS_NO_DOMAINS = 1 | 64
 
 # virDomainState, named as virsh names them.
 STATE_RUNNING = 1
@@ -49,6 +56,29 @@ STATE_NAMES = {
     6: "crashed",
     7: "pmsuspended",
 }
+
+# virDomainJobType
+JOB_TYPES = {0: "none", 1: "bounded", 2: "unbounded", 3: "completed", 4: "failed", 5: "cancelled"}
+JOB_RUNNING_TYPES = (1, 2)  # bounded, unbounded: still in progress
+# virDomainJobOperation, named for the operation tag
+JOB_OPERATIONS = {
+    0: "unknown",
+    1: "start",
+    2: "save",
+    3: "restore",
+    4: "migration_in",
+    5: "migration_out",
+    6: "snapshot",
+    7: "snapshot_revert",
+    8: "dump",
+    9: "backup",
+    10: "snapshot_delete",
+}
+# virDomainGetJobStats flags
+JOB_STATS_COMPLETED = 1
+JOB_STATS_KEEP_COMPLETED = 2
+# virStoragePoolState
+POOL_STATES = {0: "inactive", 1: "building", 2: "running", 3: "degraded", 4: "inaccessible"}
 
 # virErrorNumber
 ERR_NO_DOMAIN = 42

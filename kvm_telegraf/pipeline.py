@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Optional, Protocol
 
@@ -33,19 +34,25 @@ class Pipeline:
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
+    groups: FrozenSet[str] = frozenset()  # --collect
     encoder: LineEncoder = field(default_factory=LineEncoder)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
+    _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush
     _outage: Optional[str] = field(default=None, init=False)
 
     def cycle(self) -> None:
         """One batch; LibvirtUnavailableError propagates (``--once`` turns it into exit 1)."""
+        began = time.monotonic_ns()
         if self.shutdown.take_reload():
             self.source.forget_configs()
         snapshot = self.source.collect()
-        points, self._history = shape_snapshot(snapshot, self._history, self.measurements)
+        points, self._history = shape_snapshot(
+            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns
+        )
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():
             self.writer.write(batch)
+        self._last_cycle_ns = time.monotonic_ns() - began
 
     def survive_cycle(self) -> None:
         """A cycle for the long-running modes: failures are logged once per outage, never fatal.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from kvm_telegraf.points import INT64_MAX, FieldValue, Point, Tags
+from kvm_telegraf.shape_groups import block_limit_fields, domain_points, host_points, totals_fields
 from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
 
 MEASUREMENTS = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
@@ -353,8 +354,13 @@ def shape_snapshot(
     snapshot: Snapshot,
     history: History,
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
+    groups: FrozenSet[str] = frozenset(),
+    cycle_ns: Optional[int] = None,
 ) -> Tuple[List[Point], Dict[str, Reading]]:
     """All points of one cycle, and the history the next cycle needs.
+
+    groups: the ``--collect`` groups, whose points and fields come from shape_groups;
+    cycle_ns: how long the previous cycle took, newline to flush (vm_host).
 
     History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
@@ -373,6 +379,9 @@ def shape_snapshot(
         if reading is not None:
             new_history[key] = reading
             add_disk_latency(block_devices, previous)
+        if "block_limits" in groups:
+            for name, fields in block_devices:
+                fields.update(block_limit_fields(domain, name))
         if "vm_metrics" in measurements:
             points.append(vm_metrics(domain, tags))
         if "vm_features" in measurements:
@@ -383,5 +392,12 @@ def shape_snapshot(
             points += vm_devices(domain, nics, block_devices, extra)
         if "vm_totals" in measurements:
             percent = cpu_percent(reading, previous) if reading is not None else None
-            points.append(vm_totals(domain, tags, nics, block_devices, percent))
+            totals = vm_totals(domain, tags, nics, block_devices, percent)
+            if groups:
+                totals = totals._replace(fields={**totals.fields, **totals_fields(domain, groups)})
+            points.append(totals)
+        if groups:
+            points += domain_points(domain, tags, groups)
+    if groups:
+        points += host_points(snapshot, groups, cycle_ns)
     return points, new_history

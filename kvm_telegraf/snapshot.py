@@ -68,6 +68,8 @@ class DomainSample:
     # False when this running domain's QEMU did not answer by the deadline: its stats are only what
     # libvirt had without it (a frozen guest), or the state alone (a saturated host).
     responding: bool = True
+    # What the --collect groups' own calls read for this domain (kvm_telegraf.group_calls); empty without them.
+    calls: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ class Snapshot:
     timestamp_ns: int  # when the bulk call returned: the batch's timestamp
     domains: Tuple[DomainSample, ...] = field(default_factory=tuple)
     started_ns: Optional[int] = None  # when the bulk call began (absent in files recorded before 0.3)
+    # Per hypervisor, what the host and pools groups read plus the cycle's own health; empty without them.
+    hosts: Tuple[Mapping[str, Any], ...] = ()
 
 
 _RECORDED_CONFIG = ("xml", "persistent", "autostart", "managed_save")
@@ -93,6 +97,8 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
         raw["hypervisor"] = dom.hypervisor
     if not dom.responding:  # absent when it answered, so earlier files stay as they were
         raw["responding"] = False
+    if dom.calls:  # absent without --collect groups that make calls
+        raw["calls"] = dict(dom.calls)
     return raw
 
 
@@ -117,6 +123,7 @@ def snapshot_to_json(snapshots: List[Snapshot]) -> str:
     cycles = [
         {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
         | ({} if snap.started_ns is None else {"started_ns": snap.started_ns})
+        | ({"hosts": [dict(host) for host in snap.hosts]} if snap.hosts else {})
         for snap in snapshots
     ]
     return json.dumps({"format": SNAPSHOT_FORMAT, "cycles": cycles}, indent=1, sort_keys=True)
@@ -132,6 +139,7 @@ def _domain_from_dict(raw: Dict[str, Any], metadata_tags: Tuple[MetadataTag, ...
         config=DomainConfig(**config, metadata_tags=metadata_tags) if config else None,
         hypervisor=raw.get("hypervisor"),
         responding=raw.get("responding", True),
+        calls=raw.get("calls", {}),
     )
 
 
@@ -151,6 +159,7 @@ def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) 
                 timestamp_ns=cycle["timestamp_ns"],
                 domains=tuple(_domain_from_dict(dom, metadata_tags) for dom in cycle["domains"]),
                 started_ns=cycle.get("started_ns"),
+                hosts=tuple(cycle.get("hosts", ())),
             )
             for cycle in data["cycles"]
         ]

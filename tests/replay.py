@@ -6,8 +6,10 @@ returned when ``kvm-telegraf record`` ran.
 
 from __future__ import annotations
 
-from typing import List
+from typing import Any, Dict, List
 
+from kvm_telegraf.group_calls import NODE_INFO_KEYS
+from kvm_telegraf.libvirt_facts import JOB_STATS_COMPLETED, STATS_NO_DOMAINS
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 
 
@@ -37,6 +39,35 @@ class ReplayDomain:
     def hasManagedSaveImage(self, _flags: int) -> bool:  # noqa: N802 - libvirt's API
         return bool(self._sample.config and self._sample.config.managed_save)
 
+    # The --collect groups' calls, answered from what the recording's calls read.
+    def vcpus(self) -> tuple:
+        pcpus = self._sample.calls.get("pcpus", {})
+        return [(int(n), 1, 0, cpu) for n, cpu in sorted(pcpus.items())], []
+
+    def jobStats(self, flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
+        key = "completed_job" if flags & JOB_STATS_COMPLETED else "job"
+        return dict(self._sample.calls.get(key, {"type": 0}))
+
+    def blockIoTune(self, disk: str, _flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
+        return dict(self._sample.calls.get("iotune", {}).get(disk, {}))
+
+
+class ReplayPool:
+    def __init__(self, pool: Dict[str, Any]) -> None:
+        self._pool = pool
+
+    def name(self) -> str:
+        return self._pool["name"]
+
+    def info(self) -> list:
+        return [self._pool[key] for key in ("state", "capacity", "allocation", "available")]
+
+    def isActive(self) -> bool:  # noqa: N802 - libvirt's API
+        return "volumes" in self._pool
+
+    def numOfVolumes(self) -> int:  # noqa: N802 - libvirt's API
+        return self._pool["volumes"]
+
 
 class ReplayConnection:
     """Each bulk call returns the next recorded cycle, the last one repeating."""
@@ -48,9 +79,25 @@ class ReplayConnection:
         self.closed = False
 
     def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        if flags & STATS_NO_DOMAINS == STATS_NO_DOMAINS:  # a support probe: selects no domain, counts no cycle
+            return []
         snapshot = self._snapshots[min(len(self.calls), len(self._snapshots) - 1)]
         self.calls.append((stats, flags))
         return [(ReplayDomain(d), dict(d.stats)) for d in snapshot.domains]
+
+    def _host(self) -> Dict[str, Any]:
+        snapshot = self._snapshots[max(0, min(len(self.calls), len(self._snapshots)) - 1)]
+        return snapshot.hosts[0] if snapshot.hosts else {}
+
+    def getInfo(self) -> list:  # noqa: N802 - libvirt's API
+        node = self._host().get("node", {})
+        return [node.get(key) for key in NODE_INFO_KEYS]
+
+    def getMemoryStats(self, _cell: int, _flags: int) -> Dict[str, int]:  # noqa: N802 - libvirt's API
+        return dict(self._host().get("memory", {}))
+
+    def listAllStoragePools(self, _flags: int) -> list:  # noqa: N802 - libvirt's API
+        return [ReplayPool(pool) for pool in self._host().get("pools", ())]
 
     def isAlive(self) -> bool:  # noqa: N802 - libvirt's API
         return True

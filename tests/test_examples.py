@@ -20,7 +20,9 @@ from typing import Dict, Iterator, List, Set, Tuple
 import pytest
 
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.groups import resolve
 from kvm_telegraf.shape import shape_snapshot
+from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
@@ -113,13 +115,26 @@ def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
     return wrong
 
 
-def test_the_readme_schema_is_read_with_all_four_measurements_and_their_tags():
+def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
     schema = readme_schema()
-    assert set(schema) == {"vm_metrics", "vm_features", "vm_devices", "vm_totals"}
+    assert set(schema) == {"vm_metrics", "vm_features", "vm_devices", "vm_totals", *GROUP_MEASUREMENTS}
     assert is_field(schema, "vm_totals", "cpu_percent") and is_field(schema, "vm_features", "feature_acpi")
     assert not is_field(schema, "vm_metrics", "cpu_percent")
     metrics = README.read_text().split("\n## Metrics\n", 1)[1]
     assert all(f"`{tag}`" in metrics for tag in TAG_KEYS)
+
+
+def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_readmes_metrics_tables():
+    schema = readme_schema()
+    points, history = [], {}
+    for snapshot in load_snapshots("lab-groups.json"):
+        cycle, history = shape_snapshot(snapshot, history, groups=resolve(["all"]))
+        points += cycle
+    undocumented = {
+        (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
+    }
+    assert {p.measurement for p in points} >= set(GROUP_MEASUREMENTS) - {"vm_memory_bandwidth"}
+    assert undocumented == set()
 
 
 @pytest.mark.parametrize("where,query", dashboard_queries(), ids=[w for w, _ in dashboard_queries()])

@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Sequence
@@ -714,6 +715,68 @@ def domain_xml(name: str, guest: Guest, kvm: bool = False) -> str:
 """
 
 
+def groups_variant(xml: str) -> str:
+    """The guest for ``--collect`` groups: both vCPUs online and pinned, two IOThreads with vda on the first."""
+    xml = xml.replace(
+        "<vcpu placement='static' current='1'>2</vcpu>",
+        "<vcpu placement='static' cpuset='0-1'>2</vcpu>\n  <iothreads>2</iothreads>\n"
+        "  <cputune>\n    <vcpupin vcpu='0' cpuset='0'/>\n    <vcpupin vcpu='1' cpuset='1'/>\n  </cputune>",
+    )
+    return xml.replace("<driver name='qemu' type='raw'/>", "<driver name='qemu' type='raw' iothread='1'/>", 1)
+
+
+VARIANTS = {"groups": groups_variant}
+
+
+def pool_name() -> str:
+    return f"{LAB_PREFIX}pool"
+
+
+def pool_up() -> str:
+    """A started ``dir`` storage pool of this prefix, with one 1 MiB volume; returns its name."""
+    ensure_daemons()
+    name, path = pool_name(), _ensure_dir(os.path.join(CACHE_DIR, "pools", pool_name()))
+    if name not in virsh("pool-list", "--all", "--name"):
+        virsh("pool-define-as", name, "dir", "--target", path)
+    if name not in virsh("pool-list", "--name"):
+        virsh("pool-start", name)
+    if "vol1" not in virsh("vol-list", name):
+        virsh("vol-create-as", name, "vol1", "1M", "--format", "raw")
+    virsh("pool-refresh", name)
+    return name
+
+
+def pool_down() -> None:
+    name = pool_name()
+    if name in virsh("pool-list", "--all", "--name"):
+        virsh("pool-destroy", name, check=False)
+        virsh("pool-undefine", name, check=False)
+    shutil.rmtree(os.path.join(CACHE_DIR, "pools", name), ignore_errors=True)
+
+
+def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
+    """Start ``virsh dump --live`` into a FIFO read at *mib_per_s*, so the job runs for seconds, not 0.6 s.
+
+    libvirt runs a dump at full migration bandwidth (migrate-setspeed does not apply to it); a slow reader
+    is what slows it down. The returned virsh process ends when the dump is done; wait() for it.
+    """
+    directory = _ensure_dir(os.path.join(CACHE_DIR, "dumps"))
+    fifo = os.path.join(directory, name + ".fifo")
+    if os.path.exists(fifo):
+        os.unlink(fifo)
+    os.mkfifo(fifo, 0o666)
+    os.chmod(fifo, 0o666)  # QEMU (libvirt-qemu) writes to it
+
+    def drain() -> None:
+        with open(fifo, "rb") as f:
+            while f.read(1 << 20):
+                time.sleep(1.0 / mib_per_s)
+        os.unlink(fifo)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return subprocess.Popen(["virsh", "-c", URI, "dump", "--live", name, fifo], stdout=subprocess.DEVNULL)
+
+
 def names() -> list[str]:
     """All lab domains (any state), sorted."""
     out = virsh("list", "--all", "--name")
@@ -810,12 +873,16 @@ def _wait_ready(doms: Sequence[str], started: dict[str, float], timeout: float) 
         time.sleep(1)
 
 
-def up(n: int, kvm: bool = False, timeout: float | None = None) -> list[str]:
+def up(
+    n: int, kvm: bool = False, timeout: float | None = None, variant: str | None = None, wait: bool = True
+) -> list[str]:
     """Define and start ktlab-01..ktlab-NN (those not running yet) and wait until
     all of them report balloon stats, net tx and block rd/wr. Returns the names.
 
     timeout defaults to DEFAULT_TIMEOUT, plus 5 s per booting guest beyond 4
-    (20 TCG guests need ~90 s to boot on 2 cores)."""
+    (20 TCG guests need ~90 s to boot on 2 cores). variant names a VARIANTS
+    function that rewrites the XML; wait=False returns once they are started
+    (a nested-KVM guest never gets to its stats loop in time)."""
     if n < 1:
         raise LabError("up needs N >= 1")
     ensure_packages()
@@ -846,7 +913,8 @@ def up(n: int, kvm: bool = False, timeout: float | None = None) -> list[str]:
         if d in existing:  # defined but shut off (a guest that crashed): redefine it, its UUID is new
             virsh("undefine", d, check=False)
         with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
-            f.write(domain_xml(d, guest, kvm))
+            xml = domain_xml(d, guest, kvm)
+            f.write(VARIANTS[variant](xml) if variant else xml)
         try:
             virsh("define", f.name)
         finally:
@@ -860,6 +928,8 @@ def up(n: int, kvm: bool = False, timeout: float | None = None) -> list[str]:
         _parallel(start, boot)
     if timeout is None:
         timeout = DEFAULT_TIMEOUT + 5.0 * max(0, len(boot) - 4)
+    if not wait:
+        return want
     _wait_ready(want, started, timeout)
     log(f"{len(want)} guest(s) up, {time.monotonic() - min(started.values()):.1f} s after the first start")
     others = sorted(existing - set(want))
@@ -937,6 +1007,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument("n", type=int)
     p_up.add_argument("--kvm", action="store_true", help="<domain type='kvm'> instead of TCG")
     p_up.add_argument(
+        "--variant", choices=sorted(VARIANTS), help="rewrite the guest's XML (groups: iothreads, pinning)"
+    )
+    p_up.add_argument("--no-wait", action="store_true", help="return once started, without waiting for stats")
+    p_up.add_argument(
         "--timeout",
         type=float,
         default=None,
@@ -949,15 +1023,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("status", "one line per lab guest"),
         ("daemons", "only ensure the daemons"),
         ("build", "only build the guest kernel and initramfs"),
+        ("pool-up", "define and start this prefix's dir storage pool"),
+        ("pool-down", "remove this prefix's storage pool"),
     ):
         sub.add_parser(c, help=h)
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
-            for d in up(args.n, kvm=args.kvm, timeout=args.timeout):
+            for d in up(args.n, kvm=args.kvm, timeout=args.timeout, variant=args.variant, wait=not args.no_wait):
                 print(d)
         elif args.cmd == "down":
             down()
+        elif args.cmd == "pool-up":
+            print(pool_up())
+        elif args.cmd == "pool-down":
+            pool_down()
         elif args.cmd == "pause":
             pause()
         elif args.cmd == "resume":

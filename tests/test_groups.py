@@ -1,0 +1,320 @@
+"""The ``--collect`` groups: the option, the one bulk call, their calls, and the groups the lab cannot produce.
+
+Most tests replay tests/snapshots/lab-groups.json, recorded on the lab with ``--collect all``
+(tests/record_snapshots.py groups). perf and memory_bandwidth cannot be produced here
+(perf events are not available inside this VM, resctrl is absent): their tests add keys
+named as libvirt's documentation of virConnectGetAllDomainStats names them, so they are
+not verified on live hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from typing import Any, Dict, List
+
+import pytest
+
+from kvm_telegraf.cli import main
+from kvm_telegraf.collect import Collector
+from kvm_telegraf.connection import Connection
+from kvm_telegraf.groups import GROUP_NAMES, resolve
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_ENFORCE, STATS_VM
+from kvm_telegraf.points import Point
+from kvm_telegraf.shape import shape_snapshot
+from kvm_telegraf.snapshot import DomainSample, snapshot_to_json
+from tests.conftest import load_snapshots
+from tests.harness.cli import runner
+from tests.harness.loglines import log_lines
+from tests.replay import ReplayConnection
+
+ALL = resolve(["all"])
+
+
+@pytest.fixture(scope="module")
+def recorded() -> List:
+    return load_snapshots("lab-groups.json")
+
+
+def domain_named(snapshot, prefix: str) -> DomainSample:
+    return next(d for d in snapshot.domains if d.name.startswith(prefix))
+
+
+def points_of(domain: DomainSample, snapshot, groups=ALL) -> List[Point]:
+    points, _ = shape_snapshot(dataclasses.replace(snapshot, domains=(domain,), hosts=()), {}, groups=groups)
+    return points
+
+
+def only(points: List[Point], measurement: str) -> List[Point]:
+    return [p for p in points if p.measurement == measurement]
+
+
+def test_collect_all_stands_for_every_group():
+    assert resolve(["all"]) == frozenset(GROUP_NAMES) and resolve(["vcpu", "vcpu"]) == {"vcpu"}
+
+
+def test_a_config_file_lists_groups_and_an_unknown_one_is_one_usage_line(tmp_path, recorded):
+    config = tmp_path / "kvm-telegraf.toml"
+    config.write_text('collect = ["vcpu", "host"]\n')
+    result = runner().invoke(
+        main, ["--config", str(config), "--once"], obj={"opener": lambda _: ReplayConnection(recorded)}
+    )
+    assert result.exit_code == 0, result.stderr
+    measurements = {line.split(",", 1)[0].split(" ", 1)[0] for line in result.stdout.splitlines()}
+    assert {"vm_vcpus", "vm_host"} <= measurements and "vm_iothreads" not in measurements
+    config.write_text('collect = ["vcpus"]\n')
+    result = runner().invoke(
+        main, ["--config", str(config), "--once"], obj={"opener": lambda _: ReplayConnection(recorded)}
+    )
+    assert result.exit_code == 2
+    assert result.stderr.startswith("E! ") and "vcpus" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_without_collect_the_recorded_groups_snapshot_gives_only_the_four_measurements(recorded):
+    points, _ = shape_snapshot(recorded[0], {})
+    assert {p.measurement for p in points} == {"vm_metrics", "vm_features", "vm_devices", "vm_totals"}
+    assert not any(name.startswith(("kvm_", "limit_", "perf_")) for p in points for name in p.fields)
+
+
+class CountingReplay(ReplayConnection):
+    """Counts every libvirt call, on the connection and on each domain, by name."""
+
+    def __init__(self, snapshots: List) -> None:
+        super().__init__(snapshots)
+        self.counted: Counter = Counter()
+
+    def __getattribute__(self, name: str) -> Any:
+        attribute = super().__getattribute__(name)
+        if name[0].isupper() or name[:3] in ("get", "lis") or name == "getAllDomainStats":
+            counted = super().__getattribute__("counted")
+
+            def call(*args: Any) -> Any:
+                counted[name] += 1
+                result = attribute(*args)
+                if name == "getAllDomainStats":
+                    return [(CountingDomain(dom, counted), stats) for dom, stats in result]
+                return result
+
+            return call
+        return attribute
+
+
+class CountingDomain:
+    def __init__(self, dom: Any, counted: Counter) -> None:
+        self._dom, self._counted = dom, counted
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._dom, name)
+        if name in ("vcpus", "jobStats", "blockIoTune", "XMLDesc"):
+            self._counted[f"dom.{name}"] += 1
+        return attribute
+
+
+def test_a_batch_is_one_bulk_call_plus_the_documented_per_domain_and_per_host_calls(recorded):
+    source = CountingReplay(recorded)
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=ALL)
+    collector.collect()  # the first cycle also probes support and reads the XML
+    source.counted.clear()
+    snapshot = collector.collect()
+    running = [d for d in snapshot.domains if d.stats.get("state.state") == 1]
+    disks = sum(len(d.config.facts.disks) for d in running)
+    assert source.counted == {
+        "getAllDomainStats": 1,  # the one bulk call, with every group's bits
+        "dom.vcpus": len(running),  # vcpu: the current pCPU
+        "dom.jobStats": 2 * len(running),  # jobs: the running job and the completed one
+        "dom.blockIoTune": disks,  # block_limits: one per disk
+        "getMemoryStats": 1,  # host; virNodeGetInfo is cached, the pools are read once per --features-refresh
+    }
+    assert source.calls[-1][0] == DEFAULT_STATS | 64 | 128 | 256 | 512 | 1024
+
+
+class NoKvmStats(ReplayConnection):
+    """A daemon older than libvirt 8.9: the vm group does not exist (error 74 with ENFORCE_STATS)."""
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        if stats & STATS_VM and flags & STATS_ENFORCE:
+            raise UnsupportedError()
+        return super().getAllDomainStats(stats, flags)
+
+
+class UnsupportedError(Exception):
+    def get_error_code(self) -> int:
+        return 74
+
+
+def test_a_group_the_daemon_lacks_is_one_warning_naming_the_version_then_nothing(recorded):
+    source = NoKvmStats(recorded)
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=frozenset({"kvm", "vcpu"}))
+    with log_lines() as lines:
+        for _ in range(3):
+            collector.collect()
+    assert lines == [
+        "W! --collect kvm: libvirt on replay:/// does not support it (it needs libvirt 8.9.0 or later and a driver "
+        "that offers it); not collected"
+    ]
+    assert all(not stats & STATS_VM for stats, flags in source.calls)
+    assert collector.active_groups == {"vcpu"}
+
+
+def test_each_vcpu_gets_its_state_times_pcpu_and_affinity_from_the_pinning(recorded):
+    vcpus = only(points_of(domain_named(recorded[0], "ktgroups-"), recorded[0]), "vm_vcpus")
+    assert [dict(p.tags)["vcpu"] for p in vcpus] == ["0", "1"]
+    assert [(p.fields["pcpu"], p.fields["affinity"]) for p in vcpus] == [(0, "0"), (1, "1")]
+    assert {"state", "time_ns", "wait_ns", "delay_ns"} <= set(vcpus[0].fields)
+
+
+def test_kvm_counters_keep_bare_names_and_instant_ones_their_suffix(recorded):
+    points = points_of(domain_named(recorded[0], "ktkvm-"), recorded[0])
+    (totals,) = only(points, "vm_totals")
+    (vcpu,) = only(points, "vm_vcpus")
+    assert isinstance(totals.fields["kvm_mmu_pte_write"], int) and "kvm_pages_4k_cur" in totals.fields
+    assert "kvm_max_mmu_rmap_size_max" in totals.fields
+    assert vcpu.fields["kvm_exits"] > 0 and vcpu.fields["kvm_blocking_cur"] in (True, False)
+
+
+def test_kvm_counters_go_on_vm_vcpus_only_when_vcpu_is_on_too(recorded):
+    points = points_of(domain_named(recorded[0], "ktkvm-"), recorded[0], groups=frozenset({"kvm"}))
+    assert not only(points, "vm_vcpus") and "kvm_exits" not in only(points, "vm_totals")[0].fields
+
+
+def test_an_io_limit_set_with_blkdeviotune_shows_on_that_disk_only(recorded):
+    devices = only(points_of(domain_named(recorded[0], "ktgroups-"), recorded[0]), "vm_devices")
+    limits = {dict(p.tags)["device"]: {k: v for k, v in p.fields.items() if k.startswith("limit_")} for p in devices}
+    assert limits["vdb"]["limit_total_iops_per_s"] == 500 and limits["vdb"]["limit_read_bytes_per_s"] == 1048576
+    assert not any(k.startswith("limit_") and k != "limit_group" for k in limits["vda"])
+
+
+def test_a_dump_in_progress_shows_its_progress_between_cycles(recorded):
+    processed = []
+    for snapshot in recorded:
+        (job,) = [p for p in points_of(domain_named(snapshot, "ktgroups-"), snapshot) if p.measurement == "vm_jobs"]
+        assert dict(job.tags)["operation"] == "dump" and job.fields["completed"] is False
+        processed.append(job.fields["data_processed_bytes"])
+    assert processed == sorted(processed) and processed[0] < processed[-1]
+
+
+def test_a_completed_job_is_reported_once(recorded):
+    finished = {"type": 3, "operation": 8, "time_elapsed": 368, "data_total": 101720064, "data_processed": 63206002}
+    domain = domain_named(recorded[0], "ktgroups-")
+    snapshots = [
+        dataclasses.replace(
+            s, domains=(dataclasses.replace(domain, calls={**domain.calls, "completed_job": finished}),)
+        )
+        for s in recorded
+    ]
+    collector = Collector(Connection("replay:///", lambda _uri: ReplayConnection(snapshots)), groups=ALL)
+    seen = [bool(collector.collect().domains[0].calls.get("completed_job")) for _ in range(3)]
+    assert seen == [True, False, False]
+
+
+def test_iothreads_are_one_point_each_tagged_with_their_id(recorded):
+    threads = only(points_of(domain_named(recorded[0], "ktgroups-"), recorded[0]), "vm_iothreads")
+    assert [dict(p.tags)["iothread"] for p in threads] == ["1", "2"]
+    assert threads[0].fields == {"poll_max_ns": 32768, "poll_grow": 0, "poll_shrink": 0}
+
+
+def test_perf_events_become_perf_fields_from_the_documented_keys(recorded):
+    # Not verified on live hardware: perf events cannot be enabled in this VM (virsh perf --enable fails).
+    domain = domain_named(recorded[0], "ktgroups-")
+    stats = {**domain.stats, "perf.cpu_cycles": 1200000, "perf.instructions": 900000, "perf.cache_misses": 4000}
+    (totals,) = only(points_of(dataclasses.replace(domain, stats=stats), recorded[0]), "vm_totals")
+    assert {k: v for k, v in totals.fields.items() if k.startswith("perf_")} == {
+        "perf_cpu_cycles": 1200000,
+        "perf_instructions": 900000,
+        "perf_cache_misses": 4000,
+    }
+
+
+def test_memory_bandwidth_is_one_point_per_monitor_and_node_from_the_documented_keys(recorded):
+    # Not verified on live hardware: the lab has no resctrl (Intel RDT MBM).
+    domain = domain_named(recorded[0], "ktgroups-")
+    documented: Dict[str, Any] = {
+        "memory.bandwidth.monitor.count": 1,
+        "memory.bandwidth.monitor.0.name": "vcpus_1",
+        "memory.bandwidth.monitor.0.vcpus": "1",
+        "memory.bandwidth.monitor.0.node.count": 2,
+        "memory.bandwidth.monitor.0.node.0.id": 0,
+        "memory.bandwidth.monitor.0.node.0.bytes.local": 4818688,
+        "memory.bandwidth.monitor.0.node.0.bytes.total": 5054464,
+        "memory.bandwidth.monitor.0.node.1.id": 1,
+        "memory.bandwidth.monitor.0.node.1.bytes.local": 0,
+        "memory.bandwidth.monitor.0.node.1.bytes.total": 1048576,
+    }
+    points = points_of(dataclasses.replace(domain, stats={**domain.stats, **documented}), recorded[0])
+    bandwidth = only(points, "vm_memory_bandwidth")
+    assert [(dict(p.tags)["monitor"], dict(p.tags)["node"], p.fields) for p in bandwidth] == [
+        ("vcpus_1", "0", {"local_bytes": 4818688, "total_bytes": 5054464}),
+        ("vcpus_1", "1", {"local_bytes": 0, "total_bytes": 1048576}),
+    ]
+
+
+def test_dirtyrate_shows_only_once_a_calculation_has_run(recorded):
+    domain = domain_named(recorded[0], "ktgroups-")
+    (never,) = only(points_of(domain, recorded[0]), "vm_totals")
+    assert not any(k.startswith("dirtyrate_") for k in never.fields)  # recorded: calc_status 0
+    measured = {**domain.stats, "dirtyrate.calc_status": 2, "dirtyrate.megabytes_per_second": 12}
+    (totals,) = only(points_of(dataclasses.replace(domain, stats=measured), recorded[0]), "vm_totals")
+    assert totals.fields["dirtyrate_calc_status"] == 2 and totals.fields["dirtyrate_mib_per_s"] == 12
+
+
+def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(recorded):
+    points, _ = shape_snapshot(recorded[0], {}, groups=frozenset({"host"}), cycle_ns=1234)
+    (host,) = only(points, "vm_host")
+    fields = host.fields
+    assert host.tags == () and fields["domains"] == 2 and fields["domains_running"] == 2
+    assert fields["vcpus_allocated"] == 3 and fields["vcpu_overcommit"] == round(3 / fields["cpus"], 3)
+    assert fields["memory_total_bytes"] > fields["memory_free_bytes"] > 0
+    assert fields["libvirt_version"] == "9.0.0" and fields["cycle_ns"] == 1234
+    assert fields["nowait_fallback"] is False and fields["domains_not_responding"] == 0 and fields["collect_ns"] > 0
+
+
+def test_a_storage_pool_is_one_point_tagged_with_its_name(recorded):
+    points, _ = shape_snapshot(recorded[0], {}, groups=frozenset({"pools"}))
+    (pool,) = only(points, "vm_storage_pools")
+    assert dict(pool.tags) == {"pool": "ktgroups-pool"} and pool.fields["state"] == "running"
+    assert pool.fields["volumes"] == 1 and pool.fields["capacity_bytes"] >= pool.fields["allocation_bytes"]
+
+
+def test_record_saves_the_groups_calls_and_a_file_without_them_stays_as_it_was(recorded):
+    assert '"calls"' in snapshot_to_json(recorded) and '"hosts"' in snapshot_to_json(recorded)
+    plain = load_snapshots("lab-running.json")
+    assert '"calls"' not in snapshot_to_json(plain) and '"hosts"' not in snapshot_to_json(plain)
+
+
+class HangingReplay(ReplayConnection):
+    """The recorded lab, where one domain's vcpus() call blocks until released: its QEMU hangs."""
+
+    def __init__(self, snapshots: List, hangs: str, release: threading.Event) -> None:
+        super().__init__(snapshots)
+        self._hangs, self._release = hangs, release
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        result = super().getAllDomainStats(stats, flags)
+        return [(HangingDomain(dom, self._release) if dom.name() == self._hangs else dom, s) for dom, s in result]
+
+
+class HangingDomain:
+    def __init__(self, dom: Any, release: threading.Event) -> None:
+        self._dom, self._release = dom, release
+
+    def vcpus(self) -> tuple:
+        self._release.wait(30)
+        return self._dom.vcpus()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dom, name)
+
+
+def test_a_guest_whose_call_hangs_costs_the_next_cycles_only_its_own_group_points(recorded):
+    release = threading.Event()
+    source = HangingReplay(recorded, "ktkvm-01", release)
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=frozenset({"vcpu"}), timeout_s=0.05)
+    try:
+        collector.collect()  # the hung guest comes first: its call and the rest of this cycle's miss the deadline
+        later = [collector.collect() for _ in range(2)]
+    finally:
+        release.set()
+    for snapshot in later:
+        calls = {d.name: d.calls for d in snapshot.domains}
+        assert calls["ktkvm-01"] == {} and calls["ktgroups-01"]["pcpus"] == {"0": 0, "1": 1}
