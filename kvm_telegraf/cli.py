@@ -24,6 +24,7 @@ from kvm_telegraf.config import (
     MetadataTagSpec,
     load_config_file,
 )
+from kvm_telegraf.groups import ALL, GROUPS
 
 MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
@@ -42,6 +43,7 @@ CONFIG_SCHEMA = {
     "nova": FLAG,
     "metadata_tag": STRING_TABLE,
     "hypervisor_tag": FLAG,
+    "collect": STRINGS,
 }
 # Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
 INTERVAL = Duration(0.1, 86400.0)
@@ -144,6 +146,13 @@ class TelegrafGroup(click.Group):
     type=click.Choice(MEASUREMENT_CHOICES),
     multiple=True,
     help="Emit only these measurements (repeatable; default all four).",
+)
+@click.option(
+    "--collect",
+    type=click.Choice((*GROUPS, ALL)),
+    multiple=True,
+    metavar="GROUP",
+    help=f"Also collect this optional group (repeatable; {', '.join(GROUPS)}, or {ALL}).",
 )
 @click.option(
     "--features-refresh",

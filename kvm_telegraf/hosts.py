@@ -45,7 +45,8 @@ class Host:
         snapshot = self.collector.collect()
         hostname = self.collector.connection.hostname()  # cached; asked again after a reconnect
         domains = tuple(dataclasses.replace(domain, hypervisor=hostname) for domain in snapshot.domains)
-        return dataclasses.replace(snapshot, domains=domains)
+        events = tuple(dataclasses.replace(event, hypervisor=hostname) for event in snapshot.events)
+        return dataclasses.replace(snapshot, domains=domains, events=events)
 
     def describe(self, problem: str) -> str:
         """The problem, naming this host unless it already does (credentials never included)."""
@@ -106,6 +107,7 @@ class HostSet:
             timestamp_ns=max(part.timestamp_ns for part in parts),
             domains=tuple(domain for part in parts for domain in part.domains),
             started_ns=min(starts) if starts else None,
+            events=tuple(sorted((event for part in parts for event in part.events), key=lambda e: e.timestamp_ns)),
         )
 
     def forget_configs(self) -> None:
