@@ -323,10 +323,12 @@ def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
     from kvm_telegraf.app import build_source
     from kvm_telegraf.connection import LibvirtUnavailableError
+    from kvm_telegraf.groups import chosen_groups
     from kvm_telegraf.snapshot import record_cycles, snapshot_to_json
 
     _start(ctx.parent)
-    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))
+    events = "events" in chosen_groups(ctx.parent.params["collect"])  # --collect events records them too
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent), events=events)
     try:
         snapshots = record_cycles(source, cycles, every)
     except LibvirtUnavailableError as exc:

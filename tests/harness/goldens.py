@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, FrozenSet, List
 
 from ruamel.yaml import YAML
 
 from kvm_telegraf.domain_xml import NOVA_TAGS
+from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -24,6 +25,12 @@ def golden_snapshots(golden: Dict[str, Any]) -> List[Snapshot]:
     """A golden's snapshot file, read as the options it names (``nova: true`` is ``--nova``)."""
     tags = NOVA_TAGS if golden.get("nova") else ()
     return snapshots_from_json((SNAPSHOTS / golden["snapshot"]).read_text(), tags)
+
+
+def golden_measurements(golden: Dict[str, Any]) -> FrozenSet[str]:
+    """The measurements a golden's options ask for (``collect: [events]`` is ``--collect events``)."""
+    events = {EVENTS_MEASUREMENT} if "events" in golden.get("collect", ()) else set()
+    return frozenset(MEASUREMENTS) | events
 
 
 def golden_file(stage: str, name: str) -> Dict[str, Any]:
