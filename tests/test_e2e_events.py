@@ -7,6 +7,7 @@ suspend and hot-plug it, driven as Telegraf's execd drives the process.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import tempfile
 import time
@@ -40,7 +41,7 @@ def driven(*args: str) -> Iterator[ExecdDriver]:
 
 
 def batch(driver: ExecdDriver) -> List[Line]:
-    assert driver.tick()
+    assert driver.tick(), (driver.stderr, driver.exits)
     return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]
 
 
@@ -134,3 +135,60 @@ def test_a_metadata_change_is_an_event_and_the_next_batch_carries_the_new_tag(ev
             assert {tags.get("team") for _, tags, _, _ in second} == {"green"}
     finally:
         virsh("metadata", name, "--live", "--uri", TAG_NS, "--remove")
+
+
+@contextlib.contextmanager
+def full_filesystem() -> Iterator[str]:
+    """A 1 MiB tmpfs with no block left, holding an 8 MiB sparse disk image: every new write is ENOSPC."""
+    mountpoint = tempfile.mkdtemp(prefix="kte-full-")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", mountpoint], check=True)
+    try:
+        image = f"{mountpoint}/vdb.img"
+        with open(image, "wb") as handle:
+            handle.truncate(8 << 20)
+        subprocess.run(["dd", "if=/dev/zero", f"of={mountpoint}/ballast", "bs=64k"], capture_output=True)
+        yield image
+    finally:
+        subprocess.run(["umount", "-l", mountpoint], check=False)
+        with contextlib.suppress(OSError):
+            os.rmdir(mountpoint)
+
+
+def booted_with(name: str, xml: str) -> None:
+    virsh("destroy", name)
+    with tempfile.NamedTemporaryFile("w", suffix=".xml") as handle:
+        handle.write(xml)
+        handle.flush()
+        virsh("define", handle.name)
+    virsh("start", name)
+
+
+def test_a_disk_write_that_finds_the_host_filesystem_full_is_an_io_error_event(event_lab):
+    """vdb moved onto a full filesystem with error_policy='report': the guest's next write fails with ENOSPC."""
+    name = event_lab[0]
+    original = virsh("dumpxml", "--inactive", name)
+    with full_filesystem() as image:
+        vdb = original.split("<target dev='vdb'")[0].rsplit("<disk ", 1)[1]
+        source = vdb.split("<source file='")[1].split("'")[0]
+        moved = original.replace(source, image).replace(
+            "<driver name='qemu' type='raw'/>\n      <source file='" + image,
+            "<driver name='qemu' type='raw' error_policy='report'/>\n      <source file='" + image,
+        )
+        assert "error_policy='report'" in moved
+        try:
+            with driven(*only(event_lab)) as driver:
+                batch(driver)
+                booted_with(name, moved)
+                deadline = time.monotonic() + 60
+                errors: List[Line] = []
+                while not errors and time.monotonic() < deadline:
+                    time.sleep(2)
+                    errors = [line for line in events_of(batch(driver), name) if line[1]["event"] == "io_error"]
+            assert errors, "no io_error within 60 s of the boot"
+            fields = errors[0][2]
+            assert fields["action"] == '"report"'
+            assert "reason" not in fields, "libvirt 9.0 with QEMU 7.2 gives an empty reason for ENOSPC: left out"
+            assert fields["device"].startswith('"virtio-disk')
+        finally:
+            booted_with(name, original)
+    wait_for_stats(name, "balloon.usable")
