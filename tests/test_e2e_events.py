@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
+from tests.conftest import run_lab
 from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 from tests.harness.execd import ExecdDriver
 
@@ -192,3 +195,59 @@ def test_a_disk_write_that_finds_the_host_filesystem_full_is_an_io_error_event(e
         finally:
             booted_with(name, original)
     wait_for_stats(name, "balloon.usable")
+
+
+def test_the_event_thread_delays_neither_stdin_eof_nor_sigterm(event_lab):
+    for stop in ("eof", "sigterm"):
+        driver = ExecdDriver([KVM_TELEGRAF, "--collect", "events", *only(event_lab)], restart=False)
+        driver.start()
+        try:
+            batch(driver)  # connected and subscribed
+            virsh("suspend", event_lab[0])  # an event waiting in the queue at exit
+            virsh("resume", event_lab[0])
+            started = time.monotonic()
+            if stop == "sigterm":
+                os.kill(driver.pid, signal.SIGTERM)
+                exit_info = driver.wait_exit(timeout=5)
+                assert exit_info is not None and exit_info.returncode == 0
+                assert time.monotonic() - started < 1.0
+        finally:
+            result = driver.stop()
+        if stop == "eof":
+            assert result.returncode == 0 and not result.sent_sigterm
+            assert result.elapsed < 1.0, f"{result.elapsed:.2f}s from stdin EOF to exit"
+
+
+def libvirtd_pid() -> int:
+    return int(Path("/run/libvirtd.pid").read_text())
+
+
+def restart_libvirtd() -> None:
+    """SIGTERM and start again, as the fault tests do; the guests' QEMU keeps running meanwhile."""
+    pid = libvirtd_pid()
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run_lab("kte-", "daemons")
+    while subprocess.run(["virsh", "list"], capture_output=True).returncode and time.monotonic() < deadline + 30:
+        time.sleep(0.2)
+
+
+def test_after_libvirtd_restarts_the_callbacks_are_registered_again(event_lab):
+    name = event_lab[0]
+    with driven(*only(event_lab)) as driver:
+        batch(driver)
+        try:
+            restart_libvirtd()
+        finally:
+            if subprocess.run(["virsh", "list"], capture_output=True).returncode:
+                run_lab("kte-", "daemons")
+        time.sleep(1)
+        assert [line for line in batch(driver) if line[0] == "vm_metrics"], "the first cycle after it is back"
+        virsh("suspend", name)
+        virsh("resume", name)
+        events = [tags["event"] for _, tags, _, _ in events_of(batch(driver), name)]
+        assert events == ["suspended", "resumed"]
+        errors = [message for level, message in driver.stderr if level == "E"]
+        assert len(errors) <= 1, errors  # the outage, if a cycle fell into it
