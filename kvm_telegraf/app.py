@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable, FrozenSet, Mapping, Optional
 from kvm_telegraf.collect import Collector, DomainFilter
 from kvm_telegraf.connection import Connection, open_read_only
 from kvm_telegraf.domain_xml import NOVA_TAGS
-from kvm_telegraf.events import EventLoop, EventQueue, subscribe
+from kvm_telegraf.events import EventQueue, start_event_loop, subscribe
 from kvm_telegraf.groups import chosen_groups
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.pipeline import Pipeline, SnapshotSource
@@ -44,7 +44,7 @@ def build_source(
     metadata_tags = tuple(options["metadata_tag"]) + (NOVA_TAGS if options["nova"] else ())
     if want_config is None:
         want_config = bool(measurements_of(options) & {"vm_features", "vm_devices"}) or bool(metadata_tags)
-    events = events and EventLoop().start()  # before any connection opens, as libvirt requires
+    events = events and start_event_loop()  # before any connection opens, as libvirt requires
     queue_events = events and "events" in chosen_groups(options["collect"])
     collectors = []
     for uri in options["uri"]:

@@ -81,24 +81,25 @@ class EventQueue:
         return events, dropped
 
 
-class EventLoop:
-    """libvirt's default event loop on one daemon thread; start() it before any connection opens."""
+EVENT_THREAD = "libvirt-events"
 
-    def __init__(self) -> None:
-        self._thread: Optional[threading.Thread] = None
 
-    def start(self) -> bool:
-        """Register the loop and start its thread; False without the libvirt binding (connections then fail anyway)."""
-        if self._thread is not None:
-            return True
-        try:
-            import libvirt
-        except ImportError:
-            return False
-        libvirt.virEventRegisterDefaultImpl()
-        self._thread = threading.Thread(target=_run, args=(libvirt,), name="libvirt-events", daemon=True)
-        self._thread.start()
+def start_event_loop() -> bool:
+    """libvirt's default event loop on one daemon thread, once per process; call it before any connection opens.
+
+    libvirt keeps the registered loop process-wide, so the running thread is
+    what says it is there (a test process builds many pipelines). False without
+    the libvirt binding: connections then fail anyway, with their own message.
+    """
+    if any(thread.name == EVENT_THREAD for thread in threading.enumerate()):
         return True
+    try:
+        import libvirt
+    except ImportError:
+        return False
+    libvirt.virEventRegisterDefaultImpl()
+    threading.Thread(target=_run, args=(libvirt,), name=EVENT_THREAD, daemon=True).start()
+    return True
 
 
 def _run(libvirt: Any) -> None:

@@ -6,6 +6,7 @@ The lab tests (test_e2e_events.py) show the real event loop; these pin what it h
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections import Counter
 from typing import Any, Iterator, List
 
@@ -15,7 +16,7 @@ from kvm_telegraf import libvirt_facts
 from kvm_telegraf.collect import Collector, DomainFilter
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.events import EventQueue
+from kvm_telegraf.events import EVENT_THREAD, EventQueue, start_event_loop
 from kvm_telegraf.hosts import HostSet
 from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
 from kvm_telegraf.snapshot import DomainEvent, Snapshot, snapshot_to_json, snapshots_from_json
@@ -75,6 +76,12 @@ def test_the_event_numbers_are_libvirts_own():
             constant = f"VIR_DOMAIN_EVENT_{kind.upper()}_{detail.upper().replace('_', '')}"
             candidates = [n for n in dir(libvirt) if n.replace("_", "") == constant.replace("_", "")]
             assert candidates and getattr(libvirt, candidates[0]) == detail_number, constant
+
+
+def test_the_event_loop_runs_on_one_daemon_thread_however_often_it_is_started():
+    assert start_event_loop() and start_event_loop()
+    (thread,) = [t for t in threading.enumerate() if t.name == EVENT_THREAD]
+    assert thread.daemon, "it must never keep the process alive"
 
 
 def test_a_number_newer_than_the_table_stays_a_number():
