@@ -36,7 +36,6 @@ CONFIG_SCHEMA = {
     "domain": STRINGS,
     "exclude_domain": STRINGS,
     "measurement": SOME_STRINGS,
-    "collect": SOME_STRINGS,
     "features_refresh": DURATION,
     "timeout": DURATION,
     "interval": DURATION,
@@ -44,6 +43,7 @@ CONFIG_SCHEMA = {
     "nova": FLAG,
     "metadata_tag": STRING_TABLE,
     "hypervisor_tag": FLAG,
+    "collect": STRINGS,
 }
 # Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
 INTERVAL = Duration(0.1, 86400.0)
@@ -322,12 +322,13 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
-    from kvm_telegraf.app import build_source
+    from kvm_telegraf.app import build_source, groups_of
     from kvm_telegraf.connection import LibvirtUnavailableError
     from kvm_telegraf.snapshot import record_cycles, snapshot_to_json
 
     _start(ctx.parent)
-    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))
+    events = "events" in groups_of(ctx.parent.params)  # --collect events records them too
+    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent), events=events)
     try:
         snapshots = record_cycles(source, cycles, every)
     except LibvirtUnavailableError as exc:

@@ -29,6 +29,7 @@ from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple, U
 
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.events import CONFIG_CHANGING, TUNABLES_CHANGED, EventQueue
 from kvm_telegraf.group_calls import (
     DOMAIN_CALL_GROUPS,
     HOST_CALL_GROUPS,
@@ -50,7 +51,7 @@ from kvm_telegraf.libvirt_facts import (
     error_code,
 )
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, nic_taps
+from kvm_telegraf.snapshot import DomainConfig, DomainEvent, DomainSample, Snapshot, nic_taps
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)
@@ -240,6 +241,8 @@ class Collector:
     _host_cache: HostCache = field(init=False)
     _completed_jobs: Dict[str, Tuple[Any, ...]] = field(default_factory=dict, init=False)  # reported once each
     _config_reads: int = field(default=0, init=False)  # XML reads asked for in the last cycle
+    events: Optional[EventQueue] = None  # vm_events (--collect events): what libvirt pushed, for the next batch
+    _stale: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)  # UUIDs whose config changed
 
     def __post_init__(self) -> None:
         self._guard = StuckCallGuard(self.timeout_s, STATS_GROUPS | stats_bits(self.groups))
@@ -409,12 +412,34 @@ class Collector:
                 configs[dom.UUIDString()] = entry.config
         return configs
 
+    def _drop_stale_configs(self) -> None:
+        """Forget the entries that an event made stale: SIGHUP's forget_configs(), for one domain."""
+        while True:
+            try:
+                self._configs.pop(self._stale.get_nowait(), None)
+            except queue.Empty:
+                return
+
+    def _take_events(self) -> Tuple[DomainEvent, ...]:
+        """The events queued since the last batch, of the domains --domain lets through; one W! if any were dropped."""
+        if self.events is None:
+            return ()
+        events, dropped = self.events.take()
+        if dropped:
+            log.warning(
+                "%d domain events were dropped since the last batch (more than %d queued); the newest are kept",
+                dropped,
+                len(events),
+            )
+        return tuple(event for event in events if self.domain_filter(event.name))
+
     def collect(self) -> Snapshot:
         """One cycle's snapshot by --timeout + COLLECT_GRACE_S; LibvirtUnavailableError when libvirt cannot be had."""
         if self._forget:
             self._forget = False
             self._configs.clear()
             self._host_cache.forget()
+        self._drop_stale_configs()
         started, started_ns = time.monotonic(), self.clock()
         records, self.last_tier = self._bulk_stats(started)
         timestamp = self.clock()
@@ -456,7 +481,10 @@ class Collector:
                 "config_reads": self._config_reads if self.want_config else 0,
             }
             hosts = ({**host, "health": health},)
-        return Snapshot(timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns, hosts=hosts)
+        events = self._take_events()
+        return Snapshot(
+            timestamp_ns=timestamp, domains=tuple(domains), started_ns=started_ns, hosts=hosts, events=events
+        )
 
     def _group_calls(
         self, records: RawStats, configs: Dict[str, DomainConfig], not_responding: Set[str], deadline: float
@@ -506,6 +534,13 @@ class Collector:
     def forget_configs(self) -> None:
         """Read every domain's configuration again at the next collect(); safe from another thread."""
         self._forget = True
+
+    def domain_event(self, event: DomainEvent) -> None:
+        """An event from libvirt's event thread: it only queues (events.EventSink)."""
+        if event.event in CONFIG_CHANGING:
+            self._stale.put(event.uuid)
+        if self.events is not None and event.event != TUNABLES_CHANGED:
+            self.events.put(event)
 
     def settle_full_call(self, wait_s: float) -> Tuple[float, bool]:
         """Wait up to *wait_s* for a late full call; then (its seconds, whether it returned), as doctor reports it."""

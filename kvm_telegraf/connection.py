@@ -6,6 +6,9 @@ import contextlib
 import re
 from typing import Any, Callable, Optional
 
+# Called with a fresh connection and what to call when libvirt finds it dead; returns how to undo it.
+Subscriber = Callable[[Any, Callable[[], None]], Callable[[], None]]
+
 _USERINFO = re.compile(r"(?<=://)[^/@]*@")
 
 
@@ -54,11 +57,19 @@ class Connection:
     def __init__(self, uri: str, opener: Callable[[str], Any] = open_read_only) -> None:
         self.uri = uri
         self._opener = opener
+        self.subscriber: Optional[Subscriber] = None  # the event callbacks, registered again on every new connection
         self._conn: Optional[Any] = None
         self._hostname: Optional[str] = None
+        self._unsubscribe: Optional[Callable[[], None]] = None
+        self._dead = False  # set by libvirt's close callback (event thread): keepalive or EOF found it gone
+
+    def _died(self) -> None:
+        self._dead = True
 
     def get(self) -> Any:
         """The open connection; LibvirtUnavailableError when it cannot be had."""
+        if self._dead:  # noticed between cycles: reconnect now rather than fail a stats call first
+            self.close()
         if self._conn is None:
             try:
                 self._conn = self._opener(self.uri)
@@ -66,6 +77,8 @@ class Connection:
                 raise LibvirtUnavailableError(
                     f"cannot connect to {redact_uri(self.uri)}: {error_message(exc)}"
                 ) from None
+            if self.subscriber is not None:
+                self._unsubscribe = self.subscriber(self._conn, self._died)
         return self._conn
 
     def hostname(self) -> str:
@@ -83,6 +96,9 @@ class Connection:
     def close(self) -> None:
         """Drop the connection (after a failed call, or at exit); the next get() reopens it."""
         conn, self._conn, self._hostname = self._conn, None, None
+        unsubscribe, self._unsubscribe, self._dead = self._unsubscribe, None, False
+        if unsubscribe is not None:
+            unsubscribe()
         if conn is not None:
             with contextlib.suppress(Exception):  # already dead: nothing to release
                 conn.close()

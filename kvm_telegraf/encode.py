@@ -109,7 +109,7 @@ class LineEncoder:
         self._keys: Dict[str, str] = {}
 
     def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
-        """Encode *points*, all stamped *timestamp_ns*; points left with no field are skipped.
+        """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
 
         >>> LineEncoder().encode([Point("vm_metrics", (("uuid", "4f1c"), ("vm", "web 1")),
         ...     {"state": 1, "cpu_time_ns": 4211000000})], 1700000000000000000)
@@ -119,7 +119,7 @@ class LineEncoder:
         keys = self._keys
         suffix = f" {timestamp_ns}\n"
         lines = []
-        for measurement, tags, fields in points:
+        for measurement, tags, fields, own_timestamp in points:
             encoded = []
             for key, value in fields.items():
                 prefix = keys.get(key)
@@ -138,7 +138,8 @@ class LineEncoder:
             series = (measurement, tags)
             line_prefix = current.get(series) or previous.get(series) or series_prefix(measurement, tags)
             current[series] = line_prefix
-            lines.append(f"{line_prefix} {','.join(encoded)}{suffix}")
+            end = suffix if own_timestamp is None else f" {own_timestamp}\n"
+            lines.append(f"{line_prefix} {','.join(encoded)}{end}")
         self._prefixes = current
         if len(keys) > 4096:
             keys.clear()

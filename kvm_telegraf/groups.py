@@ -52,6 +52,7 @@ GROUPS: Tuple[Group, ...] = (
         ("virConnectListAllStoragePools",),
         "vm_storage_pools: capacity and use per storage pool",
     ),
+    Group("events", 0, 5_000, (), "vm_events: one point per libvirt domain event between two batches"),
 )
 GROUP_NAMES: Tuple[str, ...] = tuple(group.name for group in GROUPS)
 BY_NAME = {group.name: group for group in GROUPS}

@@ -46,7 +46,8 @@ class Host:
         hostname = self.collector.connection.hostname()  # cached; asked again after a reconnect
         domains = tuple(dataclasses.replace(domain, hypervisor=hostname) for domain in snapshot.domains)
         hosts = tuple({**host, "hypervisor": hostname} for host in snapshot.hosts)
-        return dataclasses.replace(snapshot, domains=domains, hosts=hosts)
+        events = tuple(dataclasses.replace(event, hypervisor=hostname) for event in snapshot.events)
+        return dataclasses.replace(snapshot, domains=domains, hosts=hosts, events=events)
 
     def describe(self, problem: str) -> str:
         """The problem, naming this host unless it already does (credentials never included)."""
@@ -108,6 +109,7 @@ class HostSet:
             domains=tuple(domain for part in parts for domain in part.domains),
             started_ns=min(starts) if starts else None,
             hosts=tuple(host for part in parts for host in part.hosts),
+            events=tuple(sorted((event for part in parts for event in part.events), key=lambda e: e.timestamp_ns)),
         )
 
     def forget_configs(self) -> None:

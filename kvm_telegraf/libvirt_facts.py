@@ -89,3 +89,54 @@ def error_code(exc: BaseException) -> Optional[int]:
     """libvirt's error number of *exc*, or None when it is not a libvirtError."""
     get = getattr(exc, "get_error_code", None)
     return get() if callable(get) else None
+
+
+# virDomainEventID: the domain events kvm-telegraf subscribes to.
+EVENT_LIFECYCLE = 0
+EVENT_REBOOT = 1
+EVENT_WATCHDOG = 3
+EVENT_IO_ERROR_REASON = 6
+EVENT_DEVICE_REMOVED = 15
+EVENT_TUNABLE = 17
+EVENT_AGENT_LIFECYCLE = 18
+EVENT_DEVICE_ADDED = 19
+EVENT_MIGRATION_ITERATION = 20
+EVENT_JOB_COMPLETED = 21
+EVENT_METADATA_CHANGE = 23
+
+# virDomainEventType, each with its virDomainEvent*DetailType, as the words of vm_events.
+LIFECYCLE_EVENTS = (
+    ("defined", ("added", "updated", "renamed", "from_snapshot")),
+    ("undefined", ("removed", "renamed")),
+    ("started", ("booted", "migrated", "restored", "from_snapshot", "wakeup")),
+    (
+        "suspended",
+        (
+            "paused",
+            "migrated",
+            "io_error",
+            "watchdog",
+            "restored",
+            "from_snapshot",
+            "api_error",
+            "postcopy",
+            "postcopy_failed",
+        ),
+    ),
+    ("resumed", ("unpaused", "migrated", "from_snapshot", "postcopy", "postcopy_failed")),
+    ("stopped", ("shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from_snapshot")),
+    ("shutdown", ("finished", "guest", "host")),
+    ("pmsuspended", ("memory", "disk")),
+    ("crashed", ("panicked", "crashloaded")),
+)
+# virDomainEventWatchdogAction and virDomainEventIOErrorAction.
+WATCHDOG_ACTIONS = ("none", "pause", "reset", "poweroff", "shutdown", "debug", "inject_nmi")
+IO_ERROR_ACTIONS = ("none", "pause", "report")
+# virConnectDomainEventAgentLifecycleState (from 1) and its reason.
+AGENT_STATES = {1: "agent_connected", 2: "agent_disconnected"}
+AGENT_REASONS = ("unknown", "domain_started", "channel")
+
+
+def word(names: tuple, number: int) -> str:
+    """libvirt's number as our word; a number newer than this table stays a number, as text."""
+    return names[number] if 0 <= number < len(names) else str(number)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Tuple, Union
+from typing import Mapping, NamedTuple, Optional, Tuple, Union
 
 FieldValue = Union[bool, int, float, str]
 Tags = Tuple[Tuple[str, str], ...]
@@ -17,3 +17,5 @@ class Point(NamedTuple):
     measurement: str
     tags: Tags
     fields: Mapping[str, FieldValue]
+    # None: the batch's timestamp. Only a vm_events point has its own: when libvirt pushed the event.
+    timestamp_ns: Optional[int] = None

@@ -12,9 +12,11 @@ from typing import Dict, FrozenSet, List, Mapping, NamedTuple, Optional, Sequenc
 
 from kvm_telegraf.points import INT64_MAX, FieldValue, Point, Tags
 from kvm_telegraf.shape_groups import block_limit_fields, domain_points, host_points, totals_fields
-from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
+from kvm_telegraf.snapshot import DomainEvent, DomainSample, Snapshot, StatValue
 
 MEASUREMENTS = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
+EVENTS_MEASUREMENT = "vm_events"  # --collect events; each point has its own timestamp
+EVENT_FIELDS = ("detail", "device", "action", "reason")
 
 KIB = 1024
 
@@ -350,6 +352,35 @@ def reading_of(domain: DomainSample, snapshot: Snapshot, block_devices: List[Dev
     )
 
 
+def vm_events(snapshot: Snapshot) -> List[Point]:
+    """One point per event, stamped when it arrived, in arrival order; tagged like the domain's other points.
+
+    A domain that is gone from the snapshot (undefined) still gets its ``vm`` and ``uuid``.
+
+    ``vm_events,event=stopped,uuid=1b4e…,vm=web01 detail="destroyed",count=1i 1700000003512000000``
+    """
+    domains = {(domain.hypervisor, domain.uuid): domain for domain in snapshot.domains}
+    points = []
+    for event in snapshot.events:
+        domain = domains.get((event.hypervisor, event.uuid))
+        extra = extra_tags(domain) if domain is not None else ()
+        if domain is None and event.hypervisor:
+            extra = (("hypervisor", event.hypervisor),)
+        tags = tuple(sorted((("event", event.event), ("uuid", event.uuid), ("vm", event.name)) + extra))
+        points.append(Point(EVENTS_MEASUREMENT, tags, event_fields(event), event.timestamp_ns))
+    return points
+
+
+def event_fields(event: DomainEvent) -> Dict[str, FieldValue]:
+    fields: Dict[str, FieldValue] = {}
+    for name in EVENT_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            fields[name] = value
+    fields["count"] = 1  # so sum() counts events in every query language
+    return fields
+
+
 def shape_snapshot(
     snapshot: Snapshot,
     history: History,
@@ -400,4 +431,6 @@ def shape_snapshot(
             points += domain_points(domain, tags, groups)
     if groups:
         points += host_points(snapshot, groups, cycle_ns)
+    if EVENTS_MEASUREMENT in measurements:
+        points += vm_events(snapshot)
     return points, new_history

@@ -73,12 +73,31 @@ class DomainSample:
 
 
 @dataclass(frozen=True)
+class DomainEvent:
+    """One libvirt domain event, stamped when it arrived: a vm_events point of its own time."""
+
+    timestamp_ns: int
+    uuid: str
+    name: str
+    event: str  # the vm_events ``event`` tag: started, stopped, device_added, ...
+    detail: Optional[str] = None  # libvirt's detail as a word: booted, destroyed, ...
+    device: Optional[str] = None  # device and I/O-error events
+    action: Optional[str] = None  # I/O error and watchdog
+    reason: Optional[str] = None  # I/O error (enospc, ...) and agent events
+    hypervisor: Optional[str] = None  # as DomainSample.hypervisor
+
+
+_EVENT_FIELDS = ("detail", "device", "action", "reason", "hypervisor")
+
+
+@dataclass(frozen=True)
 class Snapshot:
     timestamp_ns: int  # when the bulk call returned: the batch's timestamp
     domains: Tuple[DomainSample, ...] = field(default_factory=tuple)
     started_ns: Optional[int] = None  # when the bulk call began (absent in files recorded before 0.3)
     # Per hypervisor, what the host and pools groups read plus the cycle's own health; empty without them.
     hosts: Tuple[Mapping[str, Any], ...] = ()
+    events: Tuple[DomainEvent, ...] = ()  # what libvirt pushed since the previous snapshot, in arrival order
 
 
 _RECORDED_CONFIG = ("xml", "persistent", "autostart", "managed_save")
@@ -100,6 +119,23 @@ def _domain_to_dict(dom: DomainSample) -> Dict[str, Any]:
     if dom.calls:  # absent without --collect groups that make calls
         raw["calls"] = dict(dom.calls)
     return raw
+
+
+def _event_to_dict(event: DomainEvent) -> Dict[str, Any]:
+    raw: Dict[str, Any] = {"timestamp_ns": event.timestamp_ns, "uuid": event.uuid, "name": event.name}
+    raw["event"] = event.event
+    raw.update({key: getattr(event, key) for key in _EVENT_FIELDS if getattr(event, key) is not None})
+    return raw
+
+
+def _event_from_dict(raw: Dict[str, Any]) -> DomainEvent:
+    return DomainEvent(
+        timestamp_ns=raw["timestamp_ns"],
+        uuid=raw["uuid"],
+        name=raw["name"],
+        event=raw["event"],
+        **{key: raw[key] for key in _EVENT_FIELDS if key in raw},
+    )
 
 
 class Source(Protocol):
@@ -124,6 +160,7 @@ def snapshot_to_json(snapshots: List[Snapshot]) -> str:
         {"timestamp_ns": snap.timestamp_ns, "domains": [_domain_to_dict(dom) for dom in snap.domains]}
         | ({} if snap.started_ns is None else {"started_ns": snap.started_ns})
         | ({"hosts": [dict(host) for host in snap.hosts]} if snap.hosts else {})
+        | ({"events": [_event_to_dict(event) for event in snap.events]} if snap.events else {})  # else as before
         for snap in snapshots
     ]
     return json.dumps({"format": SNAPSHOT_FORMAT, "cycles": cycles}, indent=1, sort_keys=True)
@@ -160,6 +197,7 @@ def snapshots_from_json(text: str, metadata_tags: Tuple[MetadataTag, ...] = ()) 
                 domains=tuple(_domain_from_dict(dom, metadata_tags) for dom in cycle["domains"]),
                 started_ns=cycle.get("started_ns"),
                 hosts=tuple(cycle.get("hosts", ())),
+                events=tuple(_event_from_dict(event) for event in cycle.get("events", ())),
             )
             for cycle in data["cycles"]
         ]

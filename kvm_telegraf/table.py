@@ -66,7 +66,7 @@ def state_name(code: Optional[FieldValue]) -> str:
 def _by_vm(points: Sequence[Point]) -> Dict[Tags, Dict[str, Dict[str, FieldValue]]]:
     """{domain tags: {measurement: fields}} for the measurements the table shows."""
     rows: Dict[Tags, Dict[str, Dict[str, FieldValue]]] = {}
-    for measurement, tags, fields in points:
+    for measurement, tags, fields, _ in points:
         if measurement in TABLE_MEASUREMENTS:
             rows.setdefault(tags, {})[measurement] = dict(fields)
     return rows

@@ -114,3 +114,15 @@ def fault_lab() -> Iterator[List[str]]:
     yield names
     if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
         run_lab("ktfault-", "down")
+
+
+@pytest.fixture(scope="session")
+def event_lab() -> Iterator[List[str]]:
+    """One guest of its own (kte-*) for the event tests, which destroy, suspend and hot-plug it."""
+    try:
+        names = run_lab("kte-", "up", "1")
+    except Exception as exc:  # no libvirt, no QEMU, no root
+        need(False, f"event lab could not start: {exc}")
+    yield names
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        run_lab("kte-", "down")

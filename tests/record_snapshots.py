@@ -138,7 +138,31 @@ def record_groups() -> None:
         lab_with_prefix(GROUPS_PREFIX, "down")
 
 
-SCENARIOS = {"lab": record_lab, "nova": record_nova, "groups": record_groups}
+EVENTS_PREFIX = "kte-"
+EVENTS_NS = "http://example.org/kvm-telegraf/e2e"
+
+
+def record_events() -> None:
+    """``--collect events`` over three cycles: a destroy and start, a suspend and resume, a metadata change."""
+    (name,) = lab_with_prefix(EVENTS_PREFIX, "up", "1")
+    out = TESTS / "snapshots" / "lab-events.json"
+    argv = [KVM_TELEGRAF, "--collect", "events", "--domain", name, "record", str(out), "--cycles", "3", "--every", "6s"]
+    try:
+        recording = subprocess.Popen(argv)
+        time.sleep(2)  # after the first cycle, which opened the connection and subscribed
+        lab.virsh("destroy", name)
+        lab.virsh("start", name)
+        time.sleep(6)  # the second cycle, then the third's events
+        lab.virsh("suspend", name)
+        lab.virsh("resume", name)
+        lab.virsh("metadata", name, "--live", "--uri", EVENTS_NS, "--key", "e2e", "--set", "<owner team='blue'/>")
+        if recording.wait(timeout=60):
+            raise SystemExit("record failed")
+    finally:
+        lab_with_prefix(EVENTS_PREFIX, "down")
+
+
+SCENARIOS = {"lab": record_lab, "nova": record_nova, "groups": record_groups, "events": record_events}
 
 
 def main(argv: list) -> None:

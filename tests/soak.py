@@ -60,7 +60,7 @@ BATCH_SETTLE_S = 0.05  # a batch is one write: all its lines arrive together
 SLOW_CHURN_PAUSE_S = 1.0  # between steps; a restarted TCG guest boots for ~5 s of CPU
 # The process's own options: as the drop-in, plus a short features refresh so the XML re-read path
 # runs every 30 s of the run, not at most once.
-ARGS = ("--domain", f"{PREFIX}*", "--timeout", "5s", "--features-refresh", "30s")
+ARGS = ("--domain", f"{PREFIX}*", "--timeout", "5s", "--features-refresh", "30s", "--collect", "events")
 
 # A domain that boots nothing: SeaBIOS finds no disk and waits. 32 MiB, no devices to speak of.
 TINY_XML = """<domain type='qemu'>
@@ -235,7 +235,11 @@ def check_batch(lines: List[str], previous_ts: int) -> Tuple[Optional[str], int]
     """(what is wrong with one batch or None, its timestamp)."""
     if not lines:
         return "no batch", previous_ts
-    stamps = {line.rsplit(" ", 1)[-1] for line in lines}
+    polled = [line for line in lines if not line.startswith("vm_events,")]  # each event has its own time
+    events = [int(line.rsplit(" ", 1)[-1]) for line in lines if line.startswith("vm_events,")]
+    if events != sorted(events):
+        return "vm_events out of the order they arrived in", previous_ts
+    stamps = {line.rsplit(" ", 1)[-1] for line in polled}
     if len(stamps) != 1:
         return f"{len(stamps)} timestamps in one batch (two batches, or a cut one)", previous_ts
     timestamp = int(stamps.pop())

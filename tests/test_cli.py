@@ -94,6 +94,7 @@ def test_a_newline_while_libvirt_is_down_costs_a_batch_not_the_process():
         (["--once", "--timeout", "1e400"], "it must be finite"),
         (["--once", "--timeout", "2h"], "'2h' is out of range: 10ms to 1h"),
         (["--interval", "0.01s"], "out of range: 100ms to 24h"),
+        (["--once", "--collect", "nope"], "'nope' is not one of"),
     ],
 )
 def test_bad_options_give_one_error_line_and_exit_2(args, message):
@@ -117,6 +118,7 @@ def test_bad_options_give_one_error_line_and_exit_2(args, message):
         ("timeout = nan", "not a duration: nan (it must be finite)"),
         ("interval = inf", "not a duration: inf (it must be finite)"),
         ('nova = "yes"', "nova in {path} must be true or false, not a string"),
+        ('collect = ["events", "nope"]', "'nope' is not one of"),
     ],
 )
 def test_a_config_value_of_the_wrong_type_or_range_is_one_error_line_and_exit_2(tmp_path, toml, message):
@@ -174,6 +176,18 @@ def test_a_config_file_sets_the_same_keys_as_the_options(tmp_path, replay):
     result = invoke(["--config", str(config), "--once"], replay)
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("vm_metrics,") and "vm=ktlab-01 " in lines[0]
+
+
+@pytest.mark.parametrize("setting", [["--collect", "all"], ["--collect", "events"], ["--config", 'collect = "events"']])
+def test_collect_events_is_accepted_as_an_option_all_or_a_config_key(tmp_path, replay, setting):
+    if setting[0] == "--config":
+        (tmp_path / "kvm.toml").write_text(setting[1] + "\n")
+        setting = ["--config", str(tmp_path / "kvm.toml")]
+    result = invoke([*setting, "--once", "--measurement", "vm_metrics"], replay)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len([line for line in lines if line.startswith("vm_metrics,")]) == 2
+    assert not [line for line in lines if line.startswith("vm_events")], "a replay pushes no events"
 
 
 def test_domain_globs_select_and_exclude_by_name(replay):

@@ -21,7 +21,7 @@ import pytest
 
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import resolve
-from kvm_telegraf.shape import shape_snapshot
+from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
 from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
@@ -33,7 +33,7 @@ EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
 
-TAG_KEYS = {"host", "vm", "uuid", "device", "type"}
+TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
 FLUX = sorted(EXAMPLES.glob("*/*.flux"))
 PANELS = json.loads(DASHBOARD.read_text())["panels"]
@@ -104,6 +104,7 @@ def dashboard_queries() -> List[Tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [(f"variable {v['name']}", v["query"]) for v in dashboard["templating"]["list"]]
     queries += [(f"panel {p['title']}", t["query"]) for p in dashboard["panels"] for t in p["targets"]]
+    queries += [(f"annotation {a['name']}", a["query"]) for a in dashboard["annotations"]["list"]]
     return queries
 
 
@@ -117,7 +118,7 @@ def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
 
 def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
     schema = readme_schema()
-    assert set(schema) == {"vm_metrics", "vm_features", "vm_devices", "vm_totals", *GROUP_MEASUREMENTS}
+    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS, EVENTS_MEASUREMENT}
     assert is_field(schema, "vm_totals", "cpu_percent") and is_field(schema, "vm_features", "feature_acpi")
     assert not is_field(schema, "vm_metrics", "cpu_percent")
     metrics = README.read_text().split("\n## Metrics\n", 1)[1]
@@ -386,3 +387,36 @@ def test_steal_time_fires_for_the_guest_whose_vcpu_waited_half_the_time_only(inf
     assert list(fired) == [("ktlab-01",)]
     ((percent,),) = fired[("ktlab-01",)]
     assert 50 <= percent < 51  # the recorded guest's own steal was ~0.2 %
+
+
+# --- vm_events (--collect events): the alert and the dashboard's annotations -----------------------
+
+
+@pytest.fixture(scope="module")
+def events_db(influx) -> Iterator[str]:
+    """The recorded destroy/start, suspend/resume and metadata change, moved to just before now, each
+    event at its own time as the plugin writes it."""
+    db = "alert_events"
+    recorded = load_snapshots("lab-events.json")
+    shift = time.time_ns() - recorded[-1].timestamp_ns - 1_000_000_000
+    influx.create_database(db)
+    encoder, history = LineEncoder(), {}
+    for snapshot in recorded:
+        events = tuple(dataclasses.replace(e, timestamp_ns=e.timestamp_ns + shift) for e in snapshot.events)
+        snapshot = dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift, events=events)
+        points, history = shape_snapshot(snapshot, history, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+        write(influx, db, encoder.encode(points, snapshot.timestamp_ns))
+    yield db
+    influx.drop_database(db)
+
+
+def test_vm_crashed_or_restarted_fires_once_for_the_guest_destroyed_and_started_between_two_cycles(events_db, influx):
+    assert alert(influx, events_db, "vm-crashed-or-restarted") == {("kte-01",): [[1]]}, "the boot, not the pause"
+
+
+def test_the_dashboard_annotations_show_every_event_with_its_detail(events_db, influx):
+    ((name, query),) = [(w, q) for w, q in dashboard_queries() if w.startswith("annotation")]
+    got = series(influx, events_db, grafana(query, ["kte-01"]))
+    events = sorted((s["tags"]["event"], row[1]) for s in got for row in s["values"])
+    recorded = load_snapshots("lab-events.json")
+    assert events == sorted((e.event, e.detail) for snapshot in recorded for e in snapshot.events), name

@@ -33,6 +33,12 @@ def test_a_whole_batch_with_the_untouched_guest_in_it_passes():
     assert check_batch(batch(), TS - 1) == (None, TS)
 
 
+def test_events_carry_their_own_timestamps_in_arrival_order():
+    event = f"vm_events,event=started,uuid=u,vm={STEADY} count=1i"
+    assert check_batch([f"{event} {TS - 5}", f"{event} {TS - 3}", *batch()], TS - 10) == (None, TS)
+    assert "order" in check_batch([f"{event} {TS - 3}", f"{event} {TS - 5}", *batch()], TS - 10)[0]
+
+
 def test_a_missing_batch_fails():
     assert check_batch([], TS)[0] == "no batch"
 

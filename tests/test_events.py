@@ -1,0 +1,214 @@
+"""Events: libvirt's numbers as words, the bounded queue, cache invalidation, vm_events points and their timestamps.
+
+The lab tests (test_e2e_events.py) show the real event loop; these pin what it hands on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from typing import Any, Iterator, List
+
+import pytest
+
+from kvm_telegraf import libvirt_facts
+from kvm_telegraf.collect import Collector, DomainFilter
+from kvm_telegraf.connection import Connection
+from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.events import EVENT_THREAD, EventQueue, start_event_loop
+from kvm_telegraf.hosts import HostSet
+from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
+from kvm_telegraf.snapshot import DomainEvent, Snapshot, snapshot_to_json, snapshots_from_json
+from tests.conftest import load_snapshots
+from tests.harness.loglines import log_lines
+from tests.replay import ReplayConnection
+
+libvirt = pytest.importorskip("libvirt")
+
+
+class CountingReplay(ReplayConnection):
+    def __init__(self, snapshots: List[Snapshot]) -> None:
+        super().__init__(snapshots)
+        self.xml_reads: Counter = Counter()
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        records = super().getAllDomainStats(stats, flags)
+        reads = self.xml_reads
+
+        class Counting:
+            def __init__(self, dom: Any) -> None:
+                self._dom = dom
+
+            def XMLDesc(self, flags: int) -> str:  # noqa: N802 - libvirt's API
+                reads[self._dom.name()] += 1
+                return self._dom.XMLDesc(flags)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._dom, name)
+
+        return [(Counting(dom), s) for dom, s in records]
+
+
+@pytest.fixture
+def running() -> List[Snapshot]:
+    return load_snapshots("lab-running.json")
+
+
+def collector_over(snapshots: List[Snapshot], **options: Any):
+    source = CountingReplay(snapshots)
+    return Collector(Connection("replay:///", lambda _uri: source), **options), source
+
+
+def event_of(snapshot: Snapshot, event: str, at: int = 5, index: int = 0, **fields: Any) -> DomainEvent:
+    domain = snapshot.domains[index]
+    return DomainEvent(at, domain.uuid, domain.name, event, **fields)
+
+
+def test_the_event_numbers_are_libvirts_own():
+    for name in ("LIFECYCLE", "REBOOT", "WATCHDOG", "IO_ERROR_REASON", "DEVICE_REMOVED", "TUNABLE"):
+        assert getattr(libvirt_facts, f"EVENT_{name}") == getattr(libvirt, f"VIR_DOMAIN_EVENT_ID_{name}")
+    for name in ("AGENT_LIFECYCLE", "DEVICE_ADDED", "MIGRATION_ITERATION", "JOB_COMPLETED", "METADATA_CHANGE"):
+        assert getattr(libvirt_facts, f"EVENT_{name}") == getattr(libvirt, f"VIR_DOMAIN_EVENT_ID_{name}")
+    for number, (kind, details) in enumerate(libvirt_facts.LIFECYCLE_EVENTS):
+        assert getattr(libvirt, f"VIR_DOMAIN_EVENT_{kind.upper()}") == number
+        for detail_number, detail in enumerate(details):
+            constant = f"VIR_DOMAIN_EVENT_{kind.upper()}_{detail.upper().replace('_', '')}"
+            candidates = [n for n in dir(libvirt) if n.replace("_", "") == constant.replace("_", "")]
+            assert candidates and getattr(libvirt, candidates[0]) == detail_number, constant
+
+
+def test_the_event_loop_runs_on_one_daemon_thread_however_often_it_is_started():
+    assert start_event_loop() and start_event_loop()
+    (thread,) = [t for t in threading.enumerate() if t.name == EVENT_THREAD]
+    assert thread.daemon, "it must never keep the process alive"
+
+
+def test_a_number_newer_than_the_table_stays_a_number():
+    assert libvirt_facts.word(libvirt_facts.IO_ERROR_ACTIONS, 2) == "report"
+    assert libvirt_facts.word(libvirt_facts.IO_ERROR_ACTIONS, 9) == "9"
+
+
+def test_a_full_queue_keeps_the_newest_events_and_counts_the_dropped_ones(running):
+    events = EventQueue(size=3)
+    for at in range(5):
+        events.put(event_of(running[0], "rebooted", at=at))
+    taken, dropped = events.take()
+    assert [event.timestamp_ns for event in taken] == [2, 3, 4] and dropped == 2
+    assert events.take() == ((), 0), "taking empties it and resets the count"
+
+
+def test_a_batch_that_dropped_events_says_so_in_one_warning(running):
+    collector, _ = collector_over(running, events=EventQueue(size=2))
+    for at in range(4):
+        collector.domain_event(event_of(running[0], "rebooted", at=at))
+    with log_lines() as lines:
+        snapshot = collector.collect()
+        collector.collect()
+    assert len(snapshot.events) == 2
+    assert lines == ["W! 2 domain events were dropped since the last batch (more than 2 queued); the newest are kept"]
+
+
+@pytest.mark.parametrize("event", ["defined", "started", "device_added", "device_removed", "metadata_changed"])
+def test_an_event_that_changes_a_domains_configuration_has_only_that_one_read_again(running, event):
+    collector, source = collector_over(running)
+    collector.collect()
+    collector.domain_event(event_of(running[0], event))
+    collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 2, "ktlab-02": 1})
+
+
+def test_a_tunables_change_has_the_configuration_read_again_but_is_no_point(running):
+    collector, source = collector_over(running, events=EventQueue())
+    collector.collect()
+    collector.domain_event(event_of(running[0], "tunables_changed"))
+    assert collector.collect().events == ()
+    assert source.xml_reads["ktlab-01"] == 2
+
+
+def test_a_suspend_changes_no_configuration(running):
+    collector, source = collector_over(running)
+    collector.collect()
+    collector.domain_event(event_of(running[0], "suspended", detail="paused"))
+    collector.collect()
+    assert set(source.xml_reads.values()) == {1}
+
+
+def test_without_collect_events_nothing_is_queued(running):
+    collector, _ = collector_over(running)
+    collector.domain_event(event_of(running[0], "rebooted"))
+    assert collector.collect().events == ()
+
+
+def test_events_of_domains_the_filter_leaves_out_are_left_out_too(running):
+    collector, _ = collector_over(running, events=EventQueue(), domain_filter=DomainFilter(("ktlab-02",)))
+    collector.domain_event(event_of(running[0], "rebooted"))
+    collector.domain_event(event_of(running[0], "rebooted", index=1))
+    assert [event.name for event in collector.collect().events] == ["ktlab-02"]
+
+
+def test_each_event_is_one_point_at_its_own_time_tagged_like_its_domain(running):
+    snapshot = dataclasses.replace(
+        running[0],
+        events=(
+            event_of(running[0], "stopped", at=11, detail="destroyed"),
+            event_of(running[0], "io_error", at=12, device="virtio-disk1", action="report", reason="enospc"),
+        ),
+    )
+    points, _ = shape_snapshot(snapshot, {}, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+    events = [point for point in points if point.measurement == EVENTS_MEASUREMENT]
+    uuid = running[0].domains[0].uuid
+    text = LineEncoder().encode(events, snapshot.timestamp_ns)
+    assert text == (
+        f'vm_events,event=stopped,uuid={uuid},vm=ktlab-01 detail="destroyed",count=1i 11\n'
+        f'vm_events,event=io_error,uuid={uuid},vm=ktlab-01 device="virtio-disk1",action="report",'
+        f'reason="enospc",count=1i 12\n'
+    )
+
+
+def test_the_other_points_of_the_batch_keep_the_batchs_timestamp(running):
+    snapshot = dataclasses.replace(running[0], events=(event_of(running[0], "rebooted", at=11),))
+    points, _ = shape_snapshot(snapshot, {}, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+    stamps = Counter(line.rsplit(" ", 1)[1] for line in LineEncoder().encode(points, 99).splitlines())
+    assert stamps == Counter({"11": 1, "99": len(points) - 1})
+
+
+def test_an_undefined_domain_gone_from_the_snapshot_still_gets_its_name_and_host(running):
+    gone = DomainEvent(
+        7, "0b0e7f4c-0000-4000-8000-000000000001", "old", "undefined", detail="removed", hypervisor="kvm1"
+    )
+    points, _ = shape_snapshot(Snapshot(9, (), events=(gone,)), {}, frozenset({EVENTS_MEASUREMENT}))
+    assert [dict(point.tags) for point in points] == [
+        {"event": "undefined", "hypervisor": "kvm1", "uuid": gone.uuid, "vm": "old"}
+    ]
+
+
+def test_events_are_not_shaped_unless_asked_for(running):
+    snapshot = dataclasses.replace(running[0], events=(event_of(running[0], "rebooted"),))
+    points, _ = shape_snapshot(snapshot, {})
+    assert EVENTS_MEASUREMENT not in {point.measurement for point in points}
+
+
+def test_a_snapshot_file_keeps_its_events_and_one_without_stays_as_it_was(running):
+    assert '"events"' not in snapshot_to_json(running)
+    with_events = [dataclasses.replace(running[0], events=(event_of(running[0], "watchdog", action="reset"),))]
+    assert snapshots_from_json(snapshot_to_json(with_events)) == with_events
+
+
+@pytest.fixture
+def two_hosts(running) -> Iterator[HostSet]:
+    collectors = [
+        Collector(Connection(uri, lambda _uri, h=host: ReplayConnection(running, h)), events=EventQueue())
+        for uri, host in (("qemu+ssh://a/system", "kvm-a"), ("qemu+ssh://b/system", "kvm-b"))
+    ]
+    hosts = HostSet(collectors, deadline_s=5)
+    yield hosts
+    hosts.close()
+
+
+def test_the_events_of_several_hosts_are_merged_in_time_order_each_naming_its_host(running, two_hosts):
+    first, second = (host.collector for host in two_hosts.hosts)
+    first.domain_event(event_of(running[0], "rebooted", at=30))
+    second.domain_event(event_of(running[0], "rebooted", at=20))
+    events = two_hosts.collect().events
+    assert [(event.timestamp_ns, event.hypervisor) for event in events] == [(20, "kvm-b"), (30, "kvm-a")]
