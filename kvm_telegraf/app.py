@@ -84,8 +84,14 @@ def _subscribe(collector: Collector, conn: Any, died: Callable[[], None]) -> Cal
     return subscribe(conn, collector, collector.clock, died)
 
 
-def build_pipeline(options: Options, stdout: BinaryIO, opener: Callable = open_read_only) -> Pipeline:
-    """The source, the writer on *stdout* and the signals, for the measurements asked for."""
-    source = build_source(options, opener=opener, events=True)
+def build_pipeline(
+    options: Options, stdout: BinaryIO, opener: Callable = open_read_only, events: bool = True
+) -> Pipeline:
+    """The source, the writer on *stdout* and the signals, for the measurements asked for.
+
+    events: False for ``--once``, whose one read needs no event loop: subscribing costs
+    libvirtd round trips before the first call, outside the batch deadline.
+    """
+    source = build_source(options, opener=opener, events=events)
     # A group the daemon lacks reads no data, so shape makes nothing of it.
     return Pipeline(source, BatchWriter(stdout), Shutdown(), measurements_of(options), groups_of(options))

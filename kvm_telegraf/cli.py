@@ -223,7 +223,7 @@ def main(
     from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
 
     _start(ctx)
-    pipeline = build_pipeline(ctx.params, click.get_binary_stream("stdout"), _opener(ctx))
+    pipeline = build_pipeline(ctx.params, click.get_binary_stream("stdout"), _opener(ctx), events=not once)
     restore = pipeline.shutdown.install()
     try:
         if once:
