@@ -22,9 +22,14 @@ from tests.harness.loglines import log_lines
 def pipe() -> Iterator[Tuple[StdinTrigger, int]]:
     read_end, write_end = os.pipe()
     with os.fdopen(read_end, "rb") as reader:
-        yield StdinTrigger(reader), write_end
+        trigger = StdinTrigger(reader)
+        yield trigger, write_end
         with contextlib.suppress(OSError):  # the test may have closed it already
             os.close(write_end)
+        # Wait for the reader thread to see EOF before its fd is closed: else the next test's
+        # os.pipe() reuses the number and this thread steals that test's newline.
+        while trigger.next(timeout=5):
+            pass
 
 
 def settle() -> None:
