@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, FrozenSet, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -105,6 +106,19 @@ def wait_for_gathers(influx: InfluxServer, db: str, lab: List[str], count: int, 
     return wait_until(lambda: all(len(gathers(influx, db, vm, since)) >= count for vm in lab), timeout)
 
 
+@contextmanager
+def gathering(
+    binary: Path, workdir: Path, influx: InfluxServer, lab: List[str], **settings: str
+) -> Iterator[Tuple[Telegraf, str]]:
+    """A fault test's Telegraf once every lab guest's first gather is in InfluxDB; stopped on the way out."""
+    telegraf, db = start(binary, workdir, influx, lab, **settings)
+    try:
+        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+        yield telegraf, db
+    finally:
+        telegraf.stop()
+
+
 @pytest.fixture(scope="class")
 def shipped(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path_factory: pytest.TempPathFactory
@@ -181,16 +195,12 @@ def test_a_frozen_guest_costs_one_warning_and_telegraf_still_writes_every_guest_
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
     stuck = lab[-1]
-    telegraf, db = start(telegraf_binary, tmp_path, influx, lab)
-    try:
-        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+    with gathering(telegraf_binary, tmp_path, influx, lab) as (telegraf, db):
         since = time.time_ns()
         with frozen(stuck):
             time.sleep(5 * INTERVAL)
         until = time.time_ns()
         assert wait_until(lambda: [m for m in telegraf.plugin_log("I") if "full batches resume" in m], 15)
-    finally:
-        telegraf.stop()
     during = {vm: [t for t in gathers(influx, db, vm, since) if t < until] for vm in lab}
     assert during[lab[0]] == during[stuck], "the frozen guest is in every gather"
     assert len(during[stuck]) >= 4, f"{len(during[stuck])} gathers in {5 * INTERVAL:g}s"
@@ -203,9 +213,7 @@ def test_a_frozen_guest_costs_one_warning_and_telegraf_still_writes_every_guest_
 def test_a_libvirtd_restart_logs_one_error_and_one_recovery_and_points_resume_within_two_intervals(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
-    telegraf, db = start(telegraf_binary, tmp_path, influx, lab)
-    try:
-        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+    with gathering(telegraf_binary, tmp_path, influx, lab) as (telegraf, db):
         stop_libvirtd()
         try:
             time.sleep(2 * INTERVAL)  # the shared libvirtd: keep the outage short
@@ -215,8 +223,6 @@ def test_a_libvirtd_restart_logs_one_error_and_one_recovery_and_points_resume_wi
         back = time.time_ns()
         assert wait_for_gathers(influx, db, lab, 1, back, 2 * INTERVAL + 5), telegraf.log_text()
         resumed = min(gathers(influx, db, lab[0], back))
-    finally:
-        telegraf.stop()
     late = (resumed - back) / SECOND
     assert late <= 2 * INTERVAL, f"first point {late:.1f}s after libvirtd answered"
     errors = telegraf.plugin_log("E")
@@ -227,15 +233,11 @@ def test_a_libvirtd_restart_logs_one_error_and_one_recovery_and_points_resume_wi
 def test_sigterm_to_telegraf_ends_the_plugin_within_telegrafs_window_and_leaves_no_process(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
-    telegraf, db = start(telegraf_binary, tmp_path, influx, lab)
-    try:
-        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+    with gathering(telegraf_binary, tmp_path, influx, lab) as (telegraf, db):
         plugin = telegraf.plugin_pid()
         started = time.monotonic()
         assert telegraf.stop() == 0
         took = time.monotonic() - started
-    finally:
-        telegraf.stop()
     # Telegraf closes the plugin's stdin and sends SIGTERM only after 5 s: the plugin must be gone before.
     assert took < 5, f"Telegraf took {took:.1f}s to stop"
     assert not Path(f"/proc/{plugin}").exists()
@@ -260,9 +262,7 @@ def running(program: str) -> List[int]:
 def test_a_plugin_killed_with_sigkill_is_restarted_after_restart_delay_and_points_resume(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
-    telegraf, db = start(telegraf_binary, tmp_path, influx, lab, restart_delay="3s")
-    try:
-        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+    with gathering(telegraf_binary, tmp_path, influx, lab, restart_delay="3s") as (telegraf, db):
         killed = telegraf.plugin_pid()
         os.kill(killed, signal.SIGKILL)
         started = time.monotonic()
@@ -270,8 +270,6 @@ def test_a_plugin_killed_with_sigkill_is_restarted_after_restart_delay_and_point
         took = time.monotonic() - started
         again = time.time_ns()
         assert wait_for_gathers(influx, db, lab, 1, again, 2 * INTERVAL + 5), telegraf.log_text()
-    finally:
-        telegraf.stop()
     assert 3 <= took < 3 + INTERVAL, f"restarted {took:.1f}s after the kill"
     assert [m for m in telegraf.plugin_log("E") if "exited: signal: killed" in m], telegraf.log_text()
     assert "Restarting in 3s..." in telegraf.plugin_log("I")
@@ -334,9 +332,7 @@ def sleep_until_phase(phase: float) -> None:
 def test_the_harness_and_telegraf_agree_that_newlines_behind_a_stopped_plugin_give_two_batches(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
-    telegraf, db = start(telegraf_binary, tmp_path, influx, lab)
-    try:
-        assert wait_for_gathers(influx, db, lab, 1, 0, 15), telegraf.log_text()
+    with gathering(telegraf_binary, tmp_path, influx, lab) as (telegraf, db):
         plugin = telegraf.plugin_pid()
         sleep_until_phase(0.6 * INTERVAL)  # the plugin is idle between two ticks
         os.kill(plugin, signal.SIGSTOP)
@@ -345,8 +341,6 @@ def test_the_harness_and_telegraf_agree_that_newlines_behind_a_stopped_plugin_gi
         os.kill(plugin, signal.SIGCONT)
         next_tick = resumed + int(0.4 * INTERVAL * SECOND)
         assert wait_for_gathers(influx, db, lab, 3, resumed, 3 * INTERVAL), telegraf.log_text()
-    finally:
-        telegraf.stop()
     under_telegraf = [t for t in gathers(influx, db, lab[0], resumed) if t < next_tick]
 
     driver = ExecdDriver([KVM_TELEGRAF, *only(lab)])
