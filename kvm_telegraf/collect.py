@@ -38,7 +38,7 @@ from kvm_telegraf.group_calls import (
     HostCache,
     all_calls,
 )
-from kvm_telegraf.groups import BY_NAME, stats_bits, version_text
+from kvm_telegraf.groups import BY_NAME, stats_bits, stats_flags, version_text
 from kvm_telegraf.libvirt_facts import (
     DEFAULT_STATS,
     ERR_ARGUMENT_UNSUPPORTED,
@@ -276,7 +276,7 @@ class Collector:
             conn = self.connection.get()
             self._check_groups(conn)
             try:
-                return self._guard.read(conn, 0, started)
+                return self._guard.read(conn, stats_flags(self.active_groups), started)
             except LibvirtUnavailableError:
                 raise
             except Exception as exc:  # libvirtError: daemon restarted, socket closed

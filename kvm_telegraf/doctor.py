@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector, group_supported
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUPS, stats_bits
+from kvm_telegraf.groups import GROUPS, stats_bits, stats_flags
 from kvm_telegraf.libvirt_facts import (
     ERR_ARGUMENT_UNSUPPORTED,
     STATE_RUNNING,
@@ -323,6 +323,9 @@ GROUP_ENABLE_HINTS = {
     "memory_bandwidth": "<cputune><memorytune> with a <monitor> in the domain XML (resctrl, Intel RDT MBM)",
     "dirtyrate": "virsh domdirtyrate-calc DOMAIN (a read-write call; kvm-telegraf never starts one)",
     "kvm": "<domain type='kvm'>",
+    "cache_monitor": "<cputune><cachetune> with a <monitor> in the domain XML (resctrl, Intel RDT CMT)",
+    "backing": "a disk on an image with a backing file (a qcow2 overlay, an external snapshot)",
+    "balloon": "<memballoon><stats period='N'/> in the domain XML, or virsh dommemstat --period N --live DOMAIN",
 }
 # Whether a domain's stats show the group enabled.
 GROUP_ENABLED = {
@@ -331,14 +334,26 @@ GROUP_ENABLED = {
     "memory_bandwidth": lambda stats: bool(stats.get("memory.bandwidth.monitor.count")),
     "dirtyrate": lambda stats: bool(stats.get("dirtyrate.calc_status")),
     "kvm": lambda stats: any(key.startswith("vm.") for key in stats),
+    "cache_monitor": lambda stats: bool(stats.get("cpu.cache.monitor.count")),
+    # With BACKING a backing image is a block entry of its own, under its disk's name.
+    "backing": lambda stats: (
+        len({v for k, v in stats.items() if k.endswith(".name") and k.startswith("block.")})
+        < (stats.get("block.count") or 0)
+    ),
+    "balloon": lambda stats: bool(stats.get("balloon.last-update")),
 }
 
 
 def group_findings(conn: Any, collector: Collector) -> Iterator[Finding]:
     """One line per --collect group: whether the daemon supports it, whether the domains have it on, and if asked."""
     bits = stats_bits(frozenset(GROUP_ENABLED))
+    flags = stats_flags(frozenset(GROUP_ENABLED))
     try:
-        records = [stats for dom, stats in conn.getAllDomainStats(bits, 0) if collector.domain_filter(dom.name())]
+        records = [
+            stats
+            for dom, stats in conn.getAllDomainStats(STATS_GROUPS | bits, flags)
+            if collector.domain_filter(dom.name())
+        ]
     except Exception:  # libvirtError: a daemon too old for one of the bits; the lines below say which
         records = []
     asked = collector.groups

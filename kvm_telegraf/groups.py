@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import FrozenSet, Iterable, NamedTuple, Tuple
 
 from kvm_telegraf.libvirt_facts import (
+    STATS_BACKING,
     STATS_DIRTYRATE,
     STATS_IOTHREAD,
     STATS_MEMORY,
@@ -27,6 +28,7 @@ class Group(NamedTuple):
     since: int  # the libvirt version it needs, as libvirt numbers it (major * 1,000,000 + minor * 1,000 + micro)
     calls: Tuple[str, ...]  # the libvirt calls it makes besides the bulk call, one per running domain or per host
     adds: str  # what it adds, for --help and doctor
+    flags: int = 0  # the flags it ORs into the one call (BACKING), not a stats group of its own
 
 
 GROUPS: Tuple[Group, ...] = (
@@ -53,6 +55,18 @@ GROUPS: Tuple[Group, ...] = (
         "vm_storage_pools: capacity and use per storage pool",
     ),
     Group("events", 0, 5_000, (), "vm_events: one point per libvirt domain event between two batches"),
+    # cpu.cache.monitor.* come with the cpu-total group, which the default call already asks for.
+    Group("cache_monitor", 0, 4_010_000, (), "vm_cache_monitor: resctrl cache occupancy per monitor and bank"),
+    Group(
+        "backing",
+        0,
+        1_002_012,
+        (),
+        "vm_block_chain: each disk image, backing files included: path, sizes, write threshold",
+        STATS_BACKING,
+    ),
+    # balloon.* come with the balloon group of the default call; the default measurements leave these out.
+    Group("balloon", 0, 2_001_000, (), "memory_stats_updated_s, memory_hugetlb_* on vm_totals"),
 )
 GROUP_NAMES: Tuple[str, ...] = tuple(group.name for group in GROUPS)
 BY_NAME = {group.name: group for group in GROUPS}
@@ -70,6 +84,14 @@ def stats_bits(groups: FrozenSet[str]) -> int:
     for name in groups:
         bits |= BY_NAME[name].bits
     return bits
+
+
+def stats_flags(groups: FrozenSet[str]) -> int:
+    """The call flags the groups add (BACKING for backing)."""
+    flags = 0
+    for name in groups:
+        flags |= BY_NAME[name].flags
+    return flags
 
 
 def version_text(number: int) -> str:

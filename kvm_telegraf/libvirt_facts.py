@@ -40,6 +40,7 @@ STATS_GROUP_NAMES = (
 
 # virConnectGetAllDomainStatsFlags
 STATS_NOWAIT = 1 << 29
+STATS_BACKING = 1 << 30  # block.<n>.* also for each backing-chain image; block.count counts them
 STATS_ENFORCE = 1 << 31
 # ACTIVE and SHUTOFF together select no domain: the daemon checks the groups and reads no guest.
 STATS_NO_DOMAINS = 1 | 64

@@ -14,7 +14,16 @@ from kvm_telegraf.libvirt_facts import JOB_OPERATIONS, JOB_TYPES, POOL_STATES, S
 from kvm_telegraf.points import INT64_MAX, FieldValue, Point, Tags
 from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
 
-GROUP_MEASUREMENTS = ("vm_vcpus", "vm_iothreads", "vm_memory_bandwidth", "vm_jobs", "vm_host", "vm_storage_pools")
+GROUP_MEASUREMENTS = (
+    "vm_vcpus",
+    "vm_iothreads",
+    "vm_memory_bandwidth",
+    "vm_jobs",
+    "vm_host",
+    "vm_storage_pools",
+    "vm_cache_monitor",
+    "vm_block_chain",
+)
 
 # KVM's binary stats as libvirt names them: vm.<name>.<kind>, vcpu.<n>.<name>.<kind>. A cumulative one (sum)
 # is a counter and keeps its bare name; an instant (cur) or peak (max) one keeps its suffix.
@@ -54,6 +63,26 @@ BLOCK_LIMIT_FIELDS = (
     ("limit_read_iops_max_length_s", "read_iops_sec_max_length"),
     ("limit_write_iops_max_length_s", "write_iops_sec_max_length"),
     ("limit_size_iops_bytes", "size_iops_sec"),
+)
+# block.<i>.* keys -> vm_block_chain fields; the names are vm_devices' own. A backing image has no I/O counters.
+CHAIN_FIELDS = (
+    ("read_requests", "rd.reqs"),
+    ("read_bytes", "rd.bytes"),
+    ("read_time_ns", "rd.times"),
+    ("write_requests", "wr.reqs"),
+    ("write_bytes", "wr.bytes"),
+    ("write_time_ns", "wr.times"),
+    ("flush_requests", "fl.reqs"),
+    ("flush_time_ns", "fl.times"),
+    ("errors", "errors"),
+    ("allocation_bytes", "allocation"),
+    ("capacity_bytes", "capacity"),
+    ("physical_bytes", "physical"),
+)
+# balloon.* keys the default vm_totals leaves out -> their fields (balloon group).
+BALLOON_EXTRA_FIELDS = (
+    ("memory_hugetlb_pgalloc", "balloon.hugetlb_pgalloc"),
+    ("memory_hugetlb_pgfail", "balloon.hugetlb_pgfail"),
 )
 MIB = 1024 * 1024
 KIB = 1024
@@ -98,8 +127,22 @@ def dirtyrate_fields(stats: Mapping[str, StatValue]) -> Dict[str, FieldValue]:
     return fields
 
 
+def balloon_fields(stats: Mapping[str, StatValue]) -> Dict[str, FieldValue]:
+    """When the guest last sent balloon statistics (unix seconds; 0, "never", is left out) and its huge page
+    allocations through the balloon, successful and failed."""
+    fields: Dict[str, FieldValue] = {}
+    updated = _int(stats.get("balloon.last-update"))
+    if updated:
+        fields["memory_stats_updated_s"] = updated
+    for name, key in BALLOON_EXTRA_FIELDS:
+        value = _int(stats.get(key))
+        if value is not None:
+            fields[name] = value
+    return fields
+
+
 def totals_fields(domain: DomainSample, groups: FrozenSet[str]) -> Dict[str, FieldValue]:
-    """What perf, dirtyrate and kvm add to vm_totals."""
+    """What perf, dirtyrate, kvm and balloon add to vm_totals."""
     stats = domain.stats
     fields: Dict[str, FieldValue] = {}
     if "perf" in groups:
@@ -108,6 +151,8 @@ def totals_fields(domain: DomainSample, groups: FrozenSet[str]) -> Dict[str, Fie
         fields.update(dirtyrate_fields(stats))
     if "kvm" in groups:
         fields.update(kvm_fields(stats, "vm."))
+    if "balloon" in groups:
+        fields.update(balloon_fields(stats))
     return fields
 
 
@@ -213,6 +258,65 @@ def vm_memory_bandwidth(domain: DomainSample, tags: Tags) -> List[Point]:
                     "vm_memory_bandwidth", tuple(sorted((*tags, ("monitor", str(monitor)), ("node", node_tag)))), fields
                 )
             )
+    return points
+
+
+def vm_cache_monitor(domain: DomainSample, tags: Tags) -> List[Point]:
+    """One point per resctrl cache monitor and cache bank: the last-level cache the monitored vCPUs occupy.
+
+    ``vm_cache_monitor,bank=0,monitor=vcpus_0-1,uuid=1b4e…,vcpus=0-1,vm=web01 bytes=5406720i``
+    """
+    stats = domain.stats
+    points = []
+    for i in range(_int(stats.get("cpu.cache.monitor.count")) or 0):
+        prefix = f"cpu.cache.monitor.{i}."
+        monitor = stats.get(prefix + "name") or str(i)
+        vcpus = stats.get(prefix + "vcpus")
+        for j in range(_int(stats.get(prefix + "bank.count")) or 0):
+            used = _int(stats.get(f"{prefix}bank.{j}.bytes"))
+            if used is None:
+                continue
+            bank = _int(stats.get(f"{prefix}bank.{j}.id"))
+            point_tags = [*tags, ("monitor", str(monitor)), ("bank", str(bank if bank is not None else j))]
+            if isinstance(vcpus, str) and vcpus:
+                point_tags.append(("vcpus", vcpus))
+            points.append(Point("vm_cache_monitor", tuple(sorted(point_tags)), {"bytes": used}))
+    return points
+
+
+def vm_block_chain(domain: DomainSample, tags: Tags) -> List[Point]:
+    """One point per disk image, the backing chain included (BACKING): its path, sizes and write threshold.
+
+    Tagged with the disk's target and libvirt's index of the image (``vdb[3]`` in virsh, ``index`` in the
+    XML); ``depth`` is its place in the chain, 0 for the image the guest writes to. libvirt reports I/O
+    counters for that top image only.
+
+    ``vm_block_chain,backing_index=3,device=vdb,uuid=1b4e…,vm=web01 depth=1i,path="/images/base.raw",…``
+    """
+    stats = domain.stats
+    depths: Dict[str, int] = {}
+    points = []
+    for i in range(_int(stats.get("block.count")) or 0):
+        prefix = f"block.{i}."
+        device = stats.get(prefix + "name") or f"disk{i}"
+        depth = depths.get(device, 0)
+        depths[device] = depth + 1
+        fields: Dict[str, FieldValue] = {"depth": depth}
+        path = stats.get(prefix + "path")
+        if isinstance(path, str) and path:
+            fields["path"] = path
+        for name, key in CHAIN_FIELDS:
+            value = _int(stats.get(prefix + key))
+            if value is not None:
+                fields[name] = value
+        threshold = _int(stats.get(prefix + "threshold"))
+        if threshold:
+            fields["threshold_bytes"] = threshold
+        index = _int(stats.get(prefix + "backingIndex"))
+        point_tags = [*tags, ("device", str(device))]
+        if index is not None:
+            point_tags.append(("backing_index", str(index)))
+        points.append(Point("vm_block_chain", tuple(sorted(point_tags)), fields))
     return points
 
 
@@ -338,4 +442,8 @@ def domain_points(domain: DomainSample, tags: Tags, groups: FrozenSet[str]) -> L
         points += vm_memory_bandwidth(domain, tags)
     if "jobs" in groups:
         points += vm_jobs(domain, tags)
+    if "cache_monitor" in groups:
+        points += vm_cache_monitor(domain, tags)
+    if "backing" in groups:
+        points += vm_block_chain(domain, tags)
     return points

@@ -1,7 +1,8 @@
 """End to end on live lab guests: the installed command with ``--collect``, as Telegraf runs it.
 
-Guests of their own (ktgrp-: two pinned vCPUs, two IOThreads; ktgrpk-: type='kvm'), a dir
-storage pool, an I/O limit set with virsh blkdeviotune, and a dump slowed down by its reader.
+Guests of their own (ktgrp-: two pinned vCPUs, two IOThreads; ktgrpk-: type='kvm'; ktgrpc-: vdb a
+qcow2 overlay on a raw backing file), a dir storage pool, an I/O limit set with virsh blkdeviotune,
+a write threshold set with virsh domblkthreshold, and a dump slowed down by its reader.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.harness.cli import KVM_TELEGRAF, only, parse_line
 
 pytestmark = pytest.mark.lab
 
-PREFIX, KVM_PREFIX = "ktgrp-", "ktgrpk-"
+PREFIX, KVM_PREFIX, CHAIN_PREFIX = "ktgrp-", "ktgrpk-", "ktgrpc-"
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +112,32 @@ def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
     assert not err and len(jobs) == 2
     assert jobs[0]["data_processed_bytes"] < jobs[1]["data_processed_bytes"]
     assert jobs[0]["completed"] == "false" and jobs[0]["type"] == '"unbounded"'
+
+
+@pytest.fixture(scope="module")
+def chain_guest() -> Iterator[str]:
+    try:
+        (name,) = run_lab(CHAIN_PREFIX, "up", "1", "--variant", "chain")
+    except Exception as exc:  # no libvirt, no QEMU, no root
+        need(False, f"lab could not start: {exc}")
+    subprocess.run(["virsh", "-q", "domblkthreshold", name, "vdb", "64M"], check=True)
+    yield name
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        run_lab(CHAIN_PREFIX, "down")
+
+
+def test_backing_and_balloon_on_a_live_overlay_give_each_image_and_the_stats_update_time(chain_guest):
+    before = time.time()
+    done = once([chain_guest], "--collect", "backing", "--collect", "balloon")
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    images = [
+        (t["device"], f["depth"], f["path"].strip('"').rsplit("/", 1)[1], f)
+        for _, t, f, _ in lines_of(done.stdout, "vm_block_chain")
+    ]
+    assert [image[:3] for image in images] == [("vda", 0, "vda.img"), ("vdb", 0, "vdb.qcow2"), ("vdb", 1, "vdb.img")]
+    assert images[1][3]["threshold_bytes"] == 64 * 1024 * 1024 and "read_requests" not in images[2][3]
+    disks = [t["device"] for _, t, _, _ in lines_of(done.stdout, "vm_devices") if t["type"] == "disk"]
+    assert disks == ["vda", "vdb"]  # the backing image is no disk of its own
+    (totals,) = lines_of(done.stdout, "vm_totals")
+    assert before - 60 < totals[2]["memory_stats_updated_s"] <= time.time() + 5  # the guest sends stats every 2 s
+    assert totals[2]["memory_hugetlb_pgfail"] == 0

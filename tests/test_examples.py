@@ -20,7 +20,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 import pytest
 
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import resolve
+from kvm_telegraf.groups import GROUP_NAMES, resolve
 from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
 from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot
@@ -127,15 +127,26 @@ def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
 
 def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_readmes_metrics_tables():
     schema = readme_schema()
-    points, history = [], {}
-    for snapshot in load_snapshots("lab-groups.json"):
-        cycle, history = shape_snapshot(snapshot, history, groups=resolve(["all"]))
-        points += cycle
+    points = []
+    for name in ("lab-groups.json", "lab-backing.json"):
+        history: dict = {}
+        for snapshot in load_snapshots(name):
+            cycle, history = shape_snapshot(snapshot, history, groups=resolve(["all"]))
+            points += cycle
     undocumented = {
         (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
     }
-    assert {p.measurement for p in points} >= set(GROUP_MEASUREMENTS) - {"vm_memory_bandwidth"}
+    assert {p.measurement for p in points} >= set(GROUP_MEASUREMENTS) - {"vm_memory_bandwidth", "vm_cache_monitor"}
     assert undocumented == set()
+
+
+def test_every_collect_group_has_a_row_in_the_readmes_groups_table_and_is_listed_under_the_option():
+    readme = README.read_text()
+    table = readme.split("\n## Statistics groups: `--collect`\n", 1)[1].split("\n## ", 1)[0]
+    rows = {row.split("|")[1].strip().strip("`") for row in table.splitlines() if row.startswith("| `")}
+    option = next(line for line in readme.splitlines() if line.startswith("| `--collect GROUP`"))
+    assert set(GROUP_NAMES) <= rows
+    assert [name for name in GROUP_NAMES if f"`{name}`" not in option] == []
 
 
 @pytest.mark.parametrize("where,query", dashboard_queries(), ids=[w for w, _ in dashboard_queries()])

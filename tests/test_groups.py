@@ -1,10 +1,11 @@
 """The ``--collect`` groups: the option, the one bulk call, their calls, and the groups the lab cannot produce.
 
 Most tests replay tests/snapshots/lab-groups.json, recorded on the lab with ``--collect all``
-(tests/record_snapshots.py groups). perf and memory_bandwidth cannot be produced here
-(perf events are not available inside this VM, resctrl is absent): their tests add keys
-named as libvirt's documentation of virConnectGetAllDomainStats names them, so they are
-not verified on live hardware.
+(tests/record_snapshots.py groups), and lab-backing.json (record_snapshots.py backing: a qcow2
+overlay on a raw backing file, read with BACKING). perf, memory_bandwidth and cache_monitor
+cannot be produced here (perf events are not available inside this VM, resctrl is absent):
+their tests add keys named as libvirt's documentation of virConnectGetAllDomainStats names
+them, so they are not verified on live hardware.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kvm_telegraf.cli import main
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.groups import GROUP_NAMES, resolve
-from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_ENFORCE, STATS_VM
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_BACKING, STATS_ENFORCE, STATS_VM
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, snapshot_to_json
@@ -126,7 +127,17 @@ def test_a_batch_is_one_bulk_call_plus_the_documented_per_domain_and_per_host_ca
         "dom.blockIoTune": disks,  # block_limits: one per disk
         "getMemoryStats": 1,  # host; virNodeGetInfo is cached, the pools are read once per --features-refresh
     }
-    assert source.calls[-1][0] == DEFAULT_STATS | 64 | 128 | 256 | 512 | 1024
+    # cache_monitor and balloon read keys of the default groups; backing adds a flag, not a call
+    assert source.calls[-1] == (DEFAULT_STATS | 64 | 128 | 256 | 512 | 1024, STATS_BACKING)
+
+
+def test_the_backing_flag_goes_into_the_bulk_call_only_with_collect_backing(recorded):
+    flags = {}
+    for groups in (frozenset({"vcpu", "balloon", "cache_monitor"}), frozenset({"backing"})):
+        source = CountingReplay(recorded)
+        Collector(Connection("replay:///", lambda _uri, source=source: source), groups=groups).collect()
+        flags[groups] = {flags for _stats, flags in source.calls if not flags & 64}  # 64: the no-domain probe
+    assert list(flags.values()) == [{0}, {STATS_BACKING}]
 
 
 class NoKvmStats(ReplayConnection):
@@ -318,3 +329,113 @@ def test_a_guest_whose_call_hangs_costs_the_next_cycles_only_its_own_group_point
     for snapshot in later:
         calls = {d.name: d.calls for d in snapshot.domains}
         assert calls["ktkvm-01"] == {} and calls["ktgroups-01"]["pcpus"] == {"0": 0, "1": 1}
+
+
+@pytest.fixture(scope="module")
+def chain() -> List:
+    return load_snapshots("lab-backing.json")
+
+
+def without_backing_images(domain: DomainSample) -> DomainSample:
+    """The domain as a call without BACKING reads it: each disk's first block entry only, renumbered."""
+    stats = {key: value for key, value in domain.stats.items() if not key.startswith("block.")}
+    names: List[str] = []
+    for i in range(domain.stats["block.count"]):
+        name = domain.stats[f"block.{i}.name"]
+        if name in names:
+            continue
+        prefix = f"block.{i}."
+        stats.update(
+            {f"block.{len(names)}.{k[len(prefix) :]}": v for k, v in domain.stats.items() if k.startswith(prefix)}
+        )
+        names.append(name)
+    stats["block.count"] = len(names)
+    return dataclasses.replace(domain, stats=stats)
+
+
+def test_a_backing_chain_read_with_backing_leaves_the_default_measurements_as_without_it(chain):
+    for snapshot in chain:
+        (domain,) = snapshot.domains
+        assert domain.stats["block.count"] == 3  # vda, vdb's overlay, vdb's backing file
+        plain = dataclasses.replace(snapshot, domains=(without_backing_images(domain),))
+        with_chain, _ = shape_snapshot(snapshot, {})
+        without, _ = shape_snapshot(plain, {})
+        assert with_chain == without
+        assert [dict(p.tags)["device"] for p in only(with_chain, "vm_devices") if dict(p.tags)["type"] == "disk"] == [
+            "vda",
+            "vdb",
+        ]
+
+
+def test_backing_gives_one_point_per_image_with_its_path_and_the_threshold_on_the_overlay(chain):
+    points = points_of(chain[0].domains[0], chain[0], groups=frozenset({"backing"}))
+    images = [
+        (dict(p.tags)["device"], p.fields["depth"], p.fields["path"].rsplit("/", 1)[1])
+        for p in only(points, "vm_block_chain")
+    ]
+    assert images == [("vda", 0, "vda.img"), ("vdb", 0, "vdb.qcow2"), ("vdb", 1, "vdb.img")]
+    vda, overlay, base = only(points, "vm_block_chain")
+    assert overlay.fields["threshold_bytes"] == 64 * 1024 * 1024 and "threshold_bytes" not in vda.fields
+    assert len({dict(p.tags)["backing_index"] for p in (vda, overlay, base)}) == 3  # libvirt's index: vdb[3]
+    assert overlay.fields["write_requests"] > 0 and not any(k.startswith(("read_", "write_")) for k in base.fields)
+    assert base.fields["capacity_bytes"] == overlay.fields["capacity_bytes"] == 8 * 1024 * 1024
+
+
+def test_balloon_adds_the_stats_update_time_and_huge_page_allocations_where_the_guest_reports_them(chain, recorded):
+    domain = chain[0].domains[0]
+    (totals,) = only(points_of(domain, chain[0], groups=frozenset({"balloon"})), "vm_totals")
+    assert totals.fields["memory_stats_updated_s"] == domain.stats["balloon.last-update"] > 1_700_000_000
+    assert (totals.fields["memory_hugetlb_pgalloc"], totals.fields["memory_hugetlb_pgfail"]) == (0, 0)
+    (plain,) = only(points_of(domain, chain[0], groups=frozenset()), "vm_totals")
+    assert not any(name in plain.fields for name in ("memory_stats_updated_s", "memory_hugetlb_pgalloc"))
+    never = domain_named(recorded[0], "ktkvm-")  # never booted far enough to send balloon stats
+    assert never.stats["balloon.last-update"] == 0
+    (totals,) = only(points_of(never, recorded[0], groups=frozenset({"balloon"})), "vm_totals")
+    assert "memory_stats_updated_s" not in totals.fields
+
+
+def test_the_cache_monitor_is_one_point_per_monitor_and_bank_from_the_documented_keys(recorded):
+    # Not verified on live hardware: the lab has no resctrl (Intel RDT CMT); it reports cpu.cache.monitor.count 0.
+    domain = domain_named(recorded[0], "ktgroups-")
+    assert domain.stats["cpu.cache.monitor.count"] == 0
+    assert not only(points_of(domain, recorded[0], groups=frozenset({"cache_monitor"})), "vm_cache_monitor")
+    documented: Dict[str, Any] = {
+        "cpu.cache.monitor.count": 2,
+        "cpu.cache.monitor.0.name": "vcpus_0",
+        "cpu.cache.monitor.0.vcpus": "0",
+        "cpu.cache.monitor.0.bank.count": 2,
+        "cpu.cache.monitor.0.bank.0.id": 0,
+        "cpu.cache.monitor.0.bank.0.bytes": 5406720,
+        "cpu.cache.monitor.0.bank.1.id": 1,
+        "cpu.cache.monitor.0.bank.1.bytes": 0,
+        "cpu.cache.monitor.1.name": "vcpus_1",
+        "cpu.cache.monitor.1.vcpus": "1",
+        "cpu.cache.monitor.1.bank.count": 1,
+        "cpu.cache.monitor.1.bank.0.id": 0,
+        "cpu.cache.monitor.1.bank.0.bytes": 1048576,
+    }
+    points = points_of(dataclasses.replace(domain, stats={**domain.stats, **documented}), recorded[0])
+    assert [
+        (dict(p.tags)["monitor"], dict(p.tags)["vcpus"], dict(p.tags)["bank"], p.fields)
+        for p in only(points, "vm_cache_monitor")
+    ] == [
+        ("vcpus_0", "0", "0", {"bytes": 5406720}),
+        ("vcpus_0", "0", "1", {"bytes": 0}),
+        ("vcpus_1", "1", "0", {"bytes": 1048576}),
+    ]
+
+
+def test_doctor_says_for_the_new_groups_whether_the_domains_have_them_and_how_to_enable_the_cache_monitor(chain):
+    result = runner().invoke(
+        main, ["--collect", "backing", "doctor"], obj={"opener": lambda _: ReplayConnection(chain)}
+    )
+    lines = [line for line in result.stdout.splitlines() if " group " in f" {line[6:]}"]
+    assert (
+        "ok    group backing: on (--collect); supported; enabled on 1 of 1 domain(s); no extra call (bulk stats)"
+        in lines
+    )
+    assert "ok    group balloon: off; supported; enabled on 1 of 1 domain(s); no extra call (bulk stats)" in lines
+    assert (
+        "ok    group cache_monitor: off; supported; enabled on 0 of 1 domain(s) (to enable: <cputune><cachetune> "
+        "with a <monitor> in the domain XML (resctrl, Intel RDT CMT)); no extra call (bulk stats)" in lines
+    )
