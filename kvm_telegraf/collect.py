@@ -271,7 +271,11 @@ class Collector:
         self._guard.stats = STATS_GROUPS | stats_bits(self._active)
 
     def _bulk_stats(self, started: float) -> Tuple[RawStats, str]:
-        """The tiered read; after a dead connection (libvirtd restarted) it reconnects and retries once."""
+        """The tiered read; a failed call is made once more in the same cycle, on a new connection if it died.
+
+        A dead connection is libvirtd restarted. On a live one, libvirt 9.0 fails the whole call when a guest is
+        destroyed while the call reads it (seen with the iothread and dirtyrate bits), and the retry finds it gone.
+        """
         for attempt in (1, 2):
             conn = self.connection.get()
             self._check_groups(conn)
@@ -279,11 +283,10 @@ class Collector:
                 return self._guard.read(conn, stats_flags(self.active_groups), started)
             except LibvirtUnavailableError:
                 raise
-            except Exception as exc:  # libvirtError: daemon restarted, socket closed
-                alive = _is_alive(conn)
-                if not alive:
+            except Exception as exc:  # libvirtError: daemon restarted, socket closed, a domain gone mid-call
+                if not _is_alive(conn):
                     self.connection.close()
-                if alive or attempt == 2:
+                if attempt == 2:
                     raise LibvirtUnavailableError(f"stats call failed: {error_message(exc)}") from None
         raise AssertionError("unreachable")
 
