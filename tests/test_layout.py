@@ -53,7 +53,9 @@ def moved_on(snapshot: Snapshot, step: int, before: Optional[Snapshot] = None) -
     )
     shift = step * INTERVAL_NS
     started = snapshot.started_ns + shift if snapshot.started_ns is not None else None
-    return dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift, domains=domains, started_ns=started)
+    return dataclasses.replace(
+        snapshot, timestamp_ns=snapshot.timestamp_ns + shift, domains=domains, started_ns=started
+    )
 
 
 def steady(snapshots: Sequence[Snapshot], extra: int = 3) -> List[Snapshot]:
@@ -156,9 +158,7 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("change", sorted(CHANGES))
-def test_a_domain_that_changes_is_shaped_and_encoded_that_cycle_and_printed_as_the_reference_does(
-    change, monkeypatch
-):
+def test_a_domain_that_changes_is_shaped_and_encoded_that_cycle_and_printed_as_the_reference_does(change, monkeypatch):
     base = running_lab()
     mutated = [changed(snapshot, first_only(CHANGES[change])) for snapshot in base[3:]]
     cycles = [*base[:3], mutated[0], *base[4:]]  # the change for one cycle, then back
