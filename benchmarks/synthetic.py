@@ -1,17 +1,27 @@
-"""Shape + encode on their own, on a synthetic host of 1,000 domains.
+"""Shape + encode on their own, on a synthetic host of 1,000 domains: the reference path and compiled layouts.
 
 The domains are the recorded real ones (tests/snapshots/*.json), replicated
-with new names and UUIDs, two consecutive cycles each so that cpu_percent is
-computed as on a live host. The encoder is kept across batches, as in the
-long-running process.
+with new names and UUIDs. Three consecutive cycles: the two recorded ones and
+a third one interval on with the second's keys, as a long-running process sees
+a host; the third is timed, so cpu_percent and the disk latencies are computed
+as on a live host. The encoder (and the layout cache) are kept across
+batches, as in the long-running process. The --collect groups add cardinality:
+with ``vcpu`` and 8 vCPUs per domain, 7 more lines per running domain.
+
+    python -m benchmarks.synthetic              # both variants, groups off, vcpu, all
+    python -m benchmarks.synthetic --callgrind  # instructions per batch (valgrind)
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import dataclasses
 import pathlib
+import re
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
@@ -22,7 +32,8 @@ from kvm_telegraf.layout import LayoutCache
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
-SNAPSHOT_DIR = pathlib.Path(__file__).resolve().parent.parent / "tests" / "snapshots"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+SNAPSHOT_DIR = REPO / "tests" / "snapshots"
 REPLICA_NAMESPACE = uuid.UUID("6f1d3c55-0c4e-4f0e-9a57-6b656e636821")
 
 
@@ -180,3 +191,84 @@ def formatting_floor_s(points, timestamp_ns: int) -> float:
     started = time.perf_counter()
     "".join([f"{m} {','.join([f'{k}={v}' for k, v in fields.items()])} {timestamp_ns}\n" for m, _, fields, _ in points])
     return time.perf_counter() - started
+
+
+CALLGRIND_COLLECTED = re.compile(r"Collected : (\d+)")
+
+
+def run_batches(variant: str, groups: FrozenSet[str], vcpus: Optional[int], batches: int, count: int = 1000) -> None:
+    """Set up the synthetic host and one variant, then run *batches* batches (what callgrind counts)."""
+    batch = VARIANTS[variant](steady_host(count, vcpus), groups)
+    batch()  # the encoder's caches, as in a long-running process
+    for _ in range(batches):
+        batch()
+
+
+def callgrind_instructions(variant: str, groups: FrozenSet[str], vcpus: Optional[int], count: int = 1000) -> int:
+    """Instructions of one batch under valgrind's callgrind: a run with 2 batches minus one with none, halved.
+
+    Repeatable to a few parts in a million, where timings on a shared machine are not.
+    """
+    totals = []
+    for batches in (0, 2):
+        argv = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            "-m",
+            "benchmarks.synthetic",
+            "--run",
+            variant,
+            "--groups",
+            ",".join(sorted(groups)) or "none",
+            "--vcpus",
+            str(vcpus or 0),
+            "--batches",
+            str(batches),
+            "--domains",
+            str(count),
+        ]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO)
+        match = CALLGRIND_COLLECTED.search(done.stderr)
+        if match is None:
+            raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
+        totals.append(int(match.group(1)))
+    return (totals[1] - totals[0]) // 2
+
+
+# The comparisons of benchmarks/README.md: groups off, vcpu with 8 vCPUs, every group with 8 vCPUs.
+SETUPS = (("none", frozenset(), None), ("vcpu", frozenset({"vcpu"}), 8), ("all", GROUPS_ON, GROUPS_ON_VCPUS))
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--callgrind", action="store_true", help="instructions per batch, each variant and setup")
+    parser.add_argument("--domains", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--run", choices=sorted(VARIANTS), help=argparse.SUPPRESS)  # what --callgrind runs
+    parser.add_argument("--groups", default="none", help=argparse.SUPPRESS)
+    parser.add_argument("--vcpus", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--batches", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run:
+        groups = frozenset() if args.groups == "none" else frozenset(args.groups.split(","))
+        run_batches(args.run, groups, args.vcpus or None, args.batches, args.domains)
+        return 0
+    for name, groups, vcpus in SETUPS:
+        if args.callgrind:
+            counts = {variant: callgrind_instructions(variant, groups, vcpus, args.domains) for variant in VARIANTS}
+            figures = ", ".join(f"{variant} {count / 1e6:,.0f} M" for variant, count in counts.items())
+            print(f"--collect {name}, vCPUs {vcpus or 'as recorded'}: instructions per batch: {figures}")
+        else:
+            timed = time_shape_encode(args.domains, args.repeats, groups, vcpus)
+            figures = ", ".join(f"{variant} {timed[f'{variant}_per_domain_us']:.1f} us" for variant in VARIANTS)
+            print(
+                f"--collect {name}, vCPUs {vcpus or 'as recorded'}: {timed['lines']:,} lines, per domain: {figures}; "
+                f"byte-identical: {timed['identical']}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
