@@ -6,14 +6,16 @@
 
 Each round makes, one after the other (the order rotates from round to round):
 the bare ``getAllDomainStats`` with kvm-telegraf's groups and flags plus the
-name filter; one Pipeline cycle with compiled layouts (what the process runs);
-one with the reference path (``layouts=None``: shape_snapshot + encode). Each
+name filter; one Pipeline cycle (shape_snapshot + encode: what the process
+runs); one cycle of a Pipeline whose batch comes from the compiled layouts of
+``layout_cache.py`` (the design tried and not shipped). Each
 is timed with ``time.process_time_ns()`` (CLOCK_PROCESS_CPUTIME_ID: the
 kernel's nanosecond run time, summed over the threads, the same count as
 schedstat; the pipelines make their call on a worker thread) and the wall
 clock. Prints one JSON object: per contender the per-round samples.
 
-Only the kvm_telegraf package and libvirt are imported: it runs outside this checkout.
+Besides layout_cache.py next to it, only the kvm_telegraf package and libvirt are imported:
+it runs with the kvm-telegraf installed for the bench, outside this checkout.
 """
 
 from __future__ import annotations
@@ -26,10 +28,24 @@ import time
 from typing import Callable, Dict, List
 
 import libvirt
+from layout_cache import LayoutCache  # this file's directory is on sys.path when it runs as a script
 
 from kvm_telegraf.app import build_pipeline
 from kvm_telegraf.cli import main as cli_main
 from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.pipeline import Pipeline
+
+
+def layout_cycle(pipeline: Pipeline) -> Callable[[], None]:
+    """Pipeline.cycle with the batch from a LayoutCache: the same collect and write."""
+    cache = LayoutCache()
+
+    def cycle() -> None:
+        snapshot = pipeline.source.collect()
+        batch = cache.encode(snapshot, pipeline.encoder, pipeline.measurements, pipeline.groups)
+        pipeline.writer.write(batch)
+
+    return cycle
 
 
 def measure(rounds: int, contenders: Dict[str, Callable[[], None]], pause_s: float = 0.2) -> Dict[str, Dict]:
@@ -57,16 +73,15 @@ def main(argv: List[str]) -> int:
 
     options = cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob]).params
     sink = open(os.devnull, "wb")  # noqa: SIM115 - open for the whole run
+    shipped = build_pipeline(options, sink, events=False)
     compiled = build_pipeline(options, sink, events=False)
-    reference = build_pipeline(options, sink, events=False)
-    reference.layouts = None
+    contenders = {"bare": bare, "reference": shipped.cycle, "layouts": layout_cycle(compiled)}
     for _ in range(2):  # warm-up: connections, domain XML, the layouts compiled, the encoders' caches
-        bare()
-        compiled.cycle()
-        reference.cycle()
-    samples = measure(rounds, {"bare": bare, "layouts": compiled.cycle, "reference": reference.cycle})
+        for contender in contenders.values():
+            contender()
+    samples = measure(rounds, contenders)
     print(json.dumps(samples))
-    for pipeline in (compiled, reference):
+    for pipeline in (shipped, compiled):
         pipeline.source.close()
     conn.close()
     return 0

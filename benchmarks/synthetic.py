@@ -26,9 +26,9 @@ import time
 import uuid
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from benchmarks.layout_cache import LayoutCache
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import GROUP_NAMES
-from kvm_telegraf.layout import LayoutCache
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
@@ -128,7 +128,7 @@ def reference_variant(cycles: Sequence[Snapshot], groups: FrozenSet[str]) -> Bat
 
 
 def layout_variant(cycles: Sequence[Snapshot], groups: FrozenSet[str]) -> Batch:
-    """LayoutCache.encode of the last cycle, its layouts compiled in the cycles before (kvm_telegraf/layout.py)."""
+    """LayoutCache.encode of the last cycle, its layouts compiled in the cycles before (benchmarks/layout_cache.py)."""
     encoder, cache = LineEncoder(), LayoutCache()
     for snapshot in cycles[:-1]:
         cache.encode(snapshot, encoder, groups=groups)

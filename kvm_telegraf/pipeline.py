@@ -8,7 +8,6 @@ from typing import Dict, FrozenSet, Optional, Protocol
 
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.layout import LayoutCache
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.shape import MEASUREMENTS, Reading, shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
@@ -37,8 +36,6 @@ class Pipeline:
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     groups: FrozenSet[str] = frozenset()  # --collect
     encoder: LineEncoder = field(default_factory=LineEncoder)
-    # Compiled layouts (layout.py); None: every domain through shape_snapshot + encoder, the reference path.
-    layouts: Optional[LayoutCache] = field(default_factory=LayoutCache)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush
     _outage: Optional[str] = field(default=None, init=False)
@@ -49,13 +46,10 @@ class Pipeline:
         if self.shutdown.take_reload():
             self.source.forget_configs()
         snapshot = self.source.collect()
-        if self.layouts is not None:
-            batch = self.layouts.encode(snapshot, self.encoder, self.measurements, self.groups, self._last_cycle_ns)
-        else:
-            points, self._history = shape_snapshot(
-                snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns
-            )
-            batch = self.encoder.encode(points, snapshot.timestamp_ns)
+        points, self._history = shape_snapshot(
+            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns
+        )
+        batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():
             self.writer.write(batch)
         self._last_cycle_ns = time.monotonic_ns() - began

@@ -1,4 +1,6 @@
-"""Compiled layouts print every batch byte for byte as shape + encode do, and step aside whenever a domain changes.
+"""The benchmark's compiled layouts print every batch byte for byte as shape + encode, stepping aside on any change.
+
+Not shipped (benchmarks/layout_cache.py says why); these keep its side-by-side figures a fair comparison.
 
 The reference is shape_snapshot + LineEncoder.encode (pinned by the goldens in
 test_shape and test_encode). The cycles come from the recorded lab snapshots,
@@ -12,10 +14,10 @@ from typing import Callable, Dict, FrozenSet, List, Optional, Sequence
 
 import pytest
 
-from kvm_telegraf import layout
+from benchmarks import layout_cache as layout
+from benchmarks.layout_cache import LayoutCache
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import GROUP_NAMES
-from kvm_telegraf.layout import LayoutCache
 from kvm_telegraf.points import INT64_MAX
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot

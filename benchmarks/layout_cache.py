@@ -1,19 +1,27 @@
-"""Compiled layouts: each domain's default lines as one getter and one format string (issue #15, section 2).
+"""Compiled layouts, issue #15 section 2: tried, measured side by side, not shipped.
 
-A domain's set of stat keys rarely changes between cycles. So after shape +
-encode (the reference path) have printed a domain once, its layout is
-compiled from what they printed: one ``itemgetter`` over every stat the lines
-need, a few C-level ``map`` passes for the derived values (KiB scaling,
-device sums, ``memory_used_bytes``), and one pre-escaped ``%`` format string
-for all its lines. While the domain's identity, its set of keys and the stats
-it watches (names, counts, values that were not reportable) stay the same,
-and every value it fetches is a reportable integer, the next cycles print
-that domain with the layout; otherwise that cycle goes through shape + encode
-again and the layout is compiled anew. A layout is only used after it printed
-its own cycle byte for byte as the reference path did.
+kvm-telegraf ships shape + encode (shape_snapshot, LineEncoder.encode): the
+targets this design was to reach (CPU per cycle <= 2x the bare call's client
+CPU, no loss of peak RSS) were missed, so the plain code stays (README,
+Performance). This module is kept so that ``benchmarks/synthetic.py`` and
+``benchmarks/same_process.py`` measure the two side by side; it imports only
+kvm_telegraf, so same_process.py can load it next to an installed copy.
+
+The design: a domain's set of stat keys rarely changes between cycles. So
+after shape + encode have printed a domain once, its layout is compiled from
+what they printed: one ``itemgetter`` over every stat the lines need, a few
+C-level ``map`` passes for the derived values (KiB scaling, device sums,
+``memory_used_bytes``), and one pre-escaped ``%`` format string for all its
+lines. While the domain's identity, its set of keys and the stats it watches
+(names, counts, values that were not reportable) stay the same, and every
+value it fetches is a reportable integer, the next cycles print that domain
+with the layout; otherwise that cycle goes through shape + encode again and
+the layout is compiled anew. A layout is only used after it printed its own
+cycle byte for byte as the reference path did. ``_sources`` mirrors shape's
+field tables; a field it does not know keeps the domain on the reference path.
 
 Pure like shape and encode: no I/O, no clock. The state (one entry per
-domain, dropped with the domain) lives in a LayoutCache that its Pipeline holds.
+domain, dropped with the domain) lives in a LayoutCache.
 """
 
 from __future__ import annotations
@@ -449,7 +457,7 @@ def compile_layout(domain: DomainSample, points: Sequence[Point], lines: Sequenc
 
 
 class LayoutCache:
-    """The compiled layouts of one Pipeline's domains, and what each domain's next cycle needs from this one.
+    """The compiled layouts of a host's domains, and what each domain's next cycle needs from this one.
 
     ``encode`` prints a batch byte for byte as ``shape_snapshot`` + ``LineEncoder.encode``
     (the reference path, which shape's and encode's tests pin) would: a domain whose
