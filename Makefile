@@ -10,7 +10,7 @@ LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static
 TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev golang-github-influxdata-toml-dev
 # What `pip install` into a plain venv needs to build libvirt-python from source (tests/test_install.py).
 BUILD_DEBS    := libvirt-dev pkg-config gcc python3-dev
-BENCH_DEBS    := collectd-core prometheus-libvirt-exporter
+BENCH_DEBS    := collectd-core prometheus-libvirt-exporter valgrind
 # The Telegraf the end-to-end tests and `make bench` run (tests/test_telegraf.py), built from the Go module
 # proxy by scripts/build-telegraf with only these plugins. The version is named here only; a new pin builds
 # anew, the same pin never again (after changing TELEGRAF_TAGS: rm -rf .cache/telegraf).

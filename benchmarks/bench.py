@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import platform
 import queue
@@ -27,11 +28,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from benchmarks import procstat
 from benchmarks.peers import COLLECTD, EXPORTER, Collectd, Exporter, stop_process
-from benchmarks.synthetic import time_shape_encode
+from benchmarks.synthetic import GROUPS_ON, GROUPS_ON_VCPUS, time_shape_encode
 from benchmarks.under_telegraf import (
     Agreement,
     Setup,
@@ -59,6 +60,7 @@ README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:e
 # The targets of issue #5, each a ratio or a limit measured in the same run.
 LATENCY_RATIO_MAX = 1.05
 CPU_RATIO_MAX = 0.5
+CPU_BARE_RATIO_MAX = 2.0  # issue #15: CPU per cycle against the bare call's own client CPU, in one process
 PEAK_RSS_MIB_MAX = 30.0
 SHAPE_ENCODE_US_MAX = 25.0
 START_S_MAX = 0.5
@@ -409,7 +411,9 @@ class Results:
     start_s: List[float]
     rss_mib: Dict[str, float]
     stat_mean_s: Dict[str, Optional[float]]
-    synthetic: Dict[str, float]
+    synthetic: Dict[str, Any]
+    synthetic_groups: List[Dict[str, Any]]
+    same_process: Optional[Dict[str, Dict[str, List[float]]]]
     lines_per_batch: int
     exporter_domains: int
     running: int
@@ -564,7 +568,9 @@ def run(guests: int, cycles: int, running: int, workdir: str, telegraf: Path) ->
             "exporter": meters["exporter"].stat_mean_s(),
         }
         machine = machine_info()
-        collectds[-1].stop()  # no read of collectd's between Telegraf's
+        collectds[-1].stop()  # no read of collectd's between Telegraf's (nor of the same-process rounds)
+        log(f"CPU per cycle against the bare call's, in one process: {cycles} rounds")
+        same = same_process(workdir, glob, cycles)
         telegraf_rows = under_telegraf(telegraf, workdir, names, argv, cycles)
         resumed = names[:running]
         if running:
@@ -595,8 +601,12 @@ def run(guests: int, cycles: int, running: int, workdir: str, telegraf: Path) ->
             collectd.stop()
         exporter.stop()
         bare.close()
-    log("shape + encode on a synthetic 1,000-domain host")
+    log("shape + encode on a synthetic 1,000-domain host: groups off; vcpu, then all on, with 8 vCPUs per domain")
     synthetic = time_shape_encode(1000, repeats=max(cycles, 15))
+    synthetic_groups = [
+        time_shape_encode(1000, repeats=max(cycles, 15), groups=groups, vcpus=GROUPS_ON_VCPUS)
+        for groups in (frozenset({"vcpu"}), GROUPS_ON)
+    ]
     return Results(
         machine=machine,
         cycles=cycles,
@@ -610,6 +620,8 @@ def run(guests: int, cycles: int, running: int, workdir: str, telegraf: Path) ->
         rss_mib=rss,
         stat_mean_s=stat_means,
         synthetic=synthetic,
+        synthetic_groups=synthetic_groups,
+        same_process=same,
         lines_per_batch=kvm.lines_per_batch,
         exporter_domains=exporter_domains,
         running=running,
@@ -618,6 +630,26 @@ def run(guests: int, cycles: int, running: int, workdir: str, telegraf: Path) ->
         agreement=agreed,
         agreement_running=running,
     )
+
+
+def same_process(workdir: str, glob: str, rounds: int) -> Optional[Dict[str, Dict[str, List[float]]]]:
+    """benchmarks/same_process.py with the installed kvm-telegraf's Python: per contender, per-round CPU and wall."""
+    python = os.path.join(workdir, "venv", "bin", "python")
+    script = os.path.join(REPO, "benchmarks", "same_process.py")
+    try:
+        done = subprocess.run(
+            [python, script, URI, glob, str(rounds)], capture_output=True, text=True, timeout=rounds * 30, check=True
+        )
+        return json.loads(done.stdout)
+    except (subprocess.SubprocessError, ValueError) as exc:
+        log(f"same-process rounds failed: {type(exc).__name__}: {exc}")
+        return None
+
+
+def paired_median(numerators: List[float], denominators: List[float]) -> Optional[float]:
+    """The median of the per-round ratios (a pair shares the load of its moment)."""
+    ratios = [a / b for a, b in zip(numerators, denominators) if b > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def measure(series: Series, sample: Callable[[Series], None]) -> None:
@@ -716,11 +748,15 @@ def render(results: Results) -> str:
         f"| Peak RSS | <= {PEAK_RSS_MIB_MAX:.0f} MiB | {r.rss_mib['kvm-telegraf']:.1f} MiB | "
         f"{verdict(r.rss_mib['kvm-telegraf'], PEAK_RSS_MIB_MAX)} |",
         f"| Shape + encode, {syn['domains']:,} domains | <= {SHAPE_ENCODE_US_MAX:.0f} us per domain | "
-        f"{syn['per_domain_us']:.1f} us per domain ({fmt_ms(syn['batch_s'])} for {syn['lines']:,} lines, "
-        f"{syn['bytes'] / kib / kib:.1f} MiB; printing the same fields as bare key=value text alone: "
-        f"{syn['floor_per_domain_us']:.1f} us) | {verdict(syn['per_domain_us'], SHAPE_ENCODE_US_MAX)} |",
+        f"{syn['reference_per_domain_us']:.1f} us per domain ({syn['lines']:,} lines, "
+        f"{syn['bytes'] / kib / kib:.1f} MiB; compiled layouts, not shipped: {syn['layout_per_domain_us']:.1f} us, "
+        f"byte-identical: {'yes' if syn['identical'] else 'NO'}; printing the same fields as bare key=value text "
+        f"alone: {syn['floor_per_domain_us']:.1f} us) | "
+        f"{verdict(syn['reference_per_domain_us'], SHAPE_ENCODE_US_MAX)} |",
+        same_process_target(r),
         f"| Start to first batch | <= {START_S_MAX:.1f} s | {fmt_s(start)} | {verdict(start, START_S_MAX)} |",
     ]
+    lines += render_same_process(r)
     lines += render_telegraf(r)
     if r.running:
         live = r.live
@@ -757,6 +793,65 @@ def render(results: Results) -> str:
     if failures:
         lines += ["", "Failed cycles (left out of the medians): " + "; ".join(failures) + "."]
     return "\n".join(lines) + "\n"
+
+
+def same_process_ratios(r: Results) -> Dict[str, Optional[float]]:
+    """Per variant, the median of the per-round ratios of its CPU to the bare call's."""
+    same = r.same_process or {}
+    bare = same.get("bare", {}).get("cpu_s", [])
+    return {
+        name: paired_median(same[name]["cpu_s"], bare) if name in same else None for name in ("layouts", "reference")
+    }
+
+
+def same_process_target(r: Results) -> str:
+    ratios = same_process_ratios(r)
+    return (
+        f"| CPU per cycle, in one process | <= {CPU_BARE_RATIO_MAX:.2f}x the bare call's client CPU | "
+        f"{fmt_ratio(ratios['reference'])} (median of the per-round ratios; with compiled layouts, not shipped: "
+        f"{fmt_ratio(ratios['layouts'])}; table below) | {verdict(ratios['reference'], CPU_BARE_RATIO_MAX)} |"
+    )
+
+
+def render_same_process(r: Results) -> List[str]:
+    """The bare call and both pipeline variants in one process; then shape + encode with every group on."""
+    out = []
+    same, ratios = r.same_process, same_process_ratios(r)
+    if same is None:
+        out += ["", "CPU per cycle in one process: not measured (see the bench's log)."]
+    else:
+        rounds = len(same["bare"]["cpu_s"])
+        out += [
+            "",
+            f"In one process (`benchmarks/same_process.py`), {rounds} rounds on the same {r.guests} paused guests, "
+            "each round the bare call, one Pipeline cycle and one cycle whose batch comes from compiled layouts "
+            "(`benchmarks/layout_cache.py`, not shipped), CPU from `time.process_time_ns()` (all threads, ns), "
+            "the median:",
+            "",
+            "| In one process | CPU per cycle | vs bare call | Wall time | vs bare call |",
+            "|---|---|---|---|---|",
+        ]
+        bare_wall = same["bare"]["wall_s"]
+        for name, label in (
+            ("bare", "bare `getAllDomainStats` + the name filter"),
+            ("reference", "Pipeline.cycle: collect, shape + encode, write (what runs)"),
+            ("layouts", "the same with compiled layouts (not shipped)"),
+        ):
+            cpu, wall = same[name]["cpu_s"], same[name]["wall_s"]
+            out.append(
+                f"| {label} | {fmt_ms(statistics.median(cpu), 2)} | "
+                f"{fmt_ratio(1.0 if name == 'bare' else ratios[name])} | {fmt_ms(statistics.median(wall))} | "
+                f"{fmt_ratio(1.0 if name == 'bare' else paired_median(wall, bare_wall))} |"
+            )
+    for g in r.synthetic_groups:
+        out += [
+            "",
+            f"Shape + encode, {g['domains']:,} synthetic domains, `--collect {g['groups']}`, {g['vcpus']} vCPUs each "
+            f"({g['lines']:,} lines, {g['bytes'] / 1024 / 1024:.1f} MiB): {g['reference_per_domain_us']:.1f} us per "
+            f"domain (compiled layouts, not shipped: {g['layout_per_domain_us']:.1f} us, byte-identical: "
+            f"{'yes' if g['identical'] else 'NO'}).",
+        ]
+    return out
 
 
 def render_telegraf(r: Results) -> List[str]:

@@ -381,6 +381,45 @@ def event_fields(event: DomainEvent) -> Dict[str, FieldValue]:
     return fields
 
 
+def shape_domain(
+    domain: DomainSample,
+    snapshot: Snapshot,
+    previous: Optional[Reading],
+    measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
+    groups: FrozenSet[str] = frozenset(),
+) -> Tuple[List[Point], Optional[Reading]]:
+    """One domain's points, in batch order, and the reading its next cycle's rates start from (None: not running)."""
+    points: List[Point] = []
+    extra = extra_tags(domain)
+    tags = domain_tags(domain, extra)
+    nics, block_devices = interfaces(domain), disks(domain.stats)
+    reading = reading_of(domain, snapshot, block_devices)
+    if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
+        previous = None
+    if reading is not None:
+        add_disk_latency(block_devices, previous)
+    if "block_limits" in groups:
+        for name, fields in block_devices:
+            fields.update(block_limit_fields(domain, name))
+    if "vm_metrics" in measurements:
+        points.append(vm_metrics(domain, tags))
+    if "vm_features" in measurements:
+        features = vm_features(domain, tags)
+        if features is not None:
+            points.append(features)
+    if "vm_devices" in measurements:
+        points += vm_devices(domain, nics, block_devices, extra)
+    if "vm_totals" in measurements:
+        percent = cpu_percent(reading, previous) if reading is not None else None
+        totals = vm_totals(domain, tags, nics, block_devices, percent)
+        if groups:
+            totals = totals._replace(fields={**totals.fields, **totals_fields(domain, groups)})
+        points.append(totals)
+    if groups:
+        points += domain_points(domain, tags, groups)
+    return points, reading
+
+
 def shape_snapshot(
     snapshot: Snapshot,
     history: History,
@@ -399,38 +438,20 @@ def shape_snapshot(
     points: List[Point] = []
     new_history: Dict[str, Reading] = {}
     for domain in snapshot.domains:
-        extra = extra_tags(domain)
-        tags = domain_tags(domain, extra)
         key = history_key(domain)
-        nics, block_devices = interfaces(domain), disks(domain.stats)
-        reading = reading_of(domain, snapshot, block_devices)
-        previous = history.get(key)
-        if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
-            previous = None
+        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups)
+        points += of_domain
         if reading is not None:
             new_history[key] = reading
-            add_disk_latency(block_devices, previous)
-        if "block_limits" in groups:
-            for name, fields in block_devices:
-                fields.update(block_limit_fields(domain, name))
-        if "vm_metrics" in measurements:
-            points.append(vm_metrics(domain, tags))
-        if "vm_features" in measurements:
-            features = vm_features(domain, tags)
-            if features is not None:
-                points.append(features)
-        if "vm_devices" in measurements:
-            points += vm_devices(domain, nics, block_devices, extra)
-        if "vm_totals" in measurements:
-            percent = cpu_percent(reading, previous) if reading is not None else None
-            totals = vm_totals(domain, tags, nics, block_devices, percent)
-            if groups:
-                totals = totals._replace(fields={**totals.fields, **totals_fields(domain, groups)})
-            points.append(totals)
-        if groups:
-            points += domain_points(domain, tags, groups)
-    if groups:
-        points += host_points(snapshot, groups, cycle_ns)
+    points += batch_points(snapshot, measurements, groups, cycle_ns)
+    return points, new_history
+
+
+def batch_points(
+    snapshot: Snapshot, measurements: FrozenSet[str], groups: FrozenSet[str], cycle_ns: Optional[int]
+) -> List[Point]:
+    """The points after every domain's: the hosts' (vm_host, vm_storage_pools), then the events."""
+    points: List[Point] = host_points(snapshot, groups, cycle_ns) if groups else []
     if EVENTS_MEASUREMENT in measurements:
         points += vm_events(snapshot)
-    return points, new_history
+    return points

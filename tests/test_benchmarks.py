@@ -7,10 +7,12 @@ import pathlib
 import resource
 import time
 
-from benchmarks.bench import README_END, README_START, verdict
+import pytest
+
+from benchmarks.bench import README_END, README_START, paired_median, verdict
 from benchmarks.peers import collectd_config
 from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
-from benchmarks.synthetic import recorded_pairs, synthetic_host
+from benchmarks.synthetic import VARIANTS, recorded_pairs, steady_host, synthetic_host
 from benchmarks.under_telegraf import MAPPING, agreement, parse, theirs_by_key
 from kvm_telegraf.shape import shape_snapshot
 
@@ -34,6 +36,36 @@ def test_the_second_synthetic_cycle_carries_cpu_percent_like_a_live_host():
     totals = [p for p in points if p.measurement == "vm_totals"]
     assert len(totals) == 20
     assert any("cpu_percent" in p.fields for p in totals)
+
+
+def test_the_steady_third_cycle_keeps_the_second_cycles_keys_and_moves_each_counter_on_as_much_again():
+    first, second, third = steady_host(10)
+    for before, after, later in zip(first.domains, second.domains, third.domains):
+        assert later.stats.keys() == after.stats.keys()
+        for key, value in after.stats.items():
+            old = before.stats.get(key)
+            grew = type(value) is int and type(old) is int and value > old
+            assert later.stats[key] == (2 * value - old if grew else value)
+    assert third.timestamp_ns - second.timestamp_ns == second.timestamp_ns - first.timestamp_ns
+
+
+def test_with_8_vcpus_each_running_synthetic_domain_has_8_vm_vcpus_lines():
+    cycles = steady_host(10, vcpus=8)
+    batch = VARIANTS["reference"](cycles, frozenset({"vcpu"}))()
+    running = [dom for dom in cycles[-1].domains if dom.id >= 0]
+    assert sum(line.startswith("vm_vcpus,") for line in batch.splitlines()) == 8 * len(running)
+
+
+@pytest.mark.parametrize("groups", [frozenset(), frozenset({"vcpu"})])
+def test_the_two_shape_and_encode_variants_print_the_same_synthetic_batch(groups):
+    cycles = steady_host(20, vcpus=4)
+    reference, compiled = (VARIANTS[name](cycles, groups) for name in ("reference", "layout"))
+    assert compiled() == reference() == compiled()  # the layout variant starts each batch from the same state
+
+
+def test_a_paired_ratio_is_the_median_of_the_per_round_ratios():
+    assert paired_median([2.0, 3.0, 10.0], [1.0, 1.0, 2.0]) == 3.0
+    assert paired_median([1.0], [0.0]) is None
 
 
 def test_collectd_reads_only_the_bench_guests_every_second_with_the_extra_stats():
