@@ -59,7 +59,7 @@ class GuestAgents:
 
     connection: Connection  # of its own: see the module's docstring
     refresh_s: float = 60.0
-    monotonic: Callable[[], float] = time.monotonic
+    monotonic: Callable[[], float] = time.monotonic  # the refresh cadence; the calls' deadlines use real time
     _lock: threading.Condition = field(default_factory=threading.Condition, init=False)
     _queue: Deque[str] = field(default_factory=collections.deque, init=False)  # UUIDs waiting for a thread
     _out: Dict[str, float] = field(default_factory=dict, init=False)  # UUID -> when its call began
@@ -94,7 +94,7 @@ class GuestAgents:
             with self._lock:
                 self._spawn(conn)
                 waiting = self._queue or any(
-                    self.monotonic() - started < GUEST_CALL_DEADLINE_S for started in self._out.values()
+                    time.monotonic() - started < GUEST_CALL_DEADLINE_S for started in self._out.values()
                 )
                 remaining = deadline - time.monotonic()
                 if not waiting or remaining <= 0:
@@ -106,7 +106,7 @@ class GuestAgents:
         if not self._queue or self._threads >= GUEST_MAX_THREADS:
             return
         moving = self._threads - sum(
-            1 for started in self._out.values() if self.monotonic() - started >= GUEST_CALL_DEADLINE_S
+            1 for started in self._out.values() if time.monotonic() - started >= GUEST_CALL_DEADLINE_S
         )
         if moving <= 0:
             self._threads += 1
@@ -119,7 +119,7 @@ class GuestAgents:
                     self._threads -= 1
                     return
                 uuid = self._queue.popleft()
-                self._out[uuid] = self.monotonic()
+                self._out[uuid] = time.monotonic()
             answer: Optional[Dict[str, Any]] = None
             try:
                 answer = dict(conn.lookupByUUIDString(uuid).guestInfo(self._types, 0))
@@ -148,7 +148,7 @@ class GuestAgents:
             self._failed &= wanted
             for uuid in sorted(wanted):
                 started = self._out.get(uuid)
-                hung = started is not None and self.monotonic() - started >= GUEST_CALL_DEADLINE_S
+                hung = started is not None and time.monotonic() - started >= GUEST_CALL_DEADLINE_S
                 if hung or uuid in self._failed:
                     results[uuid] = {"responding": False}
                 elif uuid in self._answers:
