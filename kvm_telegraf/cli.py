@@ -322,7 +322,7 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     failed = False
     try:
         for collector in collectors:  # one host after the other, each from its "connected" line on
-            for finding in diagnose(collector, interval, user):
+            for finding in diagnose(collector, interval, user, read_write=ctx.parent.params["read_write"]):
                 click.echo(str(finding))
                 failed = failed or finding.level == FAIL
     finally:

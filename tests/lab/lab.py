@@ -1246,6 +1246,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("pool-down", "remove this prefix's storage pool"),
     ):
         sub.add_parser(c, help=h)
+    for c, h in (
+        ("agent-stop", "stop (SIGSTOP) the qemu-ga of an agent-variant guest, from inside it"),
+        ("agent-resume", "resume (SIGCONT) it"),
+    ):
+        sub.add_parser(c, help=h).add_argument("name")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
@@ -1257,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(pool_up())
         elif args.cmd == "pool-down":
             pool_down()
+        elif args.cmd in ("agent-stop", "agent-resume"):
+            agent_stop(args.name, stop=args.cmd == "agent-stop")
         elif args.cmd == "pause":
             pause()
         elif args.cmd == "resume":
