@@ -92,8 +92,8 @@ class GuestAgents:
                     self._queue.append(uuid)
         while True:
             with self._lock:
-                self._spawn(conn)
-                waiting = self._queue or any(
+                moving = self._spawn(conn)
+                waiting = (self._queue and moving) or any(
                     time.monotonic() - started < GUEST_CALL_DEADLINE_S for started in self._out.values()
                 )
                 remaining = deadline - time.monotonic()
@@ -101,16 +101,19 @@ class GuestAgents:
                     return
                 self._lock.wait(min(GUEST_WAIT_STEP_S, remaining))
 
-    def _spawn(self, conn: Any) -> None:
-        """One more call thread when domains wait and every thread is held past the deadline (under the lock)."""
-        if not self._queue or self._threads >= GUEST_MAX_THREADS:
-            return
+    def _spawn(self, conn: Any) -> bool:
+        """One more call thread when domains wait and every thread is held past the deadline (under the lock).
+
+        False when none is moving and no more may start (every one waits on an agent that does not answer).
+        """
         moving = self._threads - sum(
             1 for started in self._out.values() if time.monotonic() - started >= GUEST_CALL_DEADLINE_S
         )
-        if moving <= 0:
+        if self._queue and moving <= 0 and self._threads < GUEST_MAX_THREADS:
             self._threads += 1
+            moving += 1
             threading.Thread(target=self._serve, args=(conn,), name="guest-agent", daemon=True).start()
+        return moving > 0
 
     def _serve(self, conn: Any) -> None:
         while True:

@@ -240,3 +240,17 @@ def test_a_domain_sample_without_guest_calls_gives_no_guest_point():
     sample = DomainSample(name="x", uuid="u", id=1, stats={"state.state": 1})
     points, _ = shape_snapshot(Snapshot(timestamp_ns=1, domains=(sample,)), {}, groups=frozenset({"guest"}))
     assert not [p for p in points if p.measurement in ("vm_guest", "vm_filesystems")]
+
+
+def test_when_every_thread_waits_on_a_hung_agent_the_cycle_stops_waiting_at_the_calls_deadline(monkeypatch):
+    monkeypatch.setattr(guest_agent, "GUEST_MAX_THREADS", 1)
+    hung, healthy = Agent("hang"), Agent()
+    calls = GuestAgents(Connection("test:///", lambda _uri: AgentHost({"a": hung, "b": healthy})), 60.0)
+    try:
+        began = time.monotonic()
+        calls.ask(["a", "b"], began + 5.0)
+        assert time.monotonic() - began < 2.0  # not the cycle's 5 s: "b" has no thread to wait for
+        assert calls.results(["a", "b"]) == {"a": {"responding": False}}  # "b" waits, with no answer yet
+        assert healthy.calls == 0
+    finally:
+        hung.release.set()
