@@ -144,6 +144,20 @@ def test_a_stopped_agent_costs_only_its_own_guest_fields_and_comes_back_when_it_
     assert [message for level, message in driver.stderr if level in ("E", "W")] == []
 
 
+def test_stdin_eof_ends_the_process_at_once_while_a_call_to_a_stopped_agent_hangs(agent_lab):
+    stopped = agent_lab[1]
+    run_lab(PREFIX, "agent-stop", stopped)
+    try:
+        time.sleep(3)
+        with driven([stopped]) as driver:
+            lines = batch(driver)  # its call is out, and stays out: libvirt waits for the agent
+            assert by_vm(lines, "vm_guest")[stopped] == {"agent_responding": "false"}
+            result = driver.stop()
+        assert result.returncode == 0 and not result.sent_sigterm and result.elapsed < 2.0
+    finally:
+        run_lab(PREFIX, "agent-resume", stopped)
+
+
 def test_collect_guest_without_read_write_is_refused_at_start_with_one_error_line():
     done = subprocess.run(
         [KVM_TELEGRAF, "--collect", "guest", "--once"], capture_output=True, text=True, timeout=60, check=False
