@@ -16,6 +16,7 @@ from kvm_telegraf.connection import Connection, open_read_only
 from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.events import EventQueue, start_event_loop, subscribe
 from kvm_telegraf.groups import resolve
+from kvm_telegraf.guest_agent import GuestAgents
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.pipeline import Pipeline, SnapshotSource
 from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS
@@ -35,8 +36,8 @@ def groups_of(options: Options) -> FrozenSet[str]:
     return resolve(options.get("collect") or ())
 
 
-# Groups that read the domain XML: vcpu's affinity, block_limits' disk names.
-XML_GROUPS = frozenset({"vcpu", "block_limits"})
+# Groups that read the domain XML: vcpu's affinity, block_limits' disk names, guest's agent channel state.
+XML_GROUPS = frozenset({"vcpu", "block_limits", "guest"})
 
 
 def build_source(
@@ -71,6 +72,8 @@ def build_source(
             groups=groups_of(options),
             events=EventQueue() if queue_events else None,
         )
+        if "guest" in groups_of(options):
+            collector.guest_agents = GuestAgents(Connection(uri, opener), options["guest_refresh"])
         if events:
             collector.connection.subscriber = partial(_subscribe, collector)
         collectors.append(collector)

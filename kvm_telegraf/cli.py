@@ -44,11 +44,14 @@ CONFIG_SCHEMA = {
     "metadata_tag": STRING_TABLE,
     "hypervisor_tag": FLAG,
     "collect": STRINGS,
+    "read_write": FLAG,
+    "guest_refresh": DURATION,
 }
 # Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
 INTERVAL = Duration(0.1, 86400.0)
 TIMEOUT = Duration(0.01, 3600.0)
 FEATURES_REFRESH = Duration(1.0, 7 * 86400.0)
+GUEST_REFRESH = Duration(1.0, 86400.0)
 SAMPLE = Duration(0.01, 3600.0)
 
 
@@ -69,10 +72,12 @@ def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
 
 
 def _opener(ctx: click.Context) -> Any:
-    """How connections are opened: libvirt's read-only open, or what a test passed in ``obj``."""
-    from kvm_telegraf.connection import open_read_only
+    """How connections are opened: libvirt's read-only open (read-write with --read-write), or what a test
+    passed in ``obj``."""
+    from kvm_telegraf.connection import open_read_only, open_read_write
 
-    return (ctx.obj or {}).get("opener", open_read_only)
+    default = open_read_write if ctx.params.get("read_write") else open_read_only
+    return (ctx.obj or {}).get("opener", default)
 
 
 def _start(ctx: click.Context) -> None:
@@ -122,8 +127,14 @@ class TelegrafGroup(click.Group):
     envvar="KVM_TELEGRAF_URI",
     show_default=True,
     callback=_unique_uris,
-    help="libvirt URI, opened read-only. Repeat it to read several hypervisors; each point then "
-    "carries a hypervisor tag.",
+    help="libvirt URI, opened read-only (see --read-write). Repeat it to read several hypervisors; each point "
+    "then carries a hypervisor tag.",
+)
+@click.option(
+    "--read-write",
+    is_flag=True,
+    help="Open libvirt read-write, as --collect guest needs: this grants full management of every domain "
+    "unless libvirt's polkit access driver narrows it (README: Security).",
 )
 @click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
 @click.option(
@@ -161,6 +172,13 @@ class TelegrafGroup(click.Group):
     default="5m",
     show_default=True,
     help=f"Re-read domain XML and flags this often (also on start and restart of a domain; {FEATURES_REFRESH.bounds}).",
+)
+@click.option(
+    "--guest-refresh",
+    type=GUEST_REFRESH,
+    default="60s",
+    show_default=True,
+    help=f"With --collect guest: ask each guest agent this often, at most once per cycle ({GUEST_REFRESH.bounds}).",
 )
 @click.option(
     "--hypervisor-tag",
@@ -212,6 +230,11 @@ def main(
         raise click.UsageError("--format table needs --once (it is for a person, not for Telegraf)")
     if sample is not None and output_format != "table":
         raise click.UsageError("--sample needs --format table")
+    if "guest" in (ctx.params.get("collect") or ()) and not ctx.params.get("read_write"):
+        raise click.UsageError(
+            "--collect guest needs --read-write: libvirt answers guest agent calls only on a read-write "
+            "connection (the README's Security section says what that grants)"
+        )
     if ctx.invoked_subcommand:
         return
     if output_format == "table":
@@ -299,7 +322,7 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     failed = False
     try:
         for collector in collectors:  # one host after the other, each from its "connected" line on
-            for finding in diagnose(collector, interval, user):
+            for finding in diagnose(collector, interval, user, read_write=ctx.parent.params["read_write"]):
                 click.echo(str(finding))
                 failed = failed or finding.level == FAIL
     finally:

@@ -39,6 +39,7 @@ from kvm_telegraf.group_calls import (
     all_calls,
 )
 from kvm_telegraf.groups import BY_NAME, stats_bits, stats_flags, version_text
+from kvm_telegraf.guest_agent import GuestAgents
 from kvm_telegraf.libvirt_facts import (
     DEFAULT_STATS,
     ERR_ARGUMENT_UNSUPPORTED,
@@ -243,6 +244,7 @@ class Collector:
     _config_reads: int = field(default=0, init=False)  # XML reads asked for in the last cycle
     events: Optional[EventQueue] = None  # vm_events (--collect events): what libvirt pushed, for the next batch
     _stale: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)  # UUIDs whose config changed
+    guest_agents: Optional[GuestAgents] = None  # --collect guest: the agent calls, on a connection of their own
 
     def __post_init__(self) -> None:
         self._guard = StuckCallGuard(self.timeout_s, STATS_GROUPS | stats_bits(self.groups))
@@ -456,6 +458,7 @@ class Collector:
             deadline = time.monotonic() if self.last_tier == STATE_ONLY else started + self.timeout_s + COLLECT_GRACE_S
             configs = self._configs_for(records, self.monotonic(), deadline)
         host, calls = self._group_calls(records, configs, not_responding, started + self.timeout_s + COLLECT_GRACE_S)
+        self._guest_calls(records, configs, not_responding, calls, started + self.timeout_s + COLLECT_GRACE_S)
         domains = []
         for dom, stats in records:
             name, uuid = dom.name(), dom.UUIDString()
@@ -534,6 +537,33 @@ class Collector:
                 self._completed_jobs[uuid] = signature
         return host, calls
 
+    def _guest_calls(
+        self,
+        records: RawStats,
+        configs: Dict[str, DomainConfig],
+        not_responding: Set[str],
+        calls: Dict[str, DomainCalls],
+        deadline: float,
+    ) -> None:
+        """--collect guest: what the agents of the running domains whose channel is connected answered.
+
+        Asked once per --guest-refresh (kvm_telegraf.guest_agent); each batch carries the last answer,
+        under ``calls[uuid]["guest"]``. Not on a saturated host, nor for a domain whose QEMU hangs.
+        """
+        if self.guest_agents is None or "guest" not in self.active_groups or self.last_tier == STATE_ONLY:
+            return
+        connected = []
+        for dom, stats in records:
+            config = configs.get(dom.UUIDString())
+            facts = config.facts if config is not None else None
+            if stats.get("state.state") != STATE_RUNNING or dom.name() in not_responding or facts is None:
+                continue
+            if facts.agent_state == "connected":
+                connected.append(dom.UUIDString())
+        self.guest_agents.ask(connected, deadline)
+        for uuid, answer in self.guest_agents.results(connected).items():
+            calls.setdefault(uuid, {})["guest"] = answer
+
     def forget_configs(self) -> None:
         """Read every domain's configuration again at the next collect(); safe from another thread."""
         self._forget = True
@@ -552,6 +582,8 @@ class Collector:
 
     def close(self) -> None:
         self.connection.close()
+        if self.guest_agents is not None:
+            self.guest_agents.close()
 
 
 def group_supported(conn: Any, name: str) -> bool:

@@ -47,6 +47,14 @@ def open_read_only(uri: str) -> Any:
     return libvirt.openReadOnly(uri)
 
 
+def open_read_write(uri: str) -> Any:
+    """A full connection (--read-write): what the guest agent calls need; see the README's Security section."""
+    import libvirt
+
+    quiet_libvirt_errors(libvirt)
+    return libvirt.open(uri)
+
+
 class Connection:
     """A persistent connection that reopens on demand after an error.
 

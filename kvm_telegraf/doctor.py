@@ -381,6 +381,28 @@ def group_findings(conn: Any, collector: Collector) -> Iterator[Finding]:
         yield Finding(OK, f"group {group.name}: {wanted}; supported{enabled}{calls}")
 
 
+def guest_finding(domains: Sequence[DomainSample], asked: bool, read_write: bool) -> Optional[Finding]:
+    """--collect guest: how many running domains have their agent connected; None where no domain has an
+    agent channel and the group is off (nothing to say)."""
+    running = [d for d in domains if d.stats.get("state.state") == STATE_RUNNING]
+    states = [d.config.facts.agent_state for d in running if d.config is not None and d.config.facts is not None]
+    connected = states.count("connected")
+    channels = sum(1 for state in states if state is not None)
+    if not asked and not channels:
+        return None
+    seen = f"guest agents: connected on {connected} of {len(running)} running domain(s)"
+    access = "read-write" if read_write else "read-only"
+    if not asked:
+        return Finding(NOTE, f"{seen}; --collect guest is off (it needs --read-write; this connection is {access})")
+    if not connected:
+        return Finding(
+            WARN,
+            f"{seen}: vm_guest and vm_filesystems stay empty; fix: run qemu-guest-agent in the guests, with an "
+            "org.qemu.guest_agent.0 virtio-serial channel in their XML",
+        )
+    return Finding(OK, f"{seen}; connection {access}; each asked once per --guest-refresh")
+
+
 def _libvirt_findings(conn: Any) -> Iterator[Finding]:
     """The daemon's versions and its stats groups."""
     try:
@@ -416,10 +438,13 @@ def _timed_cycle(collector: Collector, encoder: LineEncoder, history: dict) -> T
     return time.perf_counter() - started, snapshot, lines, history
 
 
-def diagnose(collector: Collector, interval_s: float, user: str, argv: Sequence[str] = ()) -> Iterator[Finding]:
+def diagnose(
+    collector: Collector, interval_s: float, user: str, argv: Sequence[str] = (), read_write: bool = False
+) -> Iterator[Finding]:
     """The findings in order; it stops after a FAIL that leaves nothing else to check.
 
     argv: the command line, to tell root how to rerun it as telegraf (default: this process's).
+    read_write: whether the connection was opened read-write (--read-write).
     """
     argv = argv or sys.argv
     uri = collector.connection.uri
@@ -430,7 +455,8 @@ def diagnose(collector: Collector, interval_s: float, user: str, argv: Sequence[
         return
     socket = read_only_socket(uri)
     over = f" over {socket}" if socket else ""
-    yield Finding(OK, f"connected to {redact_uri(uri)} read-only{over}, as user {user}")
+    access = "read-write" if read_write else "read-only"
+    yield Finding(OK, f"connected to {redact_uri(uri)} {access}{over}, as user {user}")
     if user == "root" and socket:
         yield Finding(
             NOTE,
@@ -447,6 +473,9 @@ def diagnose(collector: Collector, interval_s: float, user: str, argv: Sequence[
         return
     yield domains_finding(snapshot)
     yield from group_findings(conn, collector)
+    guest = guest_finding(snapshot.domains, "guest" in collector.groups, read_write)
+    if guest is not None:
+        yield guest
     judged = snapshot.domains
     if collector.last_tier != FULL:  # a domain whose QEMU gave nothing this time has nothing to judge
         judged = tuple(d for d in judged if d.responding and "balloon.rss" in d.stats)

@@ -102,6 +102,8 @@ class DomainFacts:
     disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
     vcpu_cpuset: Optional[str] = None  # <vcpu cpuset>: where every vCPU without a <vcpupin> may run
     vcpu_pins: Tuple[Tuple[int, str], ...] = ()  # (vCPU, cpuset) of each <cputune><vcpupin>
+    # The guest agent channel's state in the live XML: "connected", "disconnected"; None without a channel.
+    agent_state: Optional[str] = None
 
 
 def _firmware(os_element: Optional[ElementTree.Element]) -> Optional[str]:
@@ -158,6 +160,17 @@ def _disk_targets(root: ElementTree.Element) -> Tuple[str, ...]:
     return tuple(target.get("dev", "") for target in targets if target is not None and target.get("dev"))
 
 
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
+
+
+def _agent_state(root: ElementTree.Element) -> Optional[str]:
+    """The state libvirt keeps on the guest agent channel's target; "" when the channel has none (shut off)."""
+    for target in root.findall("devices/channel/target"):
+        if target.get("name") == GUEST_AGENT_CHANNEL:
+            return target.get("state", "")
+    return None
+
+
 def metadata_values(root: ElementTree.Element, tags: Iterable[MetadataTag]) -> Tuple[Tuple[str, str], ...]:
     """(tag, value) for each tag that matched; a tag given twice takes the first path that matches."""
     values = {}
@@ -198,4 +211,5 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         disks=_disk_targets(root),
         vcpu_cpuset=root.find("vcpu").get("cpuset") if root.find("vcpu") is not None else None,
         vcpu_pins=_vcpu_pins(root),
+        agent_state=_agent_state(root),
     )

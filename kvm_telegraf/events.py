@@ -46,9 +46,20 @@ KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 # Not a vm_events point, only a reason to read the domain's configuration again.
 TUNABLES_CHANGED = "tunables_changed"
-# After these the cached XML, flags and metadata of the domain are stale.
+# After these the cached XML, flags and metadata of the domain are stale (the agent events: the
+# guest agent channel's state in it, which says whether --collect guest asks the domain).
 CONFIG_CHANGING = frozenset(
-    {"defined", "undefined", "started", "device_added", "device_removed", "metadata_changed", TUNABLES_CHANGED}
+    {
+        "defined",
+        "undefined",
+        "started",
+        "device_added",
+        "device_removed",
+        "metadata_changed",
+        TUNABLES_CHANGED,
+        "agent_connected",
+        "agent_disconnected",
+    }
 )
 
 

@@ -20,6 +20,9 @@ from kvm_telegraf.libvirt_facts import (
 )
 
 ALL = "all"
+# Groups whose calls libvirt refuses on a read-only connection: --read-write must be given, and
+# ``all`` leaves them out, so it never needs more access than the default.
+READ_WRITE_GROUPS = frozenset({"guest"})
 
 
 class Group(NamedTuple):
@@ -67,15 +70,25 @@ GROUPS: Tuple[Group, ...] = (
     ),
     # balloon.* come with the balloon group of the default call; the default measurements leave these out.
     Group("balloon", 0, 2_001_000, (), "memory_stats_updated_s, memory_hugetlb_* on vm_totals"),
+    Group(
+        "guest",
+        0,
+        5_007_000,
+        ("virDomainGetGuestInfo",),
+        "vm_guest, vm_filesystems: the guest's own view through its QEMU agent (needs --read-write)",
+    ),
 )
 GROUP_NAMES: Tuple[str, ...] = tuple(group.name for group in GROUPS)
 BY_NAME = {group.name: group for group in GROUPS}
 
 
 def resolve(names: Iterable[str]) -> FrozenSet[str]:
-    """The groups of ``--collect`` values, ``all`` standing for every one."""
+    """The groups of ``--collect`` values, ``all`` standing for every one that a read-only connection serves."""
     chosen = set(names)
-    return frozenset(GROUP_NAMES) if ALL in chosen else frozenset(chosen)
+    if ALL in chosen:
+        chosen |= set(GROUP_NAMES) - READ_WRITE_GROUPS
+        chosen.discard(ALL)
+    return frozenset(chosen)
 
 
 def stats_bits(groups: FrozenSet[str]) -> int:

@@ -141,3 +141,13 @@ AGENT_REASONS = ("unknown", "domain_started", "channel")
 def word(names: tuple, number: int) -> str:
     """libvirt's number as our word; a number newer than this table stays a number, as text."""
     return names[number] if 0 <= number < len(names) else str(number)
+
+
+# virDomainGuestInfoTypes: what one virDomainGetGuestInfo call asks the guest agent for.
+GUEST_INFO_USERS = 1
+GUEST_INFO_OS = 2
+GUEST_INFO_TIMEZONE = 4
+GUEST_INFO_HOSTNAME = 8
+GUEST_INFO_FILESYSTEM = 16
+GUEST_INFO_LOAD = 128  # load.1m, load.5m, load.15m: libvirt 11.2 and later
+GUEST_INFO_LOAD_SINCE = 11_002_000

@@ -24,6 +24,16 @@ GROUP_MEASUREMENTS = (
     "vm_cache_monitor",
     "vm_block_chain",
 )
+GUEST_MEASUREMENTS = ("vm_guest", "vm_filesystems")  # --collect guest, which needs --read-write
+# virDomainGetGuestInfo keys -> vm_guest string fields, and the load averages (libvirt 11.2 and later).
+GUEST_STRING_FIELDS = (
+    ("os_id", "os.id"),
+    ("os_version_id", "os.version-id"),
+    ("kernel_release", "os.kernel-release"),
+    ("hostname", "hostname"),
+    ("timezone", "timezone.name"),
+)
+GUEST_LOAD_FIELDS = (("load1", "load.1m"), ("load5", "load.5m"), ("load15", "load.15m"))
 
 # KVM's binary stats as libvirt names them: vm.<name>.<kind>, vcpu.<n>.<name>.<kind>. A cumulative one (sum)
 # is a counter and keeps its bare name; an instant (cur) or peak (max) one keeps its suffix.
@@ -431,6 +441,62 @@ def host_points(snapshot: Snapshot, groups: FrozenSet[str], cycle_ns: Optional[i
     return points
 
 
+def vm_guest(domain: DomainSample, tags: Tags) -> List[Point]:
+    """The guest's own view through its agent, for a domain whose agent channel is connected.
+
+    ``vm_guest,uuid=1b4e…,vm=web01 os_id="debian",os_version_id="12",…,users=2i,agent_responding=true``
+    An agent that did not answer by the deadline, or failed, gives ``agent_responding=false`` alone.
+    """
+    guest = domain.calls.get("guest")
+    if not guest:
+        return []
+    info = guest.get("info") or {}
+    fields: Dict[str, FieldValue] = {}
+    for name, key in GUEST_STRING_FIELDS:
+        value = info.get(key)
+        if isinstance(value, str) and value:
+            fields[name] = value
+    users = _int(info.get("user.count"))
+    if users is not None:
+        fields["users"] = users
+    for name, key in GUEST_LOAD_FIELDS:
+        value = info.get(key)
+        if type(value) in (int, float):
+            fields[name] = float(value)
+    fields["agent_responding"] = bool(guest.get("responding"))
+    return [Point("vm_guest", tags, fields)]
+
+
+def vm_filesystems(domain: DomainSample, tags: Tags) -> List[Point]:
+    """One point per filesystem the guest has mounted, tagged with its mount point and type.
+
+    ``vm_filesystems,fstype=ext4,mountpoint=/,uuid=1b4e…,vm=web01 total_bytes=…,used_percent=41.07,disks="vda"``
+    """
+    guest = domain.calls.get("guest") or {}
+    info = guest.get("info") or {}
+    points = []
+    for i in range(_int(info.get("fs.count")) or 0):
+        prefix = f"fs.{i}."
+        mountpoint, fstype = info.get(prefix + "mountpoint"), info.get(prefix + "fstype")
+        if not isinstance(mountpoint, str) or not mountpoint:
+            continue
+        fields: Dict[str, FieldValue] = {}
+        total, used = _int(info.get(prefix + "total-bytes")), _int(info.get(prefix + "used-bytes"))
+        if total is not None:
+            fields["total_bytes"] = total
+        if used is not None:
+            fields["used_bytes"] = used
+        if total and used is not None:
+            fields["used_percent"] = round(100.0 * used / total, 2)
+        disks = [info.get(f"{prefix}disk.{j}.alias") for j in range(_int(info.get(prefix + "disk.count")) or 0)]
+        fields["disks"] = ",".join(disk for disk in disks if isinstance(disk, str) and disk)
+        fs_tags = [*tags, ("mountpoint", mountpoint)]
+        if isinstance(fstype, str) and fstype:
+            fs_tags.append(("fstype", fstype))
+        points.append(Point("vm_filesystems", tuple(sorted(fs_tags)), fields))
+    return points
+
+
 def domain_points(domain: DomainSample, tags: Tags, groups: FrozenSet[str]) -> List[Point]:
     """The per-domain measurements of the groups asked for."""
     points: List[Point] = []
@@ -446,4 +512,6 @@ def domain_points(domain: DomainSample, tags: Tags, groups: FrozenSet[str]) -> L
         points += vm_cache_monitor(domain, tags)
     if "backing" in groups:
         points += vm_block_chain(domain, tags)
+    if "guest" in groups:
+        points += vm_guest(domain, tags) + vm_filesystems(domain, tags)
     return points

@@ -178,12 +178,30 @@ def record_events() -> None:
         lab_with_prefix(EVENTS_PREFIX, "down")
 
 
+GUEST_PREFIX = "ktguest-"
+
+
+def record_guest() -> None:
+    """``--read-write --collect guest``: two guests with a real agent and an ext2 filesystem, the second's agent
+    stopped (SIGSTOP in the guest), so its call hangs past the deadline."""
+    names = lab_with_prefix(GUEST_PREFIX, "up", "2", "--variant", "agent")
+    try:
+        time.sleep(3)  # the agents have connected and the guests' loops have run
+        lab.agent_stop(names[1])
+        time.sleep(3)  # the guest's loop reads the mark within a second
+        record("lab-guest.json", names, ("--read-write", "--collect", "guest"))
+    finally:
+        lab.agent_stop(names[1], stop=False)
+        lab_with_prefix(GUEST_PREFIX, "down")
+
+
 SCENARIOS = {
     "lab": record_lab,
     "nova": record_nova,
     "groups": record_groups,
     "events": record_events,
     "backing": record_backing,
+    "guest": record_guest,
 }
 
 

@@ -51,6 +51,13 @@ class ReplayDomain:
     def blockIoTune(self, disk: str, _flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
         return dict(self._sample.calls.get("iotune", {}).get(disk, {}))
 
+    def guestInfo(self, _types: int, _flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
+        """What the agent answered; an agent recorded as not responding fails, as libvirt's call would."""
+        guest = self._sample.calls.get("guest", {})
+        if not guest.get("responding"):
+            raise RuntimeError("Guest agent is not responding: the recorded call did not answer")
+        return dict(guest["info"])
+
 
 class ReplayPool:
     def __init__(self, pool: Dict[str, Any]) -> None:
@@ -101,6 +108,10 @@ class ReplayConnection:
 
     def isAlive(self) -> bool:  # noqa: N802 - libvirt's API
         return True
+
+    def lookupByUUIDString(self, uuid: str) -> ReplayDomain:  # noqa: N802 - libvirt's API
+        snapshot = self._snapshots[max(0, min(len(self.calls), len(self._snapshots)) - 1)]
+        return ReplayDomain(next(d for d in snapshot.domains if d.uuid == uuid))
 
     # The versions of the lab that recorded the snapshots (Debian 12): libvirt 9.0.0, QEMU 7.2.22.
     def getLibVersion(self) -> int:  # noqa: N802 - libvirt's API

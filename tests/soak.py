@@ -16,7 +16,12 @@ The run fails, naming what broke, unless every tick gave exactly one batch (one 
 than the last) with the untouched guest in it, stderr held no ``E!`` or unprefixed line, RSS at the
 end is at most RSS_GROWTH_MAX_KIB above RSS after the warm-up, and fds and threads are unchanged.
 
-    .venv/bin/python -m tests.soak [--cycles 2000] [--keep-guests]
+    .venv/bin/python -m tests.soak [--cycles 2000] [--keep-guests] [--guest]
+
+--guest runs the guests of the lab's agent variant (a real QEMU guest agent each) and adds
+``--read-write --collect guest --guest-refresh 1s``: every cycle asks every agent, while ktsoak-02's
+agent goes away and comes back with each restart. KVM_TELEGRAF_SOAK_PREFIX names the guests
+otherwise (two soaks side by side).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 TESTS = Path(__file__).resolve().parent
-PREFIX = "ktsoak-"
+PREFIX = os.environ.get("KVM_TELEGRAF_SOAK_PREFIX", "ktsoak-")
 URI = "qemu:///system"
 
 STEADY, RESTARTED, PAUSED = (f"{PREFIX}0{i}" for i in (1, 2, 3))
@@ -61,6 +66,7 @@ SLOW_CHURN_PAUSE_S = 1.0  # between steps; a restarted TCG guest boots for ~5 s 
 # The process's own options: as the drop-in, plus a short features refresh so the XML re-read path
 # runs every 30 s of the run, not at most once.
 ARGS = ("--domain", f"{PREFIX}*", "--timeout", "5s", "--features-refresh", "30s", "--collect", "events")
+GUEST_ARGS = ("--read-write", "--collect", "guest", "--guest-refresh", "1s")
 
 # A domain that boots nothing: SeaBIOS finds no disk and waits. 32 MiB, no devices to speak of.
 TINY_XML = """<domain type='qemu'>
@@ -261,11 +267,11 @@ def libvirtd_pid() -> Optional[str]:
         return None
 
 
-def run_soak(cycles: int = CYCLES, sample_every: int = SAMPLE_EVERY) -> SoakResult:
+def run_soak(cycles: int = CYCLES, sample_every: int = SAMPLE_EVERY, options: Sequence[str] = ARGS) -> SoakResult:
     """Drive the real process for ``cycles`` ticks while the ktsoak- guests churn (they must be up)."""
     result = SoakResult(cycles=cycles)
     daemon = libvirtd_pid()
-    driver = ExecdDriver([KVM_TELEGRAF, *ARGS])
+    driver = ExecdDriver([KVM_TELEGRAF, *options])
     with tempfile.TemporaryDirectory(prefix="ktsoak-") as workdir:
         churn = Churn(workdir)
         driver.start()
@@ -371,14 +377,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=bool(os.environ.get("KVM_TELEGRAF_KEEP_LAB")),
         help=f"leave the {PREFIX}* guests up afterwards (also: KVM_TELEGRAF_KEEP_LAB=1)",
     )
+    parser.add_argument("--guest", action="store_true", help="agent guests, and --collect guest every cycle")
     args = parser.parse_args(argv)
     if args.cycles < 1:
         parser.error("--cycles must be at least 1")
     log(f"starting {PREFIX}01..03")
-    lab("up", "3")
+    lab("up", "3", *(("--variant", "agent") if args.guest else ()))
+    options = ARGS + GUEST_ARGS if args.guest else ARGS
     try:
-        log(f"{args.cycles} cycles of {KVM_TELEGRAF} {' '.join(ARGS)}, guests churning")
-        result = run_soak(args.cycles)
+        log(f"{args.cycles} cycles of {KVM_TELEGRAF} {' '.join(options)}, guests churning")
+        result = run_soak(args.cycles, options=options)
     finally:
         if not args.keep_guests:
             lab("down")

@@ -25,6 +25,7 @@ from kvm_telegraf.doctor import (
     connect_hint,
     diagnose,
     groups_finding,
+    guest_finding,
     memory_findings,
     own_command,
     read_only_socket,
@@ -406,3 +407,16 @@ def test_doctors_fix_for_a_missing_period_works_and_then_the_missing_driver_show
         subprocess.run(shlex.split(command), capture_output=True, check=True)
     (warning,) = run_doctor(bare_guests)
     assert warning.startswith(f"warn  {running} has a balloon stats period of 10s but its guest reports no memory")
+
+
+def test_the_guest_agent_line_counts_connected_agents_and_is_silent_where_there_is_none():
+    agents = load_snapshots("lab-guest.json")[0].domains
+    on = guest_finding(agents, asked=True, read_write=True)
+    assert on is not None and on.level == OK
+    assert "connected on 2 of 2 running domain(s); connection read-write" in on.text
+    off = guest_finding(agents, asked=False, read_write=False)
+    assert off is not None and off.level == NOTE and "--collect guest is off" in off.text
+    plain = load_snapshots("lab-running.json")[0].domains
+    assert guest_finding(plain, asked=False, read_write=False) is None
+    none = guest_finding(plain, asked=True, read_write=True)
+    assert none is not None and none.level == WARN and "qemu-guest-agent" in none.text

@@ -22,7 +22,7 @@ import pytest
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import GROUP_NAMES, resolve
 from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
-from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS
+from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS, GUEST_MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
@@ -33,7 +33,7 @@ EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
 
-TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event"}
+TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event", "mountpoint", "fstype"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
 FLUX = sorted(EXAMPLES.glob("*/*.flux"))
 PANELS = json.loads(DASHBOARD.read_text())["panels"]
@@ -118,7 +118,7 @@ def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
 
 def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
     schema = readme_schema()
-    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS, EVENTS_MEASUREMENT}
+    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS, *GUEST_MEASUREMENTS, EVENTS_MEASUREMENT}
     assert is_field(schema, "vm_totals", "cpu_percent") and is_field(schema, "vm_features", "feature_acpi")
     assert not is_field(schema, "vm_metrics", "cpu_percent")
     metrics = README.read_text().split("\n## Metrics\n", 1)[1]
@@ -147,6 +147,19 @@ def test_every_collect_group_has_a_row_in_the_readmes_groups_table_and_is_listed
     option = next(line for line in readme.splitlines() if line.startswith("| `--collect GROUP`"))
     assert set(GROUP_NAMES) <= rows
     assert [name for name in GROUP_NAMES if f"`{name}`" not in option] == []
+
+
+def test_every_guest_field_recorded_from_a_real_agent_is_in_the_readmes_metrics_tables():
+    schema = readme_schema()
+    points, history = [], {}
+    for snapshot in load_snapshots("lab-guest.json"):
+        cycle, history = shape_snapshot(snapshot, history, groups=frozenset({"guest"}))
+        points += cycle
+    undocumented = {
+        (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
+    }
+    assert {p.measurement for p in points} >= set(GUEST_MEASUREMENTS)
+    assert undocumented == set()
 
 
 @pytest.mark.parametrize("where,query", dashboard_queries(), ids=[w for w, _ in dashboard_queries()])

@@ -51,8 +51,9 @@ def only(points: List[Point], measurement: str) -> List[Point]:
     return [p for p in points if p.measurement == measurement]
 
 
-def test_collect_all_stands_for_every_group():
-    assert resolve(["all"]) == frozenset(GROUP_NAMES) and resolve(["vcpu", "vcpu"]) == {"vcpu"}
+def test_collect_all_stands_for_every_group_a_read_only_connection_serves():
+    assert resolve(["all"]) == frozenset(GROUP_NAMES) - {"guest"} and resolve(["vcpu", "vcpu"]) == {"vcpu"}
+    assert resolve(["all", "guest"]) == frozenset(GROUP_NAMES)
 
 
 def test_a_config_file_lists_groups_and_an_unknown_one_is_one_usage_line(tmp_path, recorded):

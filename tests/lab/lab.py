@@ -143,6 +143,57 @@ done
 """
 
 
+# The "agent" variant: a real QEMU guest agent (Debian's qemu-guest-agent, its binary and the shared
+# libraries ldd lists) and an ext2 filesystem on a third disk, in an initramfs of its own beside the
+# default one, so the default guest and its cache stamp stay as they are.
+AGENT_MODULES = ("virtio_console", "crc16", "crc32c_generic", "mbcache", "jbd2", "ext4")  # ext4 serves ext2
+AGENT_PACKAGE = "qemu-guest-agent"
+AGENT_DISK = "vdc"
+AGENT_DISK_MIB = 16
+AGENT_INITRD = "initrd-agent.img"
+# Written by the host at this offset of vda.img: the guest's loop reads it and stops (SIGSTOP) or
+# resumes (SIGCONT) its agent. The guest's own I/O loop only touches vda's first 4 MiB.
+AGENT_MARK_OFFSET = 7 << 20
+AGENT_STOP_MARK = b"KTLAB-AGENT-STOP"
+AGENT_OS_RELEASE = 'ID=ktlab\nVERSION_ID="1.0"\nNAME="kvm-telegraf lab"\nPRETTY_NAME="kvm-telegraf lab guest"\n'
+AGENT_SETUP = r"""
+# The guest agent: an ext2 filesystem on vdc, then qemu-ga on the org.qemu.guest_agent.0 port.
+mkdir -p /mnt/data /run /var/run /etc
+hostname ktlab-agent
+i=0
+while [ ! -b /dev/vdc ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+mke2fs -q /dev/vdc >/dev/null && mount -t ext2 /dev/vdc /mnt/data || echo "ktlab: no ext2 on vdc"
+port=
+for p in /sys/class/virtio-ports/*; do
+    [ "$(cat $p/name 2>/dev/null)" = org.qemu.guest_agent.0 ] || continue
+    port=/dev/$(basename $p)
+    [ -e $port ] || mknod $port c $(cut -d: -f1 $p/dev) $(cut -d: -f2 $p/dev)
+done
+if [ -n "$port" ]; then
+    /usr/sbin/qemu-ga -m virtio-serial -p $port -t /run -f /run/qemu-ga.pid -d || echo "ktlab: qemu-ga failed"
+else
+    echo "ktlab: no guest agent port"
+fi
+"""
+AGENT_LOOP = r"""
+    # The host's mark on vda stops or resumes the agent (tests: an agent that hangs).
+    if dd if=/dev/vda bs=4k count=1 skip=1792 iflag=direct status=none | grep -q KTLAB-AGENT-STOP; then
+        kill -STOP $(cat /run/qemu-ga.pid) 2>/dev/null
+    else
+        kill -CONT $(cat /run/qemu-ga.pid) 2>/dev/null
+    fi
+    dd if=/dev/zero of=/mnt/data/churn bs=4k count=4 conv=fsync status=none
+"""
+
+
+def agent_init_script() -> str:
+    """The default /init with the agent set up before its loop and the stop mark checked in it."""
+    script = INIT_SCRIPT.replace("\nn=0\nwhile :; do\n", AGENT_SETUP + "n=0\nwhile :; do\n" + AGENT_LOOP.lstrip("\n"))
+    if script == INIT_SCRIPT:
+        raise LabError("the agent variant cannot find the init script's loop")
+    return script
+
+
 class LabError(RuntimeError):
     """Anything that stops the lab from coming up."""
 
@@ -637,6 +688,134 @@ def build_guest(force: bool = False, refresh: bool = False) -> Guest:
     return Guest(kver, kernel, initrd)
 
 
+def _download(tmp: str, package: str) -> str:
+    """apt-get download one package into tmp (nothing is installed); the .deb's path."""
+    with contextlib.suppress(KeyError, OSError):  # let apt's sandbox user write here
+        os.chown(tmp, pwd.getpwnam("_apt").pw_uid, -1)
+    log(f"apt-get download {package}")
+    _run(["apt-get", "-q", "download", package], cwd=tmp, env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    debs = [f for f in os.listdir(tmp) if f.startswith(package.split("=")[0] + "_") and f.endswith(".deb")]
+    if len(debs) != 1:
+        raise LabError(f"apt-get download {package} gave {debs!r}")
+    return os.path.join(tmp, debs[0])
+
+
+def _fetch_agent(kver: str, dest: str) -> None:
+    """The agent's parts in dest: qemu-ga from Debian's qemu-guest-agent package and AGENT_MODULES from
+    the guest's kernel package, both streamed out of the .deb (nothing is installed)."""
+    tmp = tempfile.mkdtemp(prefix="dl-", dir=CACHE_DIR)
+    try:
+        staging = _ensure_dir(os.path.join(tmp, "x"))
+        mdir = _ensure_dir(os.path.join(staging, "modules"))
+        wanted = {"usr/sbin/qemu-ga": os.path.join(staging, "qemu-ga")}
+        for deb in (_download(tmp, AGENT_PACKAGE), _download(tmp, "linux-image-" + kver)):
+            proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
+                for m in tf:
+                    name = m.name.lstrip("./")
+                    mod, _, ext = os.path.basename(name).partition(".")
+                    target = wanted.get(name)
+                    mod = mod.replace("-", "_")
+                    in_kernel = f"/modules/{kver}/kernel/" in "/" + name and ext in ("ko", "ko.xz")
+                    if target is None and in_kernel and mod in AGENT_MODULES:
+                        target = os.path.join(mdir, mod + ".ko")
+                    if target is None or not m.isfile():
+                        continue
+                    data = tf.extractfile(m).read()
+                    with open(target, "wb") as f:
+                        f.write(lzma.decompress(data) if ext == "ko.xz" else data)
+            if proc.wait() != 0:
+                raise LabError(f"dpkg-deb --fsys-tarfile {deb} failed")
+        missing = [m for m in AGENT_MODULES if not os.path.exists(os.path.join(mdir, m + ".ko"))]
+        if missing or not os.path.exists(wanted["usr/sbin/qemu-ga"]):
+            raise LabError(f"the agent's parts are incomplete: modules {missing}, qemu-ga in {AGENT_PACKAGE}")
+        os.chmod(os.path.join(staging, "qemu-ga"), 0o755)
+        if os.path.exists(dest):
+            shutil.rmtree(dest)
+        os.rename(staging, dest)
+        os.chmod(dest, 0o755)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _shared_libraries(binary: str) -> list[str]:
+    """The absolute paths ldd lists for binary, the dynamic loader included."""
+    out = _run(["ldd", binary]).stdout
+    paths = []
+    for line in out.splitlines():
+        m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
+        if m:
+            paths.append(m.group(1))
+        elif "not found" in line:
+            raise LabError(f"ldd {binary}: {line.strip()} (install the library on the host to extract it)")
+    return paths
+
+
+def build_agent_guest(guest: Guest) -> str:
+    """The agent variant's initramfs beside the default one (its own stamp); returns its path.
+
+    The default initramfs with qemu-ga, the libraries ldd lists, /etc/os-release and the
+    virtio_console and ext2 modules added, and agent_init_script() as /init.
+    """
+    gdir = os.path.dirname(guest.initrd)
+    adir = os.path.join(CACHE_DIR, "agent", guest.kver)
+    if not os.path.exists(os.path.join(adir, "qemu-ga")):
+        _ensure_dir(os.path.dirname(adir))
+        _fetch_agent(guest.kver, adir)
+    qemu_ga = os.path.join(adir, "qemu-ga")
+    libraries = _shared_libraries(qemu_ga)
+    mdir = os.path.join(gdir, "modules")
+    mods = [m for m in MODULES if os.path.exists(os.path.join(mdir, m + ".ko"))]
+    module_files = [os.path.join(mdir, m + ".ko") for m in mods]
+    module_files += [os.path.join(adir, "modules", m + ".ko") for m in AGENT_MODULES]
+    script = agent_init_script()
+    h = hashlib.sha256()
+    for part in (INITRD_FORMAT, script, AGENT_OS_RELEASE, " ".join(mods + list(AGENT_MODULES)), " ".join(libraries)):
+        h.update(part.encode())
+    for path in [BUSYBOX, qemu_ga, *libraries, *module_files]:
+        h.update(_sha256_file(path).encode())
+    digest = h.hexdigest()
+    initrd = os.path.join(gdir, AGENT_INITRD)
+    stamp = initrd + ".sha256"
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == digest and os.path.exists(initrd):
+                return initrd
+    except OSError:
+        pass
+    log(f"building the agent initramfs for {guest.kver}")
+    dirs = {"bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules", "etc", "usr", "usr/sbin", "run", "mnt"}
+    dirs |= {os.path.dirname(path).lstrip("/") for path in libraries}
+    for d in list(dirs):
+        while "/" in d:
+            d = os.path.dirname(d)
+            dirs.add(d)
+    entries = [(d, 0o040755, b"", 0, 0) for d in sorted(dirs)]
+    entries.append(("dev/console", 0o020600, b"", 5, 1))
+    with open(BUSYBOX, "rb") as f:
+        entries.append(("bin/busybox", 0o100755, f.read(), 0, 0))
+    entries.append(("init", 0o100755, script.encode(), 0, 0))
+    entries.append(("etc/os-release", 0o100644, AGENT_OS_RELEASE.encode(), 0, 0))
+    with open(qemu_ga, "rb") as f:
+        entries.append(("usr/sbin/qemu-ga", 0o100755, f.read(), 0, 0))
+    for path in libraries:
+        with open(path, "rb") as f:  # the file the link names, at the path ldd printed
+            entries.append((path.lstrip("/"), 0o100755, f.read(), 0, 0))
+    order = mods + list(AGENT_MODULES)
+    entries.append(("lib/modules/order", 0o100644, ("\n".join(order) + "\n").encode(), 0, 0))
+    for name, path in zip(order, module_files):
+        with open(path, "rb") as f:
+            entries.append((f"lib/modules/{name}.ko", 0o100644, f.read(), 0, 0))
+    tmp = initrd + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(gzip.compress(_cpio_newc(entries), 6))
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, initrd)
+    with open(stamp, "w") as f:
+        f.write(digest + "\n")
+    return initrd
+
+
 # --------------------------------------------------------------------------
 # domains
 
@@ -745,7 +924,43 @@ def chain_variant(xml: str) -> str:
     )
 
 
-VARIANTS = {"groups": groups_variant, "chain": chain_variant}
+def agent_variant(xml: str) -> str:
+    """The guest with a real agent: its own initramfs (build_agent_guest), the org.qemu.guest_agent.0
+    channel, and a third disk (vdc) that the guest formats ext2 and mounts on /mnt/data."""
+    initrd = re.search(r"<initrd>(.*?)</initrd>", xml)
+    if initrd is None:
+        raise LabError("the agent variant needs a guest booted from an initramfs")
+    agent_initrd = os.path.join(os.path.dirname(initrd.group(1)), AGENT_INITRD)
+    xml = xml.replace(initrd.group(0), f"<initrd>{agent_initrd}</initrd>")
+    vda = re.search(r"<source file=[\"']([^\"']*)/vda\.img[\"']/>", xml)
+    if vda is None:
+        raise LabError("the agent variant cannot find vda's image")
+    disk = (
+        "    <disk type='file' device='disk'>\n"
+        "      <driver name='qemu' type='raw'/>\n"
+        f"      <source file={quoteattr(os.path.join(vda.group(1), AGENT_DISK + '.img'))}/>\n"
+        f"      <target dev='{AGENT_DISK}' bus='virtio'/>\n"
+        "    </disk>\n"
+        "    <channel type='unix'>\n"
+        "      <target type='virtio' name='org.qemu.guest_agent.0'/>\n"
+        "    </channel>\n"
+    )
+    return xml.replace("    <serial type='file'>", disk + "    <serial type='file'>", 1)
+
+
+VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant}
+# Disks a variant adds to DISKS (MiB each), and what it builds before its guests start.
+VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),)}
+VARIANT_BUILDS = {"agent": build_agent_guest}
+
+
+def agent_stop(name: str, stop: bool = True) -> None:
+    """Have the guest's loop stop (SIGSTOP) its qemu-ga within about a second, or resume it (stop=False)."""
+    with open(os.path.join(guest_dir(name), "vda.img"), "r+b") as f:
+        f.seek(AGENT_MARK_OFFSET)
+        f.write(AGENT_STOP_MARK if stop else b"\0" * len(AGENT_STOP_MARK))
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def pool_name() -> str:
@@ -908,6 +1123,8 @@ def up(
     ensure_packages()
     ensure_daemons()
     guest = build_guest()
+    if variant in VARIANT_BUILDS:
+        VARIANT_BUILDS[variant](guest)
     if kvm and not os.path.exists("/dev/kvm"):
         raise LabError("--kvm: /dev/kvm does not exist")
     want = [_name(i) for i in range(1, n + 1)]
@@ -925,11 +1142,11 @@ def up(
 
     def start(d: str) -> None:
         gd = _ensure_dir(os.path.join(_ensure_dir(os.path.join(CACHE_DIR, "guests")), d))
-        for disk in DISKS:
+        for disk, mib in [(d, DISK_MIB) for d in DISKS] + list(VARIANT_DISKS.get(variant or "", ())):
             path = os.path.join(gd, disk + ".img")
             if not os.path.exists(path):
                 with open(path, "wb") as f:
-                    f.truncate(DISK_MIB << 20)
+                    f.truncate(mib << 20)
         if d in existing:  # defined but shut off (a guest that crashed): redefine it, its UUID is new
             virsh("undefine", d, check=False)
         with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
@@ -1029,7 +1246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_up.add_argument(
         "--variant",
         choices=sorted(VARIANTS),
-        help="rewrite the guest's XML (groups: iothreads, pinning; chain: vdb on a qcow2 overlay)",
+        help="rewrite the guest's XML (groups: iothreads, pinning; chain: vdb on a qcow2 overlay; "
+        "agent: qemu-ga and an ext2 vdc)",
     )
     p_up.add_argument("--no-wait", action="store_true", help="return once started, without waiting for stats")
     p_up.add_argument(
@@ -1049,6 +1267,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("pool-down", "remove this prefix's storage pool"),
     ):
         sub.add_parser(c, help=h)
+    for c, h in (
+        ("agent-stop", "stop (SIGSTOP) the qemu-ga of an agent-variant guest, from inside it"),
+        ("agent-resume", "resume (SIGCONT) it"),
+    ):
+        sub.add_parser(c, help=h).add_argument("name")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "up":
@@ -1060,6 +1283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(pool_up())
         elif args.cmd == "pool-down":
             pool_down()
+        elif args.cmd in ("agent-stop", "agent-resume"):
+            agent_stop(args.name, stop=args.cmd == "agent-stop")
         elif args.cmd == "pause":
             pause()
         elif args.cmd == "resume":

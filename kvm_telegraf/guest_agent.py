@@ -1,0 +1,167 @@
+"""``--collect guest``: each domain's own view through its QEMU guest agent, read on a slow cadence.
+
+One virDomainGetGuestInfo call per domain whose agent channel is connected, once
+per ``--guest-refresh`` at most, on threads and a connection of their own:
+libvirt 9.0 waits for an agent that does not answer for as long as it takes (no
+timeout by default), so such a call may never come back. A call out for longer
+than GUEST_CALL_DEADLINE_S marks its domain ``agent_responding=false``, another
+thread serves the domains behind it, and the domain is not asked again until its
+call returns. On its own connection, a call that hangs does not hold one of the
+few requests libvirtd serves at once per client (``max_client_requests``, 5 by
+default) that the stats calls need. What each domain last answered is kept, as
+plain data, until the next refresh.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, Iterable, Optional, Set, Tuple
+
+from kvm_telegraf.connection import Connection, error_message
+from kvm_telegraf.libvirt_facts import (
+    GUEST_INFO_FILESYSTEM,
+    GUEST_INFO_HOSTNAME,
+    GUEST_INFO_LOAD,
+    GUEST_INFO_LOAD_SINCE,
+    GUEST_INFO_OS,
+    GUEST_INFO_TIMEZONE,
+    GUEST_INFO_USERS,
+)
+from kvm_telegraf.log import get_logger
+
+log = get_logger(__name__)
+
+# How long one domain's agent may take before it counts as not responding, and the cycle stops waiting for it.
+GUEST_CALL_DEADLINE_S = 2.0
+# Threads for the agent calls at most: each agent that never answers holds one until it does.
+GUEST_MAX_THREADS = 8
+GUEST_INFO_TYPES = GUEST_INFO_USERS | GUEST_INFO_OS | GUEST_INFO_TIMEZONE | GUEST_INFO_HOSTNAME | GUEST_INFO_FILESYSTEM
+GUEST_WAIT_STEP_S = 0.05
+
+
+def guest_info_types(lib_version: Optional[int]) -> int:
+    """The info types to ask for: load averages only from libvirt 11.2 on (older ones refuse the bit)."""
+    if lib_version is not None and lib_version >= GUEST_INFO_LOAD_SINCE:
+        return GUEST_INFO_TYPES | GUEST_INFO_LOAD
+    return GUEST_INFO_TYPES
+
+
+@dataclass
+class GuestAgents:
+    """The agent calls of one host: who is asked when, what each answered, which calls are still out.
+
+    The collecting thread calls ask() and results(); the call threads only take
+    from the queue and put their answers, under the one lock.
+    """
+
+    connection: Connection  # of its own: see the module's docstring
+    refresh_s: float = 60.0
+    monotonic: Callable[[], float] = time.monotonic  # the refresh cadence; the calls' deadlines use real time
+    _lock: threading.Condition = field(default_factory=threading.Condition, init=False)
+    _queue: Deque[str] = field(default_factory=collections.deque, init=False)  # UUIDs waiting for a thread
+    _out: Dict[str, float] = field(default_factory=dict, init=False)  # UUID -> when its call began
+    _answers: Dict[str, Dict[str, Any]] = field(default_factory=dict, init=False)  # the last good answer
+    _failed: Set[str] = field(default_factory=set, init=False)  # whose last call failed
+    _threads: int = field(default=0, init=False)
+    _due: float = field(default=float("-inf"), init=False)
+    _types: int = field(default=GUEST_INFO_TYPES, init=False)
+
+    def ask(self, uuids: Iterable[str], deadline: float) -> None:
+        """Queue the domains whose agent is connected, when a refresh is due, and wait for them until *deadline*.
+
+        The wait ends once every call of this refresh has answered or is past its own
+        deadline; a call still out is not queued again.
+        """
+        now = self.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self.refresh_s
+        try:
+            conn = self.connection.get()
+            self._types = guest_info_types(conn.getLibVersion())
+        except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent calls this refresh
+            log.debug("guest agent calls: %s", error_message(exc))
+            self.connection.close()
+            return
+        with self._lock:
+            for uuid in uuids:
+                if uuid not in self._out and uuid not in self._queue:
+                    self._queue.append(uuid)
+        while True:
+            with self._lock:
+                moving = self._spawn(conn)
+                waiting = (self._queue and moving) or any(
+                    time.monotonic() - started < GUEST_CALL_DEADLINE_S for started in self._out.values()
+                )
+                remaining = deadline - time.monotonic()
+                if not waiting or remaining <= 0:
+                    return
+                self._lock.wait(min(GUEST_WAIT_STEP_S, remaining))
+
+    def _spawn(self, conn: Any) -> bool:
+        """One more call thread when domains wait and every thread is held past the deadline (under the lock).
+
+        False when none is moving and no more may start (every one waits on an agent that does not answer).
+        """
+        moving = self._threads - sum(
+            1 for started in self._out.values() if time.monotonic() - started >= GUEST_CALL_DEADLINE_S
+        )
+        if self._queue and moving <= 0 and self._threads < GUEST_MAX_THREADS:
+            self._threads += 1
+            moving += 1
+            threading.Thread(target=self._serve, args=(conn,), name="guest-agent", daemon=True).start()
+        return moving > 0
+
+    def _serve(self, conn: Any) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._threads -= 1
+                    return
+                uuid = self._queue.popleft()
+                self._out[uuid] = time.monotonic()
+            answer: Optional[Dict[str, Any]] = None
+            try:
+                answer = dict(conn.lookupByUUIDString(uuid).guestInfo(self._types, 0))
+            except Exception as exc:  # libvirtError: no agent, an agent error, the domain gone
+                log.debug("guest agent of %s: %s", uuid, error_message(exc))
+            with self._lock:
+                del self._out[uuid]
+                if answer is None:
+                    self._failed.add(uuid)
+                else:
+                    self._answers[uuid] = answer
+                    self._failed.discard(uuid)
+                self._lock.notify_all()
+
+    def results(self, uuids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+        """Per domain whose agent is connected: ``{"responding": bool, "info": {...}}``, as the Snapshot keeps it.
+
+        A domain whose call failed, or is out past the deadline, is ``responding: false`` with no
+        info; one not answered yet is left out. Domains not in *uuids* are forgotten.
+        """
+        wanted = set(uuids)
+        results: Dict[str, Dict[str, Any]] = {}
+        with self._lock:
+            for uuid in [uuid for uuid in self._answers if uuid not in wanted]:
+                del self._answers[uuid]
+            self._failed &= wanted
+            for uuid in sorted(wanted):
+                started = self._out.get(uuid)
+                hung = started is not None and time.monotonic() - started >= GUEST_CALL_DEADLINE_S
+                if hung or uuid in self._failed:
+                    results[uuid] = {"responding": False}
+                elif uuid in self._answers:
+                    results[uuid] = {"responding": True, "info": self._answers[uuid]}
+        return results
+
+    def pending(self) -> Tuple[int, int]:
+        """(calls out, threads): what doctor and the tests look at."""
+        with self._lock:
+            return len(self._out), self._threads
+
+    def close(self) -> None:
+        self.connection.close()

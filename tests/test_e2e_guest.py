@@ -1,0 +1,167 @@
+"""--collect guest on the live lab: two guests with a real QEMU guest agent (the lab's ``agent`` variant, ktga-*).
+
+Each runs Debian's qemu-ga and has an ext2 filesystem on vdc. One test compares vm_filesystems
+with ``virsh guestinfo --filesystem``; another stops one guest's agent from inside the guest
+(SIGSTOP, so libvirt's call to it hangs) while the process runs as Telegraf's execd runs it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from typing import Dict, Iterator, List, Tuple
+
+import pytest
+
+from tests.conftest import need, run_lab
+from tests.harness.cli import KVM_TELEGRAF, only, parse_line
+from tests.harness.execd import ExecdDriver
+
+pytestmark = pytest.mark.lab
+
+PREFIX = "ktga-"
+Line = Tuple[str, Dict[str, str], Dict[str, object], int]
+
+
+@pytest.fixture(scope="module")
+def agent_lab() -> Iterator[List[str]]:
+    try:
+        names = run_lab(PREFIX, "up", "2", "--variant", "agent")
+    except Exception as exc:  # no libvirt, no QEMU, no root, no apt to fetch qemu-guest-agent
+        need(False, f"lab could not start: {exc}")
+    deadline = time.monotonic() + 30  # the agents connect a moment after the stats loop runs
+    while time.monotonic() < deadline and not all(agent_answers(name) for name in names):
+        time.sleep(0.5)
+    yield names
+    for name in names:
+        run_lab(PREFIX, "agent-resume", name)
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        run_lab(PREFIX, "down")
+
+
+def virsh(*args: str, timeout: float = 30) -> str:
+    return subprocess.run(
+        ["virsh", "-q", "-c", "qemu:///system", *args], capture_output=True, text=True, check=True, timeout=timeout
+    ).stdout
+
+
+def agent_answers(name: str) -> bool:
+    try:
+        return "hostname" in virsh("guestinfo", name, "--hostname", timeout=5)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+
+
+def guestinfo(name: str, *kinds: str) -> Dict[str, str]:
+    """``virsh guestinfo`` as {key: value}."""
+    info = {}
+    for line in virsh("guestinfo", name, *kinds).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key.strip()] = value.strip()
+    return info
+
+
+def lines_of(output: str, measurement: str) -> List[Line]:
+    return [parse_line(line) for line in output.splitlines() if line.startswith(measurement + ",")]
+
+
+def test_vm_filesystems_says_what_virsh_guestinfo_says_at_the_same_moment(agent_lab):
+    name = agent_lab[0]
+    before = guestinfo(name, "--filesystem")
+    done = subprocess.run(
+        [KVM_TELEGRAF, "--once", "--read-write", "--collect", "guest", *only([name])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    after = guestinfo(name, "--filesystem")
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    filesystems = lines_of(done.stdout, "vm_filesystems")
+    assert int(before["fs.count"]) == len(filesystems) >= 1
+    for i, (_, tags, fields, _) in enumerate(sorted(filesystems, key=lambda line: line[1]["mountpoint"])):
+        prefix = f"fs.{i}."
+        assert (tags["mountpoint"], tags["fstype"]) == (before[prefix + "mountpoint"], before[prefix + "fstype"])
+        assert fields["total_bytes"] == int(before[prefix + "total-bytes"])
+        assert fields["used_bytes"] in (int(before[prefix + "used-bytes"]), int(after[prefix + "used-bytes"]))
+        disks = [before[f"{prefix}disk.{j}.alias"] for j in range(int(before[prefix + "disk.count"]))]
+        assert fields["disks"] == '"' + ",".join(disks) + '"'
+    assert ("/mnt/data", "ext2") in [(t["mountpoint"], t["fstype"]) for _, t, _, _ in filesystems]
+    (guest,) = lines_of(done.stdout, "vm_guest")
+    os_info = guestinfo(name, "--os", "--hostname")
+    assert guest[2]["kernel_release"] == f'"{os_info["os.kernel-release"]}"'
+    assert guest[2]["hostname"] == f'"{os_info["hostname"]}"' and guest[2]["agent_responding"] == "true"
+
+
+@contextlib.contextmanager
+def driven(names: List[str]) -> Iterator[ExecdDriver]:
+    argv = [KVM_TELEGRAF, "--read-write", "--collect", "guest", "--guest-refresh", "1s", *only(names)]
+    driver = ExecdDriver(argv)
+    driver.start()
+    try:
+        yield driver
+    finally:
+        driver.stop()
+
+
+def batch(driver: ExecdDriver) -> List[Line]:
+    assert driver.tick(), (driver.stderr, driver.errors)
+    return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]
+
+
+def by_vm(lines: List[Line], measurement: str) -> Dict[str, Dict[str, object]]:
+    return {tags["vm"]: fields for m, tags, fields, _ in lines if m == measurement}
+
+
+def test_a_stopped_agent_costs_only_its_own_guest_fields_and_comes_back_when_it_answers(agent_lab):
+    healthy, stopped = agent_lab
+    with driven(agent_lab) as driver:
+        first = batch(driver)
+        assert {vm: f["agent_responding"] for vm, f in by_vm(first, "vm_guest").items()} == {
+            healthy: "true",
+            stopped: "true",
+        }
+        run_lab(PREFIX, "agent-stop", stopped)
+        time.sleep(3)  # the guest's loop reads the mark within a second
+        for _ in range(3):  # the first of these waits out the hung call's 2 s deadline, the others do not
+            began = time.monotonic()
+            lines = batch(driver)
+            took = time.monotonic() - began
+            guests = by_vm(lines, "vm_guest")
+            assert guests[stopped] == {"agent_responding": "false"}
+            assert guests[healthy]["agent_responding"] == "true" and guests[healthy]["hostname"] == '"ktlab-agent"'
+            assert set(by_vm(lines, "vm_filesystems")) == {healthy}
+            assert set(by_vm(lines, "vm_metrics")) == {healthy, stopped}
+            assert by_vm(lines, "vm_metrics")[stopped]["responding"] == "true"  # its QEMU answers: only the agent
+            assert took < 10  # within the 5 s --timeout plus the harness's settle time
+        run_lab(PREFIX, "agent-resume", stopped)
+        time.sleep(3)  # the hung call returns, then the next refresh asks again
+        batch(driver)
+        back = by_vm(batch(driver), "vm_guest")
+        assert back[stopped]["agent_responding"] == "true" and back[stopped]["os_id"] == '"ktlab"'
+    assert [message for level, message in driver.stderr if level in ("E", "W")] == []
+
+
+def test_stdin_eof_ends_the_process_at_once_while_a_call_to_a_stopped_agent_hangs(agent_lab):
+    stopped = agent_lab[1]
+    run_lab(PREFIX, "agent-stop", stopped)
+    try:
+        time.sleep(3)
+        with driven([stopped]) as driver:
+            lines = batch(driver)  # its call is out, and stays out: libvirt waits for the agent
+            assert by_vm(lines, "vm_guest")[stopped] == {"agent_responding": "false"}
+            result = driver.stop()
+        assert result.returncode == 0 and not result.sent_sigterm and result.elapsed < 2.0
+    finally:
+        run_lab(PREFIX, "agent-resume", stopped)
+
+
+def test_collect_guest_without_read_write_is_refused_at_start_with_one_error_line():
+    done = subprocess.run(
+        [KVM_TELEGRAF, "--collect", "guest", "--once"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("E! --collect guest needs --read-write")
