@@ -163,7 +163,8 @@ class TelegrafGroup(click.Group):
     type=click.Choice((*GROUP_NAMES, ALL)),
     multiple=True,
     metavar="GROUP",
-    help=f"Also collect this statistics group (repeatable; all: every one): {', '.join(GROUP_NAMES)}. "
+    help="Also collect this statistics group (repeatable; all: every one but guest, which needs --read-write): "
+    f"{', '.join(GROUP_NAMES)}. "
     "See the README's Groups table for what each adds and costs.",
 )
 @click.option(

@@ -13,17 +13,16 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Iterator, List
 
 import pytest
 
 from tests.conftest import run_lab
-from tests.harness.cli import KVM_TELEGRAF, only, parse_line
+from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, only
 from tests.harness.execd import ExecdDriver
 
 pytestmark = pytest.mark.lab
 
-Line = Tuple[str, Dict[str, str], Dict[str, object], int]
 HOTPLUG_MAC = "52:54:00:ee:0e:01"
 NIC_XML = f"<interface type='ethernet'><mac address='{HOTPLUG_MAC}'/><model type='virtio'/></interface>"
 TAG_NS = "http://example.org/kvm-telegraf/e2e"
@@ -33,19 +32,8 @@ def virsh(*args: str) -> str:
     return subprocess.run(["virsh", "-q", *args], capture_output=True, text=True, check=True, timeout=60).stdout
 
 
-@contextlib.contextmanager
-def driven(*args: str) -> Iterator[ExecdDriver]:
-    driver = ExecdDriver([KVM_TELEGRAF, "--collect", "events", *args])
-    driver.start()
-    try:
-        yield driver
-    finally:
-        driver.stop()
-
-
-def batch(driver: ExecdDriver) -> List[Line]:
-    assert driver.tick(), (driver.stderr, driver.errors)
-    return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]
+def driven(*args: str) -> ExecdDriver:
+    return ExecdDriver([KVM_TELEGRAF, "--collect", "events", *args])
 
 
 def events_of(lines: List[Line], name: str) -> List[Line]:
@@ -62,14 +50,14 @@ def wait_for_stats(name: str, key: str, timeout: float = 60) -> None:
 def test_a_guest_destroyed_and_started_between_two_newlines_shows_both_events_in_order(event_lab):
     name = event_lab[0]
     with driven(*only(event_lab)) as driver:
-        first = batch(driver)
+        first = next_batch(driver)
         previous_stamp = first[0][3]
         assert events_of(first, name) == [], "no event before anything happened"
         before = time.time_ns()
         virsh("destroy", name)
         virsh("start", name)
         after = time.time_ns()
-        second = batch(driver)
+        second = next_batch(driver)
         metrics = [line for line in second if line[0] == "vm_metrics"]
         assert metrics[0][2]["state"] == 1, "the polled series sees it running both times"
         mine = events_of(second, name)
@@ -81,17 +69,17 @@ def test_a_guest_destroyed_and_started_between_two_newlines_shows_both_events_in
         assert stamps == sorted(stamps), "in the order they arrived"
         assert previous_stamp < before <= stamps[stopped] <= stamps[started] <= after < metrics[0][3]
         assert all(fields["count"] == 1 for _, _, fields, _ in events_of(second, name))
-        assert events_of(batch(driver), name) == [], "each event is reported once"
+        assert events_of(next_batch(driver), name) == [], "each event is reported once"
     wait_for_stats(name, "balloon.usable")
 
 
 def test_suspend_and_resume_between_two_newlines_are_both_in_the_next_batch(event_lab):
     name = event_lab[0]
     with driven(*only(event_lab)) as driver:
-        batch(driver)
+        next_batch(driver)
         virsh("suspend", name)
         virsh("resume", name)
-        events = [(tags["event"], fields["detail"]) for _, tags, fields, _ in events_of(batch(driver), name)]
+        events = [(tags["event"], fields["detail"]) for _, tags, fields, _ in events_of(next_batch(driver), name)]
         assert events == [("suspended", '"paused"'), ("resumed", '"unpaused"')]
 
 
@@ -104,17 +92,17 @@ def test_a_nic_attached_and_detached_is_an_event_and_the_next_batch_counts_it(ev
         def interface_count(lines: List[Line]) -> object:
             return next(fields["interface_count"] for m, _, fields, _ in lines if m == "vm_features")
 
-        assert interface_count(batch(driver)) == 2
+        assert interface_count(next_batch(driver)) == 2
         virsh("attach-device", name, nic.name, "--live")
         time.sleep(1)
-        attached = batch(driver)
+        attached = next_batch(driver)
         assert [tags["event"] for _, tags, _, _ in events_of(attached, name)] == ["device_added"]
         assert interface_count(attached) == 3
         virsh("detach-device", name, nic.name, "--live")
         deadline = time.monotonic() + 30  # the guest acknowledges the unplug through ACPI
         while HOTPLUG_MAC in virsh("domiflist", name) and time.monotonic() < deadline:
             time.sleep(0.5)
-        detached = batch(driver)
+        detached = next_batch(driver)
         removed = events_of(detached, name)
         assert [tags["event"] for _, tags, _, _ in removed] == ["device_removed"]
         assert removed[0][2]["device"].startswith('"net')
@@ -131,9 +119,9 @@ def test_a_metadata_change_is_an_event_and_the_next_batch_carries_the_new_tag(ev
     set_team("blue")
     try:
         with driven(*only(event_lab), *tag) as driver:
-            assert {tags.get("team") for _, tags, _, _ in batch(driver)} == {"blue"}
+            assert {tags.get("team") for _, tags, _, _ in next_batch(driver)} == {"blue"}
             set_team("green")
-            second = batch(driver)
+            second = next_batch(driver)
             assert [tags["event"] for _, tags, _, _ in events_of(second, name)] == ["metadata_changed"]
             assert {tags.get("team") for _, tags, _, _ in second} == {"green"}
     finally:
@@ -180,13 +168,13 @@ def test_a_disk_write_that_finds_the_host_filesystem_full_is_an_io_error_event(e
         assert "error_policy='report'" in moved
         try:
             with driven(*only(event_lab)) as driver:
-                batch(driver)
+                next_batch(driver)
                 booted_with(name, moved)
                 deadline = time.monotonic() + 60
                 errors: List[Line] = []
                 while not errors and time.monotonic() < deadline:
                     time.sleep(2)
-                    errors = [line for line in events_of(batch(driver), name) if line[1]["event"] == "io_error"]
+                    errors = [line for line in events_of(next_batch(driver), name) if line[1]["event"] == "io_error"]
             assert errors, "no io_error within 60 s of the boot"
             fields = errors[0][2]
             assert fields["action"] == '"report"'
@@ -202,7 +190,7 @@ def test_the_event_thread_delays_neither_stdin_eof_nor_sigterm(event_lab):
         driver = ExecdDriver([KVM_TELEGRAF, "--collect", "events", *only(event_lab)])
         driver.start()
         try:
-            batch(driver)  # connected and subscribed
+            next_batch(driver)  # connected and subscribed
             virsh("suspend", event_lab[0])  # an event waiting in the queue at exit
             virsh("resume", event_lab[0])
             started = time.monotonic()
@@ -239,17 +227,17 @@ def restart_libvirtd() -> None:
 def test_after_libvirtd_restarts_the_callbacks_are_registered_again(event_lab):
     name = event_lab[0]
     with driven(*only(event_lab)) as driver:
-        batch(driver)
+        next_batch(driver)
         try:
             restart_libvirtd()
         finally:
             if subprocess.run(["virsh", "list"], capture_output=True).returncode:
                 run_lab("kte-", "daemons")
         time.sleep(1)
-        assert [line for line in batch(driver) if line[0] == "vm_metrics"], "the first cycle after it is back"
+        assert [line for line in next_batch(driver) if line[0] == "vm_metrics"], "the first cycle after it is back"
         virsh("suspend", name)
         virsh("resume", name)
-        events = [tags["event"] for _, tags, _, _ in events_of(batch(driver), name)]
+        events = [tags["event"] for _, tags, _, _ in events_of(next_batch(driver), name)]
         assert events == ["suspended", "resumed"]
         errors = [message for level, message in driver.stderr if level == "E"]
         assert len(errors) <= 1, errors  # the outage, if a cycle fell into it

@@ -7,22 +7,20 @@ with ``virsh guestinfo --filesystem``; another stops one guest's agent from insi
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List
 
 import pytest
 
 from tests.conftest import need, run_lab
-from tests.harness.cli import KVM_TELEGRAF, only, parse_line
+from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, only, parse_line
 from tests.harness.execd import ExecdDriver
 
 pytestmark = pytest.mark.lab
 
 PREFIX = "ktga-"
-Line = Tuple[str, Dict[str, str], Dict[str, object], int]
 
 
 @pytest.fixture(scope="module")
@@ -95,20 +93,8 @@ def test_vm_filesystems_says_what_virsh_guestinfo_says_at_the_same_moment(agent_
     assert guest[2]["hostname"] == f'"{os_info["hostname"]}"' and guest[2]["agent_responding"] == "true"
 
 
-@contextlib.contextmanager
-def driven(names: List[str]) -> Iterator[ExecdDriver]:
-    argv = [KVM_TELEGRAF, "--read-write", "--collect", "guest", "--guest-refresh", "1s", *only(names)]
-    driver = ExecdDriver(argv)
-    driver.start()
-    try:
-        yield driver
-    finally:
-        driver.stop()
-
-
-def batch(driver: ExecdDriver) -> List[Line]:
-    assert driver.tick(), (driver.stderr, driver.errors)
-    return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]
+def driven(names: List[str]) -> ExecdDriver:
+    return ExecdDriver([KVM_TELEGRAF, "--read-write", "--collect", "guest", "--guest-refresh", "1s", *only(names)])
 
 
 def by_vm(lines: List[Line], measurement: str) -> Dict[str, Dict[str, object]]:
@@ -118,7 +104,7 @@ def by_vm(lines: List[Line], measurement: str) -> Dict[str, Dict[str, object]]:
 def test_a_stopped_agent_costs_only_its_own_guest_fields_and_comes_back_when_it_answers(agent_lab):
     healthy, stopped = agent_lab
     with driven(agent_lab) as driver:
-        first = batch(driver)
+        first = next_batch(driver)
         assert {vm: f["agent_responding"] for vm, f in by_vm(first, "vm_guest").items()} == {
             healthy: "true",
             stopped: "true",
@@ -127,7 +113,7 @@ def test_a_stopped_agent_costs_only_its_own_guest_fields_and_comes_back_when_it_
         time.sleep(3)  # the guest's loop reads the mark within a second
         for _ in range(3):  # the first of these waits out the hung call's 2 s deadline, the others do not
             began = time.monotonic()
-            lines = batch(driver)
+            lines = next_batch(driver)
             took = time.monotonic() - began
             guests = by_vm(lines, "vm_guest")
             assert guests[stopped] == {"agent_responding": "false"}
@@ -138,8 +124,8 @@ def test_a_stopped_agent_costs_only_its_own_guest_fields_and_comes_back_when_it_
             assert took < 10  # within the 5 s --timeout plus the harness's settle time
         run_lab(PREFIX, "agent-resume", stopped)
         time.sleep(3)  # the hung call returns, then the next refresh asks again
-        batch(driver)
-        back = by_vm(batch(driver), "vm_guest")
+        next_batch(driver)
+        back = by_vm(next_batch(driver), "vm_guest")
         assert back[stopped]["agent_responding"] == "true" and back[stopped]["os_id"] == '"ktlab"'
     assert [message for level, message in driver.stderr if level in ("E", "W")] == []
 
@@ -150,7 +136,7 @@ def test_stdin_eof_ends_the_process_at_once_while_a_call_to_a_stopped_agent_hang
     try:
         time.sleep(3)
         with driven([stopped]) as driver:
-            lines = batch(driver)  # its call is out, and stays out: libvirt waits for the agent
+            lines = next_batch(driver)  # its call is out, and stays out: libvirt waits for the agent
             assert by_vm(lines, "vm_guest")[stopped] == {"agent_responding": "false"}
             result = driver.stop()
         assert result.returncode == 0 and not result.sent_sigterm and result.elapsed < 2.0

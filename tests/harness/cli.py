@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import TYPE_CHECKING, Dict, List, Tuple
 
 from click.testing import CliRunner
+
+if TYPE_CHECKING:
+    from tests.harness.execd import ExecdDriver
 
 KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 
@@ -23,7 +26,10 @@ def only(names: List[str]) -> List[str]:
     return [arg for name in names for arg in ("--domain", name)]
 
 
-def parse_line(line: str) -> Tuple[str, Dict[str, str], Dict[str, object], int]:
+Line = Tuple[str, Dict[str, str], Dict[str, object], int]
+
+
+def parse_line(line: str) -> Line:
     """(measurement, tags, fields, timestamp) of one of our lines (lab names need no unescaping)."""
     head, fields_text, timestamp = line.rsplit(" ", 2)
     measurement, *tag_parts = head.split(",")
@@ -33,3 +39,9 @@ def parse_line(line: str) -> Tuple[str, Dict[str, str], Dict[str, object], int]:
         key, value = part.split("=", 1)
         fields[key] = int(value[:-1]) if value.endswith("i") else value
     return measurement, tags, fields, int(timestamp)
+
+
+def next_batch(driver: ExecdDriver) -> List[Line]:
+    """One newline, as one of Telegraf's ticks, and the batch it brings, parsed."""
+    assert driver.tick(), (driver.stderr, driver.errors)
+    return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]

@@ -603,6 +603,17 @@ def _cpio_newc(entries) -> bytes:
     return out.getvalue()
 
 
+def _write_initrd(initrd: str, entries: list, stamp: str, digest: str) -> None:
+    """The gzipped cpio, put in place atomically, then the stamp of what it was built from."""
+    tmp = initrd + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(gzip.compress(_cpio_newc(entries), 6))
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, initrd)
+    with open(stamp, "w") as f:
+        f.write(digest + "\n")
+
+
 def build_guest(force: bool = False, refresh: bool = False) -> Guest:
     """Kernel + initramfs in CACHE_DIR/guest/<kver>/, rebuilt only when missing
     or when the init script, module set or busybox changed.
@@ -659,13 +670,7 @@ def build_guest(force: bool = False, refresh: bool = False) -> Guest:
         for m in mods:
             with open(os.path.join(mdir, m + ".ko"), "rb") as f:
                 entries.append((f"lib/modules/{m}.ko", 0o100644, f.read(), 0, 0))
-        tmp = initrd + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(gzip.compress(_cpio_newc(entries), 6))
-        os.chmod(tmp, 0o644)
-        os.rename(tmp, initrd)
-        with open(stamp, "w") as f:
-            f.write(digest + "\n")
+        _write_initrd(initrd, entries, stamp, digest)
     kernel = os.path.join(gdir, "vmlinuz")
     vmlinux = os.path.join(gdir, "vmlinux")
     vstamp = vmlinux + ".format"
@@ -806,13 +811,7 @@ def build_agent_guest(guest: Guest) -> str:
     for name, path in zip(order, module_files):
         with open(path, "rb") as f:
             entries.append((f"lib/modules/{name}.ko", 0o100644, f.read(), 0, 0))
-    tmp = initrd + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(gzip.compress(_cpio_newc(entries), 6))
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, initrd)
-    with open(stamp, "w") as f:
-        f.write(digest + "\n")
+    _write_initrd(initrd, entries, stamp, digest)
     return initrd
 
 
