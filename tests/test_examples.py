@@ -15,7 +15,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Set, Tuple
 
 import pytest
 
@@ -340,14 +340,15 @@ def test_every_alert_runs_on_the_lab_data_and_only_steal_time_may_fire_there(pat
 # --- each alert fires on the condition it is for -----------------------------------------------
 
 
-def replay(influx, db: str, snapshots: List[Snapshot]) -> None:
-    """Shape and encode recorded snapshots as the plugin does, moved to just before now."""
+def replay(influx, db: str, snapshots: List[Snapshot], groups: FrozenSet[str] = frozenset()) -> None:
+    """Shape and encode recorded snapshots as the plugin does (with the ``--collect`` *groups*), moved to
+    just before now."""
     influx.create_database(db)
     shift = time.time_ns() - snapshots[-1].timestamp_ns - 1_000_000_000
     encoder, history = LineEncoder(), {}
     for snapshot in snapshots:
         snapshot = dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift)
-        points, history = shape_snapshot(snapshot, history)
+        points, history = shape_snapshot(snapshot, history, groups=groups)
         write(influx, db, encoder.encode(points, snapshot.timestamp_ns))
 
 
@@ -358,6 +359,21 @@ def grown(snapshots: List[Snapshot], vm: str, key: str, by: int) -> List[Snapsho
         dataclasses.replace(d, stats={**d.stats, key: d.stats[key] + by}) if d.name == vm else d for d in last.domains
     )
     return [*earlier, dataclasses.replace(last, domains=domains)]
+
+
+def agent_answered(snapshots: List[Snapshot], vm: str, guest: Mapping[str, Any], cycle: int = -1) -> List[Snapshot]:
+    """The recording with what one guest's agent answered (``calls["guest"]``) replaced in one cycle."""
+    changed = snapshots[cycle]
+    domains = tuple(
+        dataclasses.replace(d, calls={**d.calls, "guest": guest}) if d.name == vm else d for d in changed.domains
+    )
+    return [dataclasses.replace(s, domains=domains) if s is changed else s for s in snapshots]
+
+
+def guest_call(snapshot: Snapshot, vm: str) -> Mapping[str, Any]:
+    """What one guest's agent answered in one recorded cycle."""
+    (domain,) = [d for d in snapshot.domains if d.name == vm]
+    return domain.calls["guest"]
 
 
 def alert(influx, db: str, name: str) -> Dict[Tuple[str, ...], List]:
@@ -444,3 +460,48 @@ def test_the_dashboard_annotations_show_every_event_with_its_detail(events_db, i
     events = sorted((s["tags"]["event"], row[1]) for s in got for row in s["values"])
     recorded = load_snapshots("lab-events.json")
     assert events == sorted((e.event, e.detail) for snapshot in recorded for e in snapshot.events), name
+
+
+# --- vm_guest and vm_filesystems (--collect guest): the alerts and the dashboard's guest row --------
+
+GUEST = frozenset({"guest"})
+
+
+def filled_to(snapshots: List[Snapshot], vm: str, percent: int, cycle: int = -1) -> List[Snapshot]:
+    """The recording with the first filesystem of one guest filled to *percent* in one cycle, as its agent
+    would report it."""
+    answer = guest_call(snapshots[cycle], vm)
+    info = answer["info"]
+    used = info["fs.0.total-bytes"] * percent // 100
+    return agent_answered(snapshots, vm, {**answer, "info": {**info, "fs.0.used-bytes": used}}, cycle)
+
+
+def test_guest_filesystem_full_fires_for_the_filesystem_filled_to_95_percent_only(influx):
+    recorded = load_snapshots("lab-guest.json")
+    replay(influx, "alert_fs_full", filled_to(recorded, "ktguest-01", 95), GUEST)
+    fired = alert(influx, "alert_fs_full", "guest-filesystem-full")
+    assert list(fired) == [("/mnt/data", "ktguest-01")]
+    ((percent, free_bytes),) = fired[("/mnt/data", "ktguest-01")]
+    total = guest_call(recorded[-1], "ktguest-01")["info"]["fs.0.total-bytes"]
+    assert 94.99 <= percent <= 95.01 and free_bytes == total - total * 95 // 100
+
+
+def test_guest_filesystem_full_stays_quiet_on_the_recorded_filesystem_and_one_cleaned_up_since(influx):
+    recorded = load_snapshots("lab-guest.json")
+    replay(influx, "alert_fs_recorded", recorded, GUEST)
+    replay(influx, "alert_fs_cleaned", filled_to(recorded, "ktguest-01", 95, cycle=0), GUEST)
+    assert series(influx, "alert_fs_recorded", 'SELECT "used_percent" FROM "vm_filesystems"'), "no filesystem replayed"
+    assert alert(influx, "alert_fs_recorded", "guest-filesystem-full") == {}  # 0.2 % used
+    assert alert(influx, "alert_fs_cleaned", "guest-filesystem-full") == {}  # 95 % one cycle ago, 0.2 % now
+
+
+def test_guest_agent_not_responding_fires_for_the_recorded_stopped_agent_only(influx):
+    replay(influx, "alert_agent", load_snapshots("lab-guest.json"), GUEST)
+    assert alert(influx, "alert_agent", "guest-agent-not-responding") == {("ktguest-02",): [[False]]}
+
+
+def test_guest_agent_not_responding_stays_quiet_for_an_agent_that_answers_again(influx):
+    recorded = load_snapshots("lab-guest.json")
+    stopped = guest_call(recorded[0], "ktguest-02")  # the recorded answer of an agent under SIGSTOP
+    replay(influx, "alert_agent_back", agent_answered(recorded, "ktguest-01", stopped, cycle=0), GUEST)
+    assert list(alert(influx, "alert_agent_back", "guest-agent-not-responding")) == [("ktguest-02",)]
