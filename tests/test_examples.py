@@ -36,7 +36,8 @@ README = ROOT / "README.md"
 TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event", "mountpoint", "fstype"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
 FLUX = sorted(EXAMPLES.glob("*/*.flux"))
-PANELS = json.loads(DASHBOARD.read_text())["panels"]
+TOP_PANELS = json.loads(DASHBOARD.read_text())["panels"]  # a row lists its panels inside when collapsed
+PANELS = [p for top in TOP_PANELS for p in (top["panels"] if top["type"] == "row" else [top])]
 HOST = socket.gethostname()  # what Telegraf's agent puts in the host tag by default
 TICKS = 5
 
@@ -103,9 +104,18 @@ def dashboard_queries() -> List[Tuple[str, str]]:
     """(where, query) for every templating variable and every panel target."""
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [(f"variable {v['name']}", v["query"]) for v in dashboard["templating"]["list"]]
-    queries += [(f"panel {p['title']}", t["query"]) for p in dashboard["panels"] for t in p["targets"]]
+    queries += [(f"panel {p['title']}", t["query"]) for p in PANELS for t in p["targets"]]
     queries += [(f"annotation {a['name']}", a["query"]) for a in dashboard["annotations"]["list"]]
     return queries
+
+
+def panel_measurements(panel: dict) -> Set[str]:
+    return {m for target in panel["targets"] for m in influxql_names(target["query"])[0]}
+
+
+# The panels every host fills: the default measurements'. An opt-in group's sit in a collapsed row of their own.
+DEFAULT_PANELS = [p for p in TOP_PANELS if p["type"] != "row"]
+GUEST_PANELS = [p for p in PANELS if panel_measurements(p) & set(GUEST_MEASUREMENTS)]
 
 
 def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
@@ -221,6 +231,14 @@ def test_the_dashboard_asks_for_an_influxdb_datasource_at_import_and_uses_it_eve
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["host", "vm"]
 
 
+def test_the_top_level_panels_read_the_default_measurements_and_the_guest_panels_a_collapsed_row_of_their_own():
+    assert all(panel_measurements(p) <= set(MEASUREMENTS) for p in DEFAULT_PANELS)
+    (row,) = [p for p in TOP_PANELS if p["type"] == "row"]
+    assert row["collapsed"] and "--collect guest" in row["title"]
+    assert row["panels"] == GUEST_PANELS
+    assert set().union(*map(panel_measurements, GUEST_PANELS)) == set(GUEST_MEASUREMENTS)
+
+
 def test_the_state_panel_names_every_libvirt_domain_state():
     (panel,) = [p for p in PANELS if p["title"] == "State"]
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
@@ -307,7 +325,7 @@ def test_the_dashboard_variables_list_the_host_and_every_guest(filled, influx, l
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("panel", PANELS, ids=[p["title"] for p in PANELS])
+@pytest.mark.parametrize("panel", DEFAULT_PANELS, ids=[p["title"] for p in DEFAULT_PANELS])
 def test_every_dashboard_panel_gets_a_series_with_values_for_every_guest(panel, filled, influx, lab):
     for target in panel["targets"]:
         got = series(influx, filled, grafana(target["query"], lab))
@@ -505,3 +523,36 @@ def test_guest_agent_not_responding_stays_quiet_for_an_agent_that_answers_again(
     stopped = guest_call(recorded[0], "ktguest-02")  # the recorded answer of an agent under SIGSTOP
     replay(influx, "alert_agent_back", agent_answered(recorded, "ktguest-01", stopped, cycle=0), GUEST)
     assert list(alert(influx, "alert_agent_back", "guest-agent-not-responding")) == [("ktguest-02",)]
+
+
+@pytest.fixture(scope="module")
+def guest_db(influx) -> Iterator[str]:
+    """The two recorded agent guests, moved to just before now: ktguest-01 answers with one filesystem,
+    ktguest-02's agent is stopped (vm_guest agent_responding=false alone, no vm_filesystems)."""
+    db = "dashboard_guest"
+    replay(influx, db, load_snapshots("lab-guest.json"), GUEST)
+    yield db
+    influx.drop_database(db)
+
+
+@pytest.mark.parametrize("panel", GUEST_PANELS, ids=[p["title"] for p in GUEST_PANELS])
+def test_every_guest_panel_gets_a_series_with_values_for_every_guest_that_has_the_measurement(panel, guest_db, influx):
+    shaped, history = [], {}
+    for snapshot in load_snapshots("lab-guest.json"):
+        points, history = shape_snapshot(snapshot, history, groups=GUEST)
+        shaped += points
+    for target in panel["targets"]:
+        got = series(influx, guest_db, grafana(target["query"], ["ktguest-01", "ktguest-02"]))
+        (measurement,) = influxql_names(target["query"])[0]
+        assert sorted({s["tags"]["vm"] for s in got}) == sorted(
+            {dict(p.tags)["vm"] for p in shaped if p.measurement == measurement}
+        )
+        for s in got:
+            assert any(v is not None for row in s["values"] for v in row[1:]), s
+
+
+def test_the_guest_agent_panel_shows_which_agent_does_not_answer(guest_db, influx):
+    ((query,),) = [[t["query"] for t in p["targets"]] for p in GUEST_PANELS if panel_measurements(p) == {"vm_guest"}]
+    got = series(influx, guest_db, grafana(query, ["ktguest-01", "ktguest-02"]))
+    responding = {s["tags"]["vm"]: s["values"][-1][s["columns"].index("agent_responding")] for s in got}
+    assert responding == {"ktguest-01": True, "ktguest-02": False}
