@@ -3,7 +3,8 @@
 The database is filled the way a host fills it: the real ``kvm-telegraf`` driven as Telegraf's execd
 input drives it, on the live lab guests, with the ``host`` tag Telegraf adds to every metric.
 Alerts must also fire: for each one, recorded lab snapshots go through the plugin's own shape and
-encode stages with one libvirt counter or state changed, the way a guest in trouble reports it.
+encode stages with one libvirt counter, state or guest agent answer changed, the way a guest in
+trouble reports it.
 Flux cannot run on InfluxDB 1.6; each ``.flux`` file is checked against its InfluxQL twin instead.
 """
 
@@ -543,6 +544,7 @@ def test_every_guest_panel_gets_a_series_with_values_for_every_guest_that_has_th
         shaped += points
     for target in panel["targets"]:
         got = series(influx, guest_db, grafana(target["query"], ["ktguest-01", "ktguest-02"]))
+        assert got, target["query"]
         (measurement,) = influxql_names(target["query"])[0]
         assert sorted({s["tags"]["vm"] for s in got}) == sorted(
             {dict(p.tags)["vm"] for p in shaped if p.measurement == measurement}
