@@ -3,7 +3,8 @@
 The database is filled the way a host fills it: the real ``kvm-telegraf`` driven as Telegraf's execd
 input drives it, on the live lab guests, with the ``host`` tag Telegraf adds to every metric.
 Alerts must also fire: for each one, recorded lab snapshots go through the plugin's own shape and
-encode stages with one libvirt counter or state changed, the way a guest in trouble reports it.
+encode stages with one libvirt counter, state or guest agent answer changed, the way a guest in
+trouble reports it.
 Flux cannot run on InfluxDB 1.6; each ``.flux`` file is checked against its InfluxQL twin instead.
 """
 
@@ -15,7 +16,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
+from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Set, Tuple
 
 import pytest
 
@@ -36,7 +37,8 @@ README = ROOT / "README.md"
 TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event", "mountpoint", "fstype"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
 FLUX = sorted(EXAMPLES.glob("*/*.flux"))
-PANELS = json.loads(DASHBOARD.read_text())["panels"]
+TOP_PANELS = json.loads(DASHBOARD.read_text())["panels"]  # a row lists its panels inside when collapsed
+PANELS = [p for top in TOP_PANELS for p in (top["panels"] if top["type"] == "row" else [top])]
 HOST = socket.gethostname()  # what Telegraf's agent puts in the host tag by default
 TICKS = 5
 
@@ -103,9 +105,18 @@ def dashboard_queries() -> List[Tuple[str, str]]:
     """(where, query) for every templating variable and every panel target."""
     dashboard = json.loads(DASHBOARD.read_text())
     queries = [(f"variable {v['name']}", v["query"]) for v in dashboard["templating"]["list"]]
-    queries += [(f"panel {p['title']}", t["query"]) for p in dashboard["panels"] for t in p["targets"]]
+    queries += [(f"panel {p['title']}", t["query"]) for p in PANELS for t in p["targets"]]
     queries += [(f"annotation {a['name']}", a["query"]) for a in dashboard["annotations"]["list"]]
     return queries
+
+
+def panel_measurements(panel: dict) -> Set[str]:
+    return {m for target in panel["targets"] for m in influxql_names(target["query"])[0]}
+
+
+# The panels every host fills: the default measurements'. An opt-in group's sit in a collapsed row of their own.
+DEFAULT_PANELS = [p for p in TOP_PANELS if p["type"] != "row"]
+GUEST_PANELS = [p for p in PANELS if panel_measurements(p) & set(GUEST_MEASUREMENTS)]
 
 
 def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
@@ -221,6 +232,14 @@ def test_the_dashboard_asks_for_an_influxdb_datasource_at_import_and_uses_it_eve
     assert [v["name"] for v in dashboard["templating"]["list"]] == ["host", "vm"]
 
 
+def test_the_top_level_panels_read_the_default_measurements_and_the_guest_panels_a_collapsed_row_of_their_own():
+    assert all(panel_measurements(p) <= set(MEASUREMENTS) for p in DEFAULT_PANELS)
+    (row,) = [p for p in TOP_PANELS if p["type"] == "row"]
+    assert row["collapsed"] and "--collect guest" in row["title"]
+    assert row["panels"] == GUEST_PANELS
+    assert set().union(*map(panel_measurements, GUEST_PANELS)) == set(GUEST_MEASUREMENTS)
+
+
 def test_the_state_panel_names_every_libvirt_domain_state():
     (panel,) = [p for p in PANELS if p["title"] == "State"]
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
@@ -307,7 +326,7 @@ def test_the_dashboard_variables_list_the_host_and_every_guest(filled, influx, l
 
 
 @pytest.mark.lab
-@pytest.mark.parametrize("panel", PANELS, ids=[p["title"] for p in PANELS])
+@pytest.mark.parametrize("panel", DEFAULT_PANELS, ids=[p["title"] for p in DEFAULT_PANELS])
 def test_every_dashboard_panel_gets_a_series_with_values_for_every_guest(panel, filled, influx, lab):
     for target in panel["targets"]:
         got = series(influx, filled, grafana(target["query"], lab))
@@ -340,14 +359,15 @@ def test_every_alert_runs_on_the_lab_data_and_only_steal_time_may_fire_there(pat
 # --- each alert fires on the condition it is for -----------------------------------------------
 
 
-def replay(influx, db: str, snapshots: List[Snapshot]) -> None:
-    """Shape and encode recorded snapshots as the plugin does, moved to just before now."""
+def replay(influx, db: str, snapshots: List[Snapshot], groups: FrozenSet[str] = frozenset()) -> None:
+    """Shape and encode recorded snapshots as the plugin does (with the ``--collect`` *groups*), moved to
+    just before now."""
     influx.create_database(db)
     shift = time.time_ns() - snapshots[-1].timestamp_ns - 1_000_000_000
     encoder, history = LineEncoder(), {}
     for snapshot in snapshots:
         snapshot = dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift)
-        points, history = shape_snapshot(snapshot, history)
+        points, history = shape_snapshot(snapshot, history, groups=groups)
         write(influx, db, encoder.encode(points, snapshot.timestamp_ns))
 
 
@@ -358,6 +378,21 @@ def grown(snapshots: List[Snapshot], vm: str, key: str, by: int) -> List[Snapsho
         dataclasses.replace(d, stats={**d.stats, key: d.stats[key] + by}) if d.name == vm else d for d in last.domains
     )
     return [*earlier, dataclasses.replace(last, domains=domains)]
+
+
+def agent_answered(snapshots: List[Snapshot], vm: str, guest: Mapping[str, Any], cycle: int = -1) -> List[Snapshot]:
+    """The recording with what one guest's agent answered (``calls["guest"]``) replaced in one cycle."""
+    changed = snapshots[cycle]
+    domains = tuple(
+        dataclasses.replace(d, calls={**d.calls, "guest": guest}) if d.name == vm else d for d in changed.domains
+    )
+    return [dataclasses.replace(s, domains=domains) if s is changed else s for s in snapshots]
+
+
+def guest_call(snapshot: Snapshot, vm: str) -> Mapping[str, Any]:
+    """What one guest's agent answered in one recorded cycle."""
+    (domain,) = [d for d in snapshot.domains if d.name == vm]
+    return domain.calls["guest"]
 
 
 def alert(influx, db: str, name: str) -> Dict[Tuple[str, ...], List]:
@@ -444,3 +479,82 @@ def test_the_dashboard_annotations_show_every_event_with_its_detail(events_db, i
     events = sorted((s["tags"]["event"], row[1]) for s in got for row in s["values"])
     recorded = load_snapshots("lab-events.json")
     assert events == sorted((e.event, e.detail) for snapshot in recorded for e in snapshot.events), name
+
+
+# --- vm_guest and vm_filesystems (--collect guest): the alerts and the dashboard's guest row --------
+
+GUEST = frozenset({"guest"})
+
+
+def filled_to(snapshots: List[Snapshot], vm: str, percent: int, cycle: int = -1) -> List[Snapshot]:
+    """The recording with the first filesystem of one guest filled to *percent* in one cycle, as its agent
+    would report it."""
+    answer = guest_call(snapshots[cycle], vm)
+    info = answer["info"]
+    used = info["fs.0.total-bytes"] * percent // 100
+    return agent_answered(snapshots, vm, {**answer, "info": {**info, "fs.0.used-bytes": used}}, cycle)
+
+
+def test_guest_filesystem_full_fires_for_the_filesystem_filled_to_95_percent_only(influx):
+    recorded = load_snapshots("lab-guest.json")
+    replay(influx, "alert_fs_full", filled_to(recorded, "ktguest-01", 95), GUEST)
+    fired = alert(influx, "alert_fs_full", "guest-filesystem-full")
+    assert list(fired) == [("/mnt/data", "ktguest-01")]
+    ((percent, free_bytes),) = fired[("/mnt/data", "ktguest-01")]
+    total = guest_call(recorded[-1], "ktguest-01")["info"]["fs.0.total-bytes"]
+    assert 94.99 <= percent <= 95.01 and free_bytes == total - total * 95 // 100
+
+
+def test_guest_filesystem_full_stays_quiet_on_the_recorded_filesystem_and_one_cleaned_up_since(influx):
+    recorded = load_snapshots("lab-guest.json")
+    replay(influx, "alert_fs_recorded", recorded, GUEST)
+    replay(influx, "alert_fs_cleaned", filled_to(recorded, "ktguest-01", 95, cycle=0), GUEST)
+    assert series(influx, "alert_fs_recorded", 'SELECT "used_percent" FROM "vm_filesystems"'), "no filesystem replayed"
+    assert alert(influx, "alert_fs_recorded", "guest-filesystem-full") == {}  # 0.2 % used
+    assert alert(influx, "alert_fs_cleaned", "guest-filesystem-full") == {}  # 95 % one cycle ago, 0.2 % now
+
+
+def test_guest_agent_not_responding_fires_for_the_recorded_stopped_agent_only(influx):
+    replay(influx, "alert_agent", load_snapshots("lab-guest.json"), GUEST)
+    assert alert(influx, "alert_agent", "guest-agent-not-responding") == {("ktguest-02",): [[False]]}
+
+
+def test_guest_agent_not_responding_stays_quiet_for_an_agent_that_answers_again(influx):
+    recorded = load_snapshots("lab-guest.json")
+    stopped = guest_call(recorded[0], "ktguest-02")  # the recorded answer of an agent under SIGSTOP
+    replay(influx, "alert_agent_back", agent_answered(recorded, "ktguest-01", stopped, cycle=0), GUEST)
+    assert list(alert(influx, "alert_agent_back", "guest-agent-not-responding")) == [("ktguest-02",)]
+
+
+@pytest.fixture(scope="module")
+def guest_db(influx) -> Iterator[str]:
+    """The two recorded agent guests, moved to just before now: ktguest-01 answers with one filesystem,
+    ktguest-02's agent is stopped (vm_guest agent_responding=false alone, no vm_filesystems)."""
+    db = "dashboard_guest"
+    replay(influx, db, load_snapshots("lab-guest.json"), GUEST)
+    yield db
+    influx.drop_database(db)
+
+
+@pytest.mark.parametrize("panel", GUEST_PANELS, ids=[p["title"] for p in GUEST_PANELS])
+def test_every_guest_panel_gets_a_series_with_values_for_every_guest_that_has_the_measurement(panel, guest_db, influx):
+    shaped, history = [], {}
+    for snapshot in load_snapshots("lab-guest.json"):
+        points, history = shape_snapshot(snapshot, history, groups=GUEST)
+        shaped += points
+    for target in panel["targets"]:
+        got = series(influx, guest_db, grafana(target["query"], ["ktguest-01", "ktguest-02"]))
+        assert got, target["query"]
+        (measurement,) = influxql_names(target["query"])[0]
+        assert sorted({s["tags"]["vm"] for s in got}) == sorted(
+            {dict(p.tags)["vm"] for p in shaped if p.measurement == measurement}
+        )
+        for s in got:
+            assert any(v is not None for row in s["values"] for v in row[1:]), s
+
+
+def test_the_guest_agent_panel_shows_which_agent_does_not_answer(guest_db, influx):
+    ((query,),) = [[t["query"] for t in p["targets"]] for p in GUEST_PANELS if panel_measurements(p) == {"vm_guest"}]
+    got = series(influx, guest_db, grafana(query, ["ktguest-01", "ktguest-02"]))
+    responding = {s["tags"]["vm"]: s["values"][-1][s["columns"].index("agent_responding")] for s in got}
+    assert responding == {"ktguest-01": True, "ktguest-02": False}
