@@ -5,13 +5,17 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
+from typing import Dict, Set
 
 from tests.harness.goldens import batches
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+PACKAGE = ROOT / "kvm_telegraf"
 DROP_IN = ROOT / "telegraf.d" / "kvm-telegraf.conf"
 EXAMPLE = re.compile(r"(<!-- example-output:start -->\n)(.*?)(<!-- example-output:end -->)", re.S)
 
@@ -32,6 +36,37 @@ def test_readme_example_output_is_copied_from_the_golden():
 
 def test_readme_carries_the_drop_in_file_verbatim():
     assert f"```toml\n{DROP_IN.read_text()}```" in README.read_text()
+
+
+def package_imports() -> Dict[str, Set[str]]:
+    """Each module of the package and the package's modules it imports."""
+    imports = {}
+    for path in PACKAGE.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imports[path.stem] = {
+            node.module.split(".")[1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(f"{PACKAGE.name}.")
+        }
+    return imports
+
+
+def test_no_module_of_the_package_imports_one_that_depends_on_it():
+    imports = package_imports()
+    for module in imports:
+        reached, todo = set(), list(imports[module])
+        while todo:
+            other = todo.pop()
+            if other not in reached:
+                reached.add(other)
+                todo += imports.get(other, ())
+        assert module not in reached, f"{module} is part of an import cycle"
+
+
+def test_the_architecture_note_names_every_module_of_the_package():
+    note = ARCHITECTURE.read_text()
+    unnamed = sorted(m for m in package_imports() if not m.startswith("__") and f"`{m}.py`" not in note)
+    assert unnamed == []
 
 
 if __name__ == "__main__":
