@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector, group_supported
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUPS, stats_bits, stats_flags
+from kvm_telegraf.groups import GROUPS, Group, stats_bits, stats_flags
 from kvm_telegraf.libvirt_facts import (
     ERR_ARGUMENT_UNSUPPORTED,
     STATE_RUNNING,
@@ -377,8 +377,18 @@ def group_findings(conn: Any, collector: Collector) -> Iterator[Finding]:
             enabled = f"; enabled on {count} of {len(records)} domain(s)"
             if not count:
                 enabled += f" (to enable: {GROUP_ENABLE_HINTS[group.name]})"
-        calls = f"; extra calls: {', '.join(group.calls)}" if group.calls else "; no extra call (bulk stats)"
-        yield Finding(OK, f"group {group.name}: {wanted}; supported{enabled}{calls}")
+        yield Finding(OK, f"group {group.name}: {wanted}; supported{enabled}; {call_cost(group)}")
+
+
+def call_cost(group: Group) -> str:
+    """What a group asks libvirt for besides the default bulk call."""
+    if group.calls:
+        return f"extra calls: {', '.join(group.calls)}"
+    if group.flags:
+        return "no extra call (a flag on the bulk call)"
+    if group.bits:
+        return "no extra call (its bits on the bulk call)"
+    return "no extra call"
 
 
 def guest_finding(domains: Sequence[DomainSample], asked: bool, read_write: bool) -> Optional[Finding]:
