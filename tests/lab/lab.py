@@ -526,10 +526,7 @@ def _fetch_kernel(pkg: str, kver: str, dest: str) -> None:
         for fn in os.listdir(mdir) + [".."]:
             os.chmod(os.path.join(mdir, fn), 0o755 if fn == ".." else 0o644)
         os.chmod(os.path.join(staging, "vmlinuz"), 0o644)
-        if os.path.exists(dest):
-            shutil.rmtree(dest)
-        os.rename(staging, dest)
-        os.chmod(dest, 0o755)
+        _replace_dir(staging, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -601,6 +598,14 @@ def _cpio_newc(entries) -> bytes:
         pad(len(data))
         ino += 1
     return out.getvalue()
+
+
+def _replace_dir(staging: str, dest: str) -> None:
+    """Put a fully extracted folder in place of the cached one."""
+    if os.path.exists(dest):
+        shutil.rmtree(dest)
+    os.rename(staging, dest)
+    os.chmod(dest, 0o755)
 
 
 def _write_initrd(initrd: str, entries: list, stamp: str, digest: str) -> None:
@@ -735,10 +740,7 @@ def _fetch_agent(kver: str, dest: str) -> None:
         if missing or not os.path.exists(wanted["usr/sbin/qemu-ga"]):
             raise LabError(f"the agent's parts are incomplete: modules {missing}, qemu-ga in {AGENT_PACKAGE}")
         os.chmod(os.path.join(staging, "qemu-ga"), 0o755)
-        if os.path.exists(dest):
-            shutil.rmtree(dest)
-        os.rename(staging, dest)
-        os.chmod(dest, 0o755)
+        _replace_dir(staging, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
