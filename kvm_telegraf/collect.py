@@ -452,13 +452,14 @@ class Collector:
         total = len(records)
         records = [(dom, stats) for dom, stats in records if self.domain_filter(dom.name())]
         self._note_matches(frozenset(dom.name() for dom, _ in records), total)
+        deadline = started + self.timeout_s + COLLECT_GRACE_S  # for every call after the bulk read
         configs: Dict[str, DomainConfig] = {}
         if self.want_config:
             # On a saturated host the XML reads are not waited for: they land in the cache for later cycles.
-            deadline = time.monotonic() if self.last_tier == STATE_ONLY else started + self.timeout_s + COLLECT_GRACE_S
-            configs = self._configs_for(records, self.monotonic(), deadline)
-        host, calls = self._group_calls(records, configs, not_responding, started + self.timeout_s + COLLECT_GRACE_S)
-        self._guest_calls(records, configs, not_responding, calls, started + self.timeout_s + COLLECT_GRACE_S)
+            xml_deadline = time.monotonic() if self.last_tier == STATE_ONLY else deadline
+            configs = self._configs_for(records, self.monotonic(), xml_deadline)
+        host, calls = self._group_calls(records, configs, not_responding, deadline)
+        self._guest_calls(records, configs, not_responding, calls, deadline)
         domains = []
         for dom, stats in records:
             name, uuid = dom.name(), dom.UUIDString()
