@@ -44,7 +44,7 @@ from benchmarks.under_telegraf import (
     read_capture,
     start_setup,
 )
-from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS as STATS_GROUPS
 from tests.harness.execd import ExecdDriver
 from tests.harness.telegraf import find_telegraf
 

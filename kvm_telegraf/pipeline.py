@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Protocol
+from typing import Dict, FrozenSet, Optional, Protocol, Tuple
 
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.group import Group
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.shape import MEASUREMENTS, Reading, shape_snapshot
+from kvm_telegraf.measurements import MEASUREMENTS, Reading
+from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
@@ -34,7 +36,7 @@ class Pipeline:
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
-    groups: FrozenSet[str] = frozenset()  # --collect
+    groups: Tuple[Group, ...] = ()  # --collect
     encoder: LineEncoder = field(default_factory=LineEncoder)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush

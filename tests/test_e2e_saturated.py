@@ -23,7 +23,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS as STATS_GROUPS
 from tests.conftest import need, run_lab
 from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver

@@ -16,20 +16,24 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Set, Tuple
 
 import pytest
 
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUP_NAMES, resolve
-from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
-from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS, GUEST_MEASUREMENTS
+from kvm_telegraf.group import Group
+from kvm_telegraf.groups import GROUPS, resolve
+from kvm_telegraf.measurements import MEASUREMENTS
+from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUP_NAMES = [group.name for group in GROUPS]
+GROUP_MEASUREMENTS = {measurement for group in GROUPS for measurement in group.measurements}
+GUEST_MEASUREMENTS = {measurement for group in GROUPS if group.read_write for measurement in group.measurements}
 EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
@@ -129,7 +133,7 @@ def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
 
 def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
     schema = readme_schema()
-    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS, *GUEST_MEASUREMENTS, EVENTS_MEASUREMENT}
+    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS}
     assert is_field(schema, "vm_totals", "cpu_percent") and is_field(schema, "vm_features", "feature_acpi")
     assert not is_field(schema, "vm_metrics", "cpu_percent")
     metrics = README.read_text().split("\n## Metrics\n", 1)[1]
@@ -147,7 +151,8 @@ def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_readmes_metric
     undocumented = {
         (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
     }
-    assert {p.measurement for p in points} >= set(GROUP_MEASUREMENTS) - {"vm_memory_bandwidth", "vm_cache_monitor"}
+    read_only = {m for group in GROUPS if not group.read_write and not group.events for m in group.measurements}
+    assert {p.measurement for p in points} >= read_only - {"vm_memory_bandwidth", "vm_cache_monitor"}
     assert undocumented == set()
 
 
@@ -164,7 +169,7 @@ def test_every_guest_field_recorded_from_a_real_agent_is_in_the_readmes_metrics_
     schema = readme_schema()
     points, history = [], {}
     for snapshot in load_snapshots("lab-guest.json"):
-        cycle, history = shape_snapshot(snapshot, history, groups=frozenset({"guest"}))
+        cycle, history = shape_snapshot(snapshot, history, groups=resolve(["guest"]))
         points += cycle
     undocumented = {
         (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
@@ -359,7 +364,7 @@ def test_every_alert_runs_on_the_lab_data_and_only_steal_time_may_fire_there(pat
 # --- each alert fires on the condition it is for -----------------------------------------------
 
 
-def replay(influx, db: str, snapshots: List[Snapshot], groups: FrozenSet[str] = frozenset()) -> None:
+def replay(influx, db: str, snapshots: List[Snapshot], groups: Sequence[Group] = ()) -> None:
     """Shape and encode recorded snapshots as the plugin does (with the ``--collect`` *groups*), moved to
     just before now."""
     influx.create_database(db)
@@ -463,7 +468,7 @@ def events_db(influx) -> Iterator[str]:
     for snapshot in recorded:
         events = tuple(dataclasses.replace(e, timestamp_ns=e.timestamp_ns + shift) for e in snapshot.events)
         snapshot = dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift, events=events)
-        points, history = shape_snapshot(snapshot, history, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+        points, history = shape_snapshot(snapshot, history, groups=resolve(["events"]))
         write(influx, db, encoder.encode(points, snapshot.timestamp_ns))
     yield db
     influx.drop_database(db)
@@ -483,7 +488,7 @@ def test_the_dashboard_annotations_show_every_event_with_its_detail(events_db, i
 
 # --- vm_guest and vm_filesystems (--collect guest): the alerts and the dashboard's guest row --------
 
-GUEST = frozenset({"guest"})
+GUEST = resolve(["guest"])
 
 
 def filled_to(snapshots: List[Snapshot], vm: str, percent: int, cycle: int = -1) -> List[Snapshot]:

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
-from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS as STATS_GROUPS
 from kvm_telegraf.libvirt_facts import STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.snapshot import Snapshot
 from tests.replay import ReplayConnection
