@@ -18,8 +18,8 @@ from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.domain_filter import DomainFilter, MatchNotes
 from kvm_telegraf.events import CONFIG_CHANGING, TUNABLES_CHANGED, EventQueue
 from kvm_telegraf.group import Group, RawStats, stats_bits, stats_flags
-from kvm_telegraf.group_calls import DomainCalls, GroupCalls
-from kvm_telegraf.libvirt_facts import DEFAULT_STATS, version_text
+from kvm_telegraf.group_calls import DomainCalls, GroupCalls, served_groups
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig, DomainEvent, DomainSample, Snapshot
 
@@ -121,18 +121,9 @@ class Collector:
         raise AssertionError("unreachable")
 
     def _check_groups(self, conn: Any) -> Tuple[Group, ...]:
-        """Once per process: one W! per group the daemon cannot serve, naming the version it needs; then silence."""
+        """The groups the daemon serves, found once per process (served_groups says which it does not)."""
         if self._active is None:
-            self._active = tuple(group for group in self.groups if group.supported_by(conn))
-            for group in self.groups:
-                if group not in self._active:
-                    log.warning(
-                        "--collect %s: libvirt on %s does not support it (it needs libvirt %s or later and a driver "
-                        "that offers it); not collected",
-                        group.name,
-                        redact_uri(self.connection.uri),
-                        version_text(group.since),
-                    )
+            self._active = served_groups(conn, self.groups, redact_uri(self.connection.uri))
             own = self.own_connection or (lambda: Connection(self.connection.uri, self.connection.opener))
             self._calls = GroupCalls(self._active, self.features_refresh_s, own, self.own_refresh_s)
         return self._active

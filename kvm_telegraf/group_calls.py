@@ -21,12 +21,30 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, 
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.group import Group, HostMemo, OwnCalls, RawStats
-from kvm_telegraf.libvirt_facts import STATE_RUNNING
+from kvm_telegraf.libvirt_facts import STATE_RUNNING, version_text
+from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig
 from kvm_telegraf.worker import Worker, answer_by
 
+log = get_logger(__name__)
+
 DomainCalls = Dict[str, Any]  # what one domain's calls read: {"pcpus": {...}, "job": {...}, ...}
 HOST_KEY = ""  # no UUID is empty
+
+
+def served_groups(conn: Any, groups: Sequence[Group], where: str) -> Tuple[Group, ...]:
+    """The groups the daemon behind *conn* serves; one W! for each it does not, naming the version it needs."""
+    served = tuple(group for group in groups if group.supported_by(conn))
+    for group in groups:
+        if group not in served:
+            log.warning(
+                "--collect %s: libvirt on %s does not support it (it needs libvirt %s or later and a driver that "
+                "offers it); not collected",
+                group.name,
+                where,
+                version_text(group.since),
+            )
+    return served
 
 
 @dataclass
