@@ -44,7 +44,7 @@ from benchmarks.under_telegraf import (
     read_capture,
     start_setup,
 )
-from kvm_telegraf.libvirt_facts import DEFAULT_STATS as STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from tests.harness.execd import ExecdDriver
 from tests.harness.telegraf import find_telegraf
 
@@ -182,7 +182,7 @@ class BareCall:
     """
 
     def __init__(self, glob: str) -> None:
-        argv = [SYSTEM_PYTHON, "-c", BARE_LOOP, URI, glob, str(STATS_GROUPS)]
+        argv = [SYSTEM_PYTHON, "-c", BARE_LOOP, URI, glob, str(DEFAULT_STATS)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self.meter = CpuMeter(self.proc.pid)
         self.domains_read = 0

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List
 import libvirt
 
 from kvm_telegraf.cli import main as cli_main
-from kvm_telegraf.libvirt_facts import DEFAULT_STATS as STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from kvm_telegraf.program import build_pipeline
 from kvm_telegraf.settings import Settings
 
@@ -55,7 +55,7 @@ def main(argv: List[str]) -> int:
     conn = libvirt.openReadOnly(uri)
 
     def bare() -> None:
-        records = conn.getAllDomainStats(STATS_GROUPS, 0)
+        records = conn.getAllDomainStats(DEFAULT_STATS, 0)
         [stats for dom, stats in records if fnmatch.fnmatchcase(dom.name(), glob)]
 
     settings = Settings.from_options(cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob]).params)

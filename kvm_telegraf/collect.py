@@ -95,11 +95,6 @@ class Collector:
             hosts = ({**host, "health": self._health(read, timestamp - started_ns)},)
         return Snapshot(timestamp, domains, started_ns, hosts, self._take_events())
 
-    @property
-    def active_groups(self) -> Tuple[Group, ...]:
-        """The --collect groups this daemon serves (all asked for, before the first connection)."""
-        return self.groups if self._active is None else self._active
-
     def _bulk_read(self, started: float) -> BulkRead:
         """The tiered read; a failed call is made once more in the same cycle, on a new connection if it died.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Protocol, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
@@ -12,22 +12,11 @@ from kvm_telegraf.group import Group
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.measurements import MEASUREMENTS, Reading
 from kvm_telegraf.shape import shape_snapshot
-from kvm_telegraf.snapshot import Snapshot
+from kvm_telegraf.snapshot import SnapshotSource
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
 
 log = get_logger(__name__)
-
-
-class SnapshotSource(Protocol):
-    """Where a cycle's snapshot comes from: one host's Collector, or a HostSet of several."""
-
-    def collect(self) -> Snapshot: ...
-
-    def forget_configs(self) -> None:
-        """Have the next collect() read every domain's XML and flags again (SIGHUP)."""
-
-    def close(self) -> None: ...
 
 
 @dataclass

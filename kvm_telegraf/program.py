@@ -11,7 +11,7 @@ import os
 import pwd
 import sys
 from functools import partial
-from typing import Any, BinaryIO, Callable, List, Optional
+from typing import Any, BinaryIO, Callable, Optional
 
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only, open_read_write
@@ -19,8 +19,9 @@ from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.events import EventQueue, start_event_loop, subscribe
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.log import get_logger, setup_logging
-from kvm_telegraf.pipeline import Pipeline, SnapshotSource
+from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.settings import Settings
+from kvm_telegraf.snapshot import SnapshotSource
 from kvm_telegraf.trigger import Shutdown, StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
 from kvm_telegraf.write import BatchWriter
 
@@ -147,7 +148,7 @@ def doctor(settings: Settings, interval_s: Optional[float], opener: Optional[Ope
     setup_logging(settings.log_level)
     interval_s = interval_s or settings.interval_s or DOCTOR_INTERVAL_S
     source = build_source(settings, opener or default_opener(settings), want_config=True)  # balloon checks read XML
-    collectors: List[Collector] = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]  # type: ignore[list-item]
+    collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
     except KeyError:
