@@ -898,7 +898,7 @@ def render_telegraf(r: Results) -> List[str]:
             "",
             f"Data agreement (one Telegraf with both inputs, interval {AGREEMENT_INTERVAL_S:g} s, `inputs.libvirt` "
             f"half an interval after ours, {r.agreement_running} of the guests running), their values mapped onto "
-            f"our fields by README's migration table: of {a.counters} counters, {a.bracketed} sit between our two "
+            f"our fields by the migration table: of {a.counters} counters, {a.bracketed} sit between our two "
             f"readings that bracket them and {a.one_further} more between our readings one further out (both stamp "
             f"a point once their call has returned, so a reading early in a long call can fall on the other side of "
             f"a stamp); {len(a.misses)} outside.{misses} Of {a.gauges} gauges (state, sizes, guest memory), "
@@ -938,7 +938,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=os.environ.get("KVM_TELEGRAF_BENCH_KEEP") == "1",
         help=f"leave the {PREFIX}* guests defined (paused) at the end; env KVM_TELEGRAF_BENCH_KEEP=1",
     )
-    parser.add_argument("--results", default=DEFAULT_RESULTS, help="results file (the default also updates docs/performance.md)")
+    parser.add_argument(
+        "--results", default=DEFAULT_RESULTS, help="results file (the default also updates docs/performance.md)"
+    )
     args = parser.parse_args(argv)
     if args.cycles < 15:
         parser.error("--cycles must be at least 15")
