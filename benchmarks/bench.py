@@ -3,7 +3,7 @@
 One run, all contenders interleaved on the same paused lab guests, then the
 bare call, kvm-telegraf and collectd again with a few of the guests running
 (benchmarks/README.md has the method and what is fair about it). Prints the
-tables and writes them to benchmarks/results.md and README's Performance section.
+tables and writes them to benchmarks/results.md and docs/performance.md.
 
     .venv/bin/python -m benchmarks.bench [--guests 20] [--cycles 30] [--running 5] [--keep-guests]
 """
@@ -44,7 +44,7 @@ from benchmarks.under_telegraf import (
     read_capture,
     start_setup,
 )
-from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from tests.harness.execd import ExecdDriver
 from tests.harness.telegraf import find_telegraf
 
@@ -54,8 +54,8 @@ PREFIX = os.environ.get("KVM_TELEGRAF_BENCH_PREFIX", "ktbench-")
 SYSTEM_PYTHON = os.environ.get("PYTHON_SYSTEM", "/usr/bin/python3")
 BATCH_TIMEOUT_S = 30.0
 DEFAULT_RESULTS = os.path.join(REPO, "benchmarks", "results.md")
-README = os.path.join(REPO, "README.md")
-README_START, README_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
+PERFORMANCE_DOC = os.path.join(REPO, "docs", "performance.md")
+RESULTS_START, RESULTS_END = "<!-- bench-results:start -->", "<!-- bench-results:end -->"
 
 # The targets of issue #5, each a ratio or a limit measured in the same run.
 LATENCY_RATIO_MAX = 1.05
@@ -182,7 +182,7 @@ class BareCall:
     """
 
     def __init__(self, glob: str) -> None:
-        argv = [SYSTEM_PYTHON, "-c", BARE_LOOP, URI, glob, str(STATS_GROUPS)]
+        argv = [SYSTEM_PYTHON, "-c", BARE_LOOP, URI, glob, str(DEFAULT_STATS)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         self.meter = CpuMeter(self.proc.pid)
         self.domains_read = 0
@@ -898,7 +898,7 @@ def render_telegraf(r: Results) -> List[str]:
             "",
             f"Data agreement (one Telegraf with both inputs, interval {AGREEMENT_INTERVAL_S:g} s, `inputs.libvirt` "
             f"half an interval after ours, {r.agreement_running} of the guests running), their values mapped onto "
-            f"our fields by README's migration table: of {a.counters} counters, {a.bracketed} sit between our two "
+            f"our fields by the migration table: of {a.counters} counters, {a.bracketed} sit between our two "
             f"readings that bracket them and {a.one_further} more between our readings one further out (both stamp "
             f"a point once their call has returned, so a reading early in a long call can fall on the other side of "
             f"a stamp); {len(a.misses)} outside.{misses} Of {a.gauges} gauges (state, sizes, guest memory), "
@@ -908,18 +908,18 @@ def render_telegraf(r: Results) -> List[str]:
     return out
 
 
-def show_in_readme(table: str) -> None:
-    """Put the table between README's markers in its Performance section, so README shows the latest run."""
-    with open(README, encoding="utf-8") as handle:
+def show_in_docs(table: str) -> None:
+    """Put the table between the markers of docs/performance.md, so the docs show the latest run."""
+    with open(PERFORMANCE_DOC, encoding="utf-8") as handle:
         text = handle.read()
-    start, end = text.find(README_START), text.find(README_END)
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
     if start < 0 or end < start:
-        log(f"README.md has no {README_START} ... {README_END} block: not updated")
+        log(f"docs/performance.md has no {RESULTS_START} ... {RESULTS_END} block: not updated")
         return
-    text = text[: start + len(README_START)] + "\n" + table + text[end:]
-    with open(README, "w", encoding="utf-8") as handle:
+    text = text[: start + len(RESULTS_START)] + "\n" + table + text[end:]
+    with open(PERFORMANCE_DOC, "w", encoding="utf-8") as handle:
         handle.write(text)
-    log("updated README.md's Performance section")
+    log("updated the table of docs/performance.md")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -938,7 +938,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         default=os.environ.get("KVM_TELEGRAF_BENCH_KEEP") == "1",
         help=f"leave the {PREFIX}* guests defined (paused) at the end; env KVM_TELEGRAF_BENCH_KEEP=1",
     )
-    parser.add_argument("--results", default=DEFAULT_RESULTS, help="results file (the default also updates README)")
+    parser.add_argument(
+        "--results", default=DEFAULT_RESULTS, help="results file (the default also updates docs/performance.md)"
+    )
     args = parser.parse_args(argv)
     if args.cycles < 15:
         parser.error("--cycles must be at least 15")
@@ -974,7 +976,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     table = render(results)
     print(table)
     if os.path.abspath(args.results) == DEFAULT_RESULTS:
-        show_in_readme(table)
+        show_in_docs(table)
     with open(args.results, "w", encoding="utf-8") as handle:
         handle.write("# Benchmark results\n\nWritten by `make bench`; the method is in benchmarks/README.md.\n\n")
         handle.write(table)

@@ -28,24 +28,11 @@ import time
 from typing import Callable, Dict, List
 
 import libvirt
-from layout_cache import LayoutCache  # this file's directory is on sys.path when it runs as a script
 
-from kvm_telegraf.app import build_pipeline
 from kvm_telegraf.cli import main as cli_main
-from kvm_telegraf.collect import STATS_GROUPS
-from kvm_telegraf.pipeline import Pipeline
-
-
-def layout_cycle(pipeline: Pipeline) -> Callable[[], None]:
-    """Pipeline.cycle with the batch from a LayoutCache: the same collect and write."""
-    cache = LayoutCache()
-
-    def cycle() -> None:
-        snapshot = pipeline.source.collect()
-        batch = cache.encode(snapshot, pipeline.encoder, pipeline.measurements, pipeline.groups)
-        pipeline.writer.write(batch)
-
-    return cycle
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
+from kvm_telegraf.program import build_pipeline
+from kvm_telegraf.settings import Settings
 
 
 def measure(rounds: int, contenders: Dict[str, Callable[[], None]], pause_s: float = 0.2) -> Dict[str, Dict]:
@@ -68,21 +55,19 @@ def main(argv: List[str]) -> int:
     conn = libvirt.openReadOnly(uri)
 
     def bare() -> None:
-        records = conn.getAllDomainStats(STATS_GROUPS, 0)
+        records = conn.getAllDomainStats(DEFAULT_STATS, 0)
         [stats for dom, stats in records if fnmatch.fnmatchcase(dom.name(), glob)]
 
-    options = cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob]).params
+    settings = Settings.from_options(cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob]).params)
     sink = open(os.devnull, "wb")  # noqa: SIM115 - open for the whole run
-    shipped = build_pipeline(options, sink, events=False)
-    compiled = build_pipeline(options, sink, events=False)
-    contenders = {"bare": bare, "reference": shipped.cycle, "layouts": layout_cycle(compiled)}
+    shipped = build_pipeline(settings, sink, libvirt.openReadOnly, events=False)
+    contenders = {"bare": bare, "reference": shipped.cycle}
     for _ in range(2):  # warm-up: connections, domain XML, the layouts compiled, the encoders' caches
         for contender in contenders.values():
             contender()
     samples = measure(rounds, contenders)
     print(json.dumps(samples))
-    for pipeline in (shipped, compiled):
-        pipeline.source.close()
+    shipped.source.close()
     conn.close()
     return 0
 

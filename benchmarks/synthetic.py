@@ -15,7 +15,6 @@ with ``vcpu`` and 8 vCPUs per domain, 7 more lines per running domain.
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import pathlib
 import re
@@ -24,11 +23,11 @@ import subprocess
 import sys
 import time
 import uuid
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from benchmarks.layout_cache import LayoutCache
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUP_NAMES
+from kvm_telegraf.group import Group
+from kvm_telegraf.groups import GROUPS
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
@@ -112,7 +111,7 @@ def steady_host(count: int, vcpus: Optional[int] = None, interval_ns: int = 10_0
 Batch = Callable[[], str]
 
 
-def reference_variant(cycles: Sequence[Snapshot], groups: FrozenSet[str]) -> Batch:
+def reference_variant(cycles: Sequence[Snapshot], groups: Sequence[Group]) -> Batch:
     """shape_snapshot + LineEncoder.encode of the last cycle; history and encoder caches from the cycles before."""
     encoder, history = LineEncoder(), {}
     for snapshot in cycles[:-1]:
@@ -127,27 +126,16 @@ def reference_variant(cycles: Sequence[Snapshot], groups: FrozenSet[str]) -> Bat
     return batch
 
 
-def layout_variant(cycles: Sequence[Snapshot], groups: FrozenSet[str]) -> Batch:
-    """LayoutCache.encode of the last cycle, its layouts compiled in the cycles before (benchmarks/layout_cache.py)."""
-    encoder, cache = LineEncoder(), LayoutCache()
-    for snapshot in cycles[:-1]:
-        cache.encode(snapshot, encoder, groups=groups)
-    last = cycles[-1]
-    # each batch starts from the same state (the previous cycle's entries): a shallow copy, the cache replaces its dict
-    return lambda: copy.copy(cache).encode(last, encoder, groups=groups)
-
-
-VARIANTS: Dict[str, Callable[[Sequence[Snapshot], FrozenSet[str]], Batch]] = {
+VARIANTS: Dict[str, Callable[[Sequence[Snapshot], Sequence[Group]], Batch]] = {
     "reference": reference_variant,
-    "layout": layout_variant,
 }
 # The cardinality the --collect groups add: every group on, and 8 vCPUs per running domain (vm_vcpus).
-GROUPS_ON = frozenset(GROUP_NAMES)
+GROUPS_ON = GROUPS
 GROUPS_ON_VCPUS = 8
 
 
 def time_shape_encode(
-    count: int = 1000, repeats: int = 20, groups: FrozenSet[str] = frozenset(), vcpus: Optional[int] = None
+    count: int = 1000, repeats: int = 20, groups: Sequence[Group] = frozenset(), vcpus: Optional[int] = None
 ) -> Dict[str, Any]:
     """Seconds per batch (median) for shape + encode of the synthetic host's third cycle, each variant.
 
@@ -168,7 +156,7 @@ def time_shape_encode(
     floor = statistics.median(formatting_floor_s(points, cycles[-1].timestamp_ns) for _ in range(repeats))
     result: Dict[str, Any] = {
         "domains": count,
-        "groups": "all" if groups == GROUPS_ON else ",".join(sorted(groups)) or "none",
+        "groups": "all" if groups == GROUPS_ON else ",".join(sorted(group.name for group in groups)) or "none",
         "vcpus": vcpus,
         "floor_per_domain_us": floor / count * 1e6,
         "lines": reference.count("\n"),
@@ -196,7 +184,7 @@ def formatting_floor_s(points, timestamp_ns: int) -> float:
 CALLGRIND_COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def run_batches(variant: str, groups: FrozenSet[str], vcpus: Optional[int], batches: int, count: int = 1000) -> None:
+def run_batches(variant: str, groups: Sequence[Group], vcpus: Optional[int], batches: int, count: int = 1000) -> None:
     """Set up the synthetic host and one variant, then run *batches* batches (what callgrind counts)."""
     batch = VARIANTS[variant](steady_host(count, vcpus), groups)
     batch()  # the encoder's caches, as in a long-running process
@@ -204,7 +192,7 @@ def run_batches(variant: str, groups: FrozenSet[str], vcpus: Optional[int], batc
         batch()
 
 
-def callgrind_instructions(variant: str, groups: FrozenSet[str], vcpus: Optional[int], count: int = 1000) -> int:
+def callgrind_instructions(variant: str, groups: Sequence[Group], vcpus: Optional[int], count: int = 1000) -> int:
     """Instructions of one batch under valgrind's callgrind: a run with 2 batches minus one with none, halved.
 
     Repeatable to a few parts in a million, where timings on a shared machine are not.

@@ -2,7 +2,8 @@
 
 Each setup is one Telegraf (``make telegraf``) writing with ``outputs.file`` to a capture; ``inputs.internal``
 adds its gather times to it. The capture gives lines and fields per gather, and, from one Telegraf running
-both inputs half an interval apart, whether their counters agree with ours (MAPPING, README's migration table).
+both inputs half an interval apart, whether their counters agree with ours (MAPPING: the table of
+docs/migrating-from-inputs-libvirt.md).
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""The ``kvm-telegraf`` command: options in, the chosen trigger loop out.
+"""The ``kvm-telegraf`` command: each option declared once, errors mapped to exit codes.
 
-Heavy imports (libvirt, the pipeline) happen only once a run starts, so
-``--help`` and ``--version`` stay instant.
+Like httpie's ``main``: this module parses and checks, then hands typed Settings
+to kvm_telegraf/program.py, which does the work. A ``--config`` file may set
+every long option an operator's drop-in would (Option.in_config); what it may
+hold there follows from the option's own type. Heavy imports (libvirt, the
+pipeline) happen only once a run starts, so ``--help`` stays quick.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import click
 
@@ -24,40 +26,58 @@ from kvm_telegraf.config import (
     MetadataTagSpec,
     load_config_file,
 )
-from kvm_telegraf.groups import ALL, GROUP_NAMES
+from kvm_telegraf.groups import ALL, GROUPS
+from kvm_telegraf.measurements import MEASUREMENTS
+from kvm_telegraf.settings import Settings, SettingsError
 
-MEASUREMENT_CHOICES = ("vm_metrics", "vm_features", "vm_devices", "vm_totals")
 LOG_LEVELS = ("error", "warn", "info", "debug")
 FORMATS = ("influx", "table")
-DOCTOR_INTERVAL_S = 10.0  # Telegraf's default interval
-# What each --config key may hold (see config.py); a list stands for the option given several times.
-CONFIG_SCHEMA = {
-    "uri": SOME_STRINGS,
-    "domain": STRINGS,
-    "exclude_domain": STRINGS,
-    "measurement": SOME_STRINGS,
-    "features_refresh": DURATION,
-    "timeout": DURATION,
-    "interval": DURATION,
-    "log_level": STRING,
-    "nova": FLAG,
-    "metadata_tag": STRING_TABLE,
-    "hypervisor_tag": FLAG,
-    "collect": STRINGS,
-    "read_write": FLAG,
-    "guest_refresh": DURATION,
-}
 # Bounds of each duration: finite and sane, so no timer in libvirt or Python overflows.
 INTERVAL = Duration(0.1, 86400.0)
 TIMEOUT = Duration(0.01, 3600.0)
 FEATURES_REFRESH = Duration(1.0, 7 * 86400.0)
 GUEST_REFRESH = Duration(1.0, 86400.0)
 SAMPLE = Duration(0.01, 3600.0)
+GROUP_NAMES = tuple(group.name for group in GROUPS)
+SETTINGS = "kvm_telegraf.settings"  # where the main command leaves its Settings for the subcommands (ctx.meta)
+
+
+class Option(click.Option):
+    """A long option; ``--config`` may set it too, holding what its type implies, unless in_config is False.
+
+    non_empty: a repeatable option whose empty list would not mean "none" (``uri``, ``measurement``).
+    """
+
+    def __init__(self, *args: Any, in_config: bool = True, non_empty: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_config = in_config
+        self.non_empty = non_empty
+
+    @property
+    def config_kind(self) -> Optional[str]:
+        """What a --config file may hold for it (config.py's wording), or None when it may not set it."""
+        if not self.in_config:
+            return None
+        if self.is_flag:
+            return FLAG
+        if isinstance(self.type, Duration):
+            return DURATION
+        if self.multiple:
+            if isinstance(self.type, MetadataTagSpec):
+                return STRING_TABLE
+            return SOME_STRINGS if self.non_empty else STRINGS
+        return STRING
+
+
+def config_schema(command: click.Command) -> Dict[str, str]:
+    """Each key a --config file may set, and what it may hold: the command's own options, nothing restated."""
+    kinds = {param.name: param.config_kind for param in command.params if isinstance(param, Option)}
+    return {name: kind for name, kind in kinds.items() if name and kind}
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str]) -> None:
     if path:
-        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, CONFIG_SCHEMA)}
+        ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, config_schema(ctx.command))}
 
 
 def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
@@ -69,30 +89,6 @@ def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
             raise click.BadParameter(f"{redact_uri(uri)} is given twice", param=param)
         seen.add(uri)
     return uris
-
-
-def _opener(ctx: click.Context) -> Any:
-    """How connections are opened: libvirt's read-only open (read-write with --read-write), or what a test
-    passed in ``obj``."""
-    from kvm_telegraf.connection import open_read_only, open_read_write
-
-    default = open_read_write if ctx.params.get("read_write") else open_read_only
-    return (ctx.obj or {}).get("opener", default)
-
-
-def _start(ctx: click.Context) -> None:
-    from kvm_telegraf.log import setup_logging
-
-    setup_logging(ctx.params["log_level"])
-
-
-def _silence_stdout() -> None:
-    """After EPIPE, point fd 1 at /dev/null so the interpreter's final flush stays quiet."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 class TelegrafGroup(click.Group):
@@ -114,6 +110,8 @@ class TelegrafGroup(click.Group):
 @click.version_option(__version__, "--version", prog_name="kvm-telegraf")
 @click.option(
     "--config",
+    cls=Option,
+    in_config=False,
     type=click.Path(dir_okay=False),
     callback=_load_config,
     is_eager=True,
@@ -122,6 +120,8 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--uri",
+    cls=Option,
+    non_empty=True,
     multiple=True,
     default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
@@ -132,34 +132,48 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--read-write",
+    cls=Option,
     is_flag=True,
     help="Open libvirt read-write, as --collect guest needs: this grants full management of every domain "
     "unless libvirt's polkit access driver narrows it (README: Security).",
 )
-@click.option("--once", is_flag=True, help="Print one batch and exit; exit 1 if libvirt cannot be reached.")
+@click.option(
+    "--once",
+    cls=Option,
+    in_config=False,
+    is_flag=True,
+    help="Print one batch and exit; exit 1 if libvirt cannot be reached.",
+)
 @click.option(
     "--interval",
+    cls=Option,
     type=INTERVAL,
     default=None,
     help=f'Collect on our own timer (Telegraf signal = "none") instead of on stdin newlines ({INTERVAL.bounds}).',
 )
 @click.option(
     "--timeout",
+    cls=Option,
     type=TIMEOUT,
     default="5s",
     show_default=True,
     help=f"Deadline for one bulk stats call; keep it below Telegraf's interval ({TIMEOUT.bounds}).",
 )
-@click.option("--domain", "domain", multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
-@click.option("--exclude-domain", multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable).")
+@click.option("--domain", cls=Option, multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
+@click.option(
+    "--exclude-domain", cls=Option, multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable)."
+)
 @click.option(
     "--measurement",
-    type=click.Choice(MEASUREMENT_CHOICES),
+    cls=Option,
+    non_empty=True,
+    type=click.Choice(MEASUREMENTS),
     multiple=True,
     help="Emit only these measurements (repeatable; default all four).",
 )
 @click.option(
     "--collect",
+    cls=Option,
     type=click.Choice((*GROUP_NAMES, ALL)),
     multiple=True,
     metavar="GROUP",
@@ -169,6 +183,7 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--features-refresh",
+    cls=Option,
     type=FEATURES_REFRESH,
     default="5m",
     show_default=True,
@@ -176,6 +191,7 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--guest-refresh",
+    cls=Option,
     type=GUEST_REFRESH,
     default="60s",
     show_default=True,
@@ -183,20 +199,29 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--hypervisor-tag",
+    cls=Option,
     is_flag=True,
     help="Tag points with libvirt's hostname even with one --uri (a remote host read from elsewhere).",
 )
-@click.option("--nova", is_flag=True, help="Tag points with OpenStack Nova's nova_name, nova_project, nova_flavor.")
+@click.option(
+    "--nova",
+    cls=Option,
+    is_flag=True,
+    help="Tag points with OpenStack Nova's nova_name, nova_project, nova_flavor.",
+)
 @click.option(
     "--metadata-tag",
+    cls=Option,
     type=MetadataTagSpec(),
     multiple=True,
     help="Tag points with what XPATH (below <domain>, ending in /@attr for an attribute) finds (repeatable).",
 )
-@click.option("--log-level", type=click.Choice(LOG_LEVELS), default="info", show_default=True)
+@click.option("--log-level", cls=Option, type=click.Choice(LOG_LEVELS), default="info", show_default=True)
 @click.option(
     "--format",
     "output_format",
+    cls=Option,
+    in_config=False,
     type=click.Choice(FORMATS),
     default="influx",
     show_default=True,
@@ -204,88 +229,33 @@ class TelegrafGroup(click.Group):
 )
 @click.option(
     "--sample",
+    cls=Option,
+    in_config=False,
     type=SAMPLE,
     default=None,
     help=f"With --format table: take two readings this far apart and show CPU % and net/disk rates ({SAMPLE.bounds}).",
 )
 @click.pass_context
-def main(
-    ctx: click.Context,
-    once: bool,
-    interval: Optional[float],
-    timeout: float,
-    output_format: str,
-    sample: Optional[float],
-    **_: Any,
-) -> None:
+def main(ctx: click.Context, **_: Any) -> None:
     """Telegraf execd input: one batch of Influx line protocol per newline on stdin.
 
     Run it from Telegraf's [[inputs.execd]] with signal = "STDIN", or by hand
     with --once.
     """
-    if once and interval:
-        raise click.UsageError("--once and --interval exclude each other")
-    if interval is not None and timeout >= interval:
-        raise click.BadParameter(f"must be shorter than --interval ({interval:g}s)", param_hint="--timeout")
-    if output_format == "table" and not once:
-        raise click.UsageError("--format table needs --once (it is for a person, not for Telegraf)")
-    if sample is not None and output_format != "table":
-        raise click.UsageError("--sample needs --format table")
-    if "guest" in (ctx.params.get("collect") or ()) and not ctx.params.get("read_write"):
-        raise click.UsageError(
-            "--collect guest needs --read-write: libvirt answers guest agent calls only on a read-write "
-            "connection (the README's Security section says what that grants)"
-        )
+    try:
+        settings = ctx.meta[SETTINGS] = Settings.from_options(ctx.params)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     if ctx.invoked_subcommand:
         return
-    if output_format == "table":
-        _print_table(ctx, sample)
-        return
-    from kvm_telegraf.app import build_pipeline
-    from kvm_telegraf.connection import LibvirtUnavailableError
-    from kvm_telegraf.log import get_logger
-    from kvm_telegraf.trigger import StdinTrigger, run_every, run_on_newlines, stdin_is_pipe
+    from kvm_telegraf.program import run
 
-    _start(ctx)
-    pipeline = build_pipeline(ctx.params, click.get_binary_stream("stdout"), _opener(ctx), events=not once)
-    restore = pipeline.shutdown.install()
-    try:
-        if once:
-            try:
-                pipeline.cycle()
-            except LibvirtUnavailableError as exc:
-                get_logger(__name__).error("%s", exc)
-                ctx.exit(1)
-            return
-        stdin = click.get_binary_stream("stdin")
-        if interval is not None:
-            run_every(interval, pipeline.survive_cycle, StdinTrigger(stdin) if stdin_is_pipe(stdin) else None)
-        else:
-            run_on_newlines(StdinTrigger(stdin), pipeline.survive_cycle)
-    except BrokenPipeError:
-        _silence_stdout()
-    finally:
-        restore()
-        pipeline.source.close()
+    ctx.exit(run(settings, click.get_binary_stream("stdin"), click.get_binary_stream("stdout"), _opener(ctx)))
 
 
-def _print_table(ctx: click.Context, sample: Optional[float]) -> None:
-    """--once --format table: one reading, or two *sample* seconds apart for rates; exit 1 without libvirt."""
-    from kvm_telegraf.app import build_source
-    from kvm_telegraf.connection import LibvirtUnavailableError
-    from kvm_telegraf.log import get_logger
-    from kvm_telegraf.table import read_samples, table_from_snapshots
-
-    _start(ctx)
-    source = build_source(ctx.params, want_config=False, opener=_opener(ctx))
-    try:
-        snapshots = read_samples(source, sample)
-    except LibvirtUnavailableError as exc:
-        get_logger(__name__).error("%s", exc)
-        ctx.exit(1)
-    finally:
-        source.close()
-    click.echo(table_from_snapshots(snapshots), nl=False)
+def _opener(ctx: click.Context) -> Any:
+    """How connections are opened: what a test passed in ``obj``, else libvirt's own (program.py decides which)."""
+    return (ctx.find_root().obj or {}).get("opener")
 
 
 @main.command()
@@ -305,30 +275,9 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
     \b
     runuser -u telegraf -- kvm-telegraf --timeout 5s doctor --interval 10s
     """
-    import pwd
+    from kvm_telegraf.program import doctor as run_doctor
 
-    from kvm_telegraf.doctor import FAIL, diagnose
-    from kvm_telegraf.hosts import HostSet
-
-    interval = telegraf_interval or ctx.parent.params["interval"] or DOCTOR_INTERVAL_S
-    from kvm_telegraf.app import build_source
-
-    _start(ctx.parent)
-    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent))  # balloon checks read XML
-    collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
-    try:
-        user = pwd.getpwuid(os.geteuid()).pw_name
-    except KeyError:
-        user = f"uid {os.geteuid()}"
-    failed = False
-    try:
-        for collector in collectors:  # one host after the other, each from its "connected" line on
-            for finding in diagnose(collector, interval, user, read_write=ctx.parent.params["read_write"]):
-                click.echo(str(finding))
-                failed = failed or finding.level == FAIL
-    finally:
-        source.close()
-    ctx.exit(1 if failed else 0)
+    ctx.exit(run_doctor(ctx.meta[SETTINGS], telegraf_interval, _opener(ctx)))
 
 
 @main.command()
@@ -346,23 +295,13 @@ def doctor(ctx: click.Context, telegraf_interval: Optional[float]) -> None:
 @click.pass_context
 def record(ctx: click.Context, file: str, cycles: int, every: float) -> None:
     """Save raw bulk-stats snapshots (and domain XML) as JSON: the golden tests' input, and what a bug report needs."""
-    from kvm_telegraf.app import build_source, groups_of
     from kvm_telegraf.connection import LibvirtUnavailableError
-    from kvm_telegraf.snapshot import record_cycles, snapshot_to_json
+    from kvm_telegraf.program import record as run_record
 
-    _start(ctx.parent)
-    events = "events" in groups_of(ctx.parent.params)  # --collect events records them too
-    source = build_source(ctx.parent.params, want_config=True, opener=_opener(ctx.parent), events=events)
     try:
-        snapshots = record_cycles(source, cycles, every)
+        count = run_record(ctx.meta[SETTINGS], file, cycles, every, _opener(ctx))
     except LibvirtUnavailableError as exc:
         raise click.ClickException(str(exc)) from None
-    finally:
-        source.close()
-    try:
-        with open(file, "w", encoding="utf-8") as handle:
-            handle.write(snapshot_to_json(snapshots) + "\n")
     except OSError as exc:
         raise click.ClickException(f"cannot write {file}: {exc.strerror}") from None
-    domains: Tuple[int, ...] = tuple(len(s.domains) for s in snapshots)
-    click.echo(f"recorded {cycles} snapshot(s) of {domains[0]} domain(s) to {file}", err=True)
+    click.echo(f"recorded {cycles} snapshot(s) of {count} domain(s) to {file}", err=True)

@@ -64,7 +64,7 @@ class Connection:
 
     def __init__(self, uri: str, opener: Callable[[str], Any] = open_read_only) -> None:
         self.uri = uri
-        self._opener = opener
+        self.opener = opener
         self.subscriber: Optional[Subscriber] = None  # the event callbacks, registered again on every new connection
         self._conn: Optional[Any] = None
         self._hostname: Optional[str] = None
@@ -80,7 +80,7 @@ class Connection:
             self.close()
         if self._conn is None:
             try:
-                self._conn = self._opener(self.uri)
+                self._conn = self.opener(self.uri)
             except Exception as exc:  # libvirtError, or ImportError without the binding
                 raise LibvirtUnavailableError(
                     f"cannot connect to {redact_uri(self.uri)}: {error_message(exc)}"

@@ -18,22 +18,26 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-from kvm_telegraf.collect import FULL, NOWAIT, STATS_GROUPS, Collector, group_supported
+from kvm_telegraf.bulk_read import FROZEN, FULL, SATURATED, BulkRead
+from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUPS, Group, stats_bits, stats_flags
+from kvm_telegraf.group import Group, stats_bits, stats_flags
+from kvm_telegraf.groups import GROUPS
 from kvm_telegraf.libvirt_facts import (
+    DEFAULT_STATS,
     ERR_ARGUMENT_UNSUPPORTED,
+    STATE_NAMES,
     STATE_RUNNING,
     STATS_ENFORCE,
     STATS_GROUP_NAMES,
     STATS_NO_DOMAINS,
     STATS_STATE,
     error_code,
+    version_text,
 )
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
-from kvm_telegraf.table import STATE_NAMES
 from kvm_telegraf.worker import Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
@@ -53,11 +57,6 @@ class Finding(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.level:<4}  {self.text}"
-
-
-def version_text(number: int) -> str:
-    """libvirt's encoded version as text: 9000000 -> 9.0.0."""
-    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 
 def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
@@ -223,25 +222,26 @@ def load_text() -> str:
 
 
 def deadline_finding(
-    tier: str,
+    read: BulkRead,
     full_s: float,
     returned: bool,
     state_s: float,
-    not_responding: Sequence[str],
     domains: int,
     timeout_s: float,
     load: str,
 ) -> Finding:
-    """Why collections miss --timeout: a frozen guest, a call slower than --timeout, or a saturated host."""
+    """Why collections miss --timeout, as the bulk read found it: a frozen guest, a saturated host, or a call
+    slower than --timeout. A read that could not tell yet (its own full call still out) is told by whether
+    that call came back while doctor waited (*returned*)."""
     took = f"{full_s:.1f}s" if returned else f"more than {full_s:.1f}s"
-    if tier == NOWAIT and not_responding and not returned:
+    if read.trouble == FROZEN or (read.trouble is None and read.not_responding and not returned):
         return Finding(
             WARN,
-            f"domains not answering: {', '.join(not_responding)}: their QEMU does not answer (the full stats call "
-            f"is still out after {full_s:.1f}s), so what only their QEMU gives (balloon memory, disk counters) is "
-            "missing until it does; every other guest is complete",
+            f"domains not answering: {', '.join(read.not_responding)}: their QEMU does not answer (the full stats "
+            f"call is still out after {full_s:.1f}s), so what only their QEMU gives (balloon memory, disk counters) "
+            "is missing until it does; every other guest is complete",
         )
-    if tier != NOWAIT:  # not even NOWAIT answered in time, while the state group alone does
+    if read.trouble == SATURATED:  # not even NOWAIT answered in time, while the state group alone does
         return Finding(
             WARN,
             f"the host looks saturated: one full stats call takes {took} for {domains} domain(s), the state-only "
@@ -288,7 +288,7 @@ def supported_groups(conn: Any) -> Tuple[List[str], List[str]]:
 
 
 def groups_finding(supported: List[str], unsupported: List[str]) -> Finding:
-    needed = [name for bit, name in STATS_GROUP_NAMES if bit & STATS_GROUPS]
+    needed = [name for bit, name in STATS_GROUP_NAMES if bit & DEFAULT_STATS]
     missing = [name for name in needed if name in unsupported]
     extra = [name for name in supported if name not in needed]
     if missing:
@@ -316,68 +316,46 @@ def domains_finding(snapshot: Snapshot) -> Finding:
     return Finding(OK, f"{len(snapshot.domains)} domain(s): {summary}")
 
 
-# How an operator turns on what a bulk-bit group reads, per domain; for the enablement line.
-GROUP_ENABLE_HINTS = {
-    "perf": "virsh perf DOMAIN --enable cpu_cycles,instructions (needs perf events on the host)",
-    "iothread": "<iothreads>N</iothreads> in the domain XML",
-    "memory_bandwidth": "<cputune><memorytune> with a <monitor> in the domain XML (resctrl, Intel RDT MBM)",
-    "dirtyrate": "virsh domdirtyrate-calc DOMAIN (a read-write call; kvm-telegraf never starts one)",
-    "kvm": "<domain type='kvm'>",
-    "cache_monitor": "<cputune><cachetune> with a <monitor> in the domain XML (resctrl, Intel RDT CMT)",
-    "backing": "a disk on an image with a backing file (a qcow2 overlay, an external snapshot)",
-    "balloon": "<memballoon><stats period='N'/> in the domain XML, or virsh dommemstat --period N --live DOMAIN",
-}
-# Whether a domain's stats show the group enabled.
-GROUP_ENABLED = {
-    "perf": lambda stats: any(key.startswith("perf.") and value is not None for key, value in stats.items()),
-    "iothread": lambda stats: bool(stats.get("iothread.count")),
-    "memory_bandwidth": lambda stats: bool(stats.get("memory.bandwidth.monitor.count")),
-    "dirtyrate": lambda stats: bool(stats.get("dirtyrate.calc_status")),
-    "kvm": lambda stats: any(key.startswith("vm.") for key in stats),
-    "cache_monitor": lambda stats: bool(stats.get("cpu.cache.monitor.count")),
-    # With BACKING a backing image is a block entry of its own, under its disk's name.
-    "backing": lambda stats: (
-        len({v for k, v in stats.items() if k.endswith(".name") and k.startswith("block.")})
-        < (stats.get("block.count") or 0)
-    ),
-    "balloon": lambda stats: bool(stats.get("balloon.last-update")),
-}
-
-
-def group_findings(conn: Any, collector: Collector) -> Iterator[Finding]:
-    """One line per --collect group: whether the daemon supports it, whether the domains have it on, and if asked."""
-    bits = stats_bits(frozenset(GROUP_ENABLED))
-    flags = stats_flags(frozenset(GROUP_ENABLED))
+def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_write: bool) -> Iterator[Finding]:
+    """One line per --collect group: asked or not, the libvirt it needs and the one found, on how many
+    domains it is on (and how to turn it on), and what it costs besides the bulk call."""
+    checks = [group for group in GROUPS if group.enabled is not None]
+    facts = {domain.uuid: domain.config.facts if domain.config is not None else None for domain in snapshot.domains}
     try:
         records = [
-            stats
-            for dom, stats in conn.getAllDomainStats(STATS_GROUPS | bits, flags)
+            (dom.UUIDString(), stats)
+            for dom, stats in conn.getAllDomainStats(DEFAULT_STATS | stats_bits(checks), stats_flags(checks))
             if collector.domain_filter(dom.name())
         ]
     except Exception:  # libvirtError: a daemon too old for one of the bits; the lines below say which
         records = []
-    asked = collector.groups
+    try:
+        found = f"found {version_text(conn.getLibVersion())}"
+    except Exception:  # libvirtError
+        found = "found an unknown version"
+    asked = {group.name for group in collector.groups}
     for group in GROUPS:
         wanted = "on (--collect)" if group.name in asked else "off"
+        if group.read_write and group.name not in asked:
+            wanted += f" (it needs --read-write; this connection is {'read-write' if read_write else 'read-only'})"
+        needs = f"needs libvirt {version_text(group.since)}, {found}"
         try:
-            supported = group_supported(conn, group.name)
+            supported = group.supported_by(conn)
         except Exception:  # libvirtError: the connection broke
             supported = False
         if not supported:
             level = WARN if group.name in asked else NOTE
-            yield Finding(
-                level,
-                f"group {group.name}: {wanted}; this daemon does not support it (needs libvirt "
-                f"{version_text(group.since)})",
-            )
+            yield Finding(level, f"group {group.name}: {wanted}; this daemon does not support it ({needs})")
             continue
-        enabled = ""
-        if group.name in GROUP_ENABLED and records:
-            count = sum(1 for stats in records if GROUP_ENABLED[group.name](stats))
+        level, enabled = OK, ""
+        if group.enabled is not None and records:
+            count = sum(1 for uuid, stats in records if group.enabled(stats, facts.get(uuid)))
             enabled = f"; enabled on {count} of {len(records)} domain(s)"
             if not count:
-                enabled += f" (to enable: {GROUP_ENABLE_HINTS[group.name]})"
-        yield Finding(OK, f"group {group.name}: {wanted}; supported{enabled}; {call_cost(group)}")
+                enabled += f" (to enable: {group.enable_hint})"
+                if group.name in asked:
+                    level, enabled = WARN, enabled + ", so it adds nothing until one has it"
+        yield Finding(level, f"group {group.name}: {wanted}; supported ({needs}){enabled}; {call_cost(group)}")
 
 
 def call_cost(group: Group) -> str:
@@ -386,31 +364,9 @@ def call_cost(group: Group) -> str:
         return f"extra calls: {', '.join(group.calls)}"
     if group.flags:
         return "no extra call (a flag on the bulk call)"
-    if group.bits:
+    if group.bits & ~DEFAULT_STATS:
         return "no extra call (its bits on the bulk call)"
     return "no extra call"
-
-
-def guest_finding(domains: Sequence[DomainSample], asked: bool, read_write: bool) -> Optional[Finding]:
-    """--collect guest: how many running domains have their agent connected; None where no domain has an
-    agent channel and the group is off (nothing to say)."""
-    running = [d for d in domains if d.stats.get("state.state") == STATE_RUNNING]
-    states = [d.config.facts.agent_state for d in running if d.config is not None and d.config.facts is not None]
-    connected = states.count("connected")
-    channels = sum(1 for state in states if state is not None)
-    if not asked and not channels:
-        return None
-    seen = f"guest agents: connected on {connected} of {len(running)} running domain(s)"
-    access = "read-write" if read_write else "read-only"
-    if not asked:
-        return Finding(NOTE, f"{seen}; --collect guest is off (it needs --read-write; this connection is {access})")
-    if not connected:
-        return Finding(
-            WARN,
-            f"{seen}: vm_guest and vm_filesystems stay empty; fix: run qemu-guest-agent in the guests, with an "
-            "org.qemu.guest_agent.0 virtio-serial channel in their XML",
-        )
-    return Finding(OK, f"{seen}; connection {access}; each asked once per --guest-refresh")
 
 
 def _libvirt_findings(conn: Any) -> Iterator[Finding]:
@@ -482,27 +438,16 @@ def diagnose(
         yield Finding(FAIL, f"{exc}; fix: check that libvirtd answers: virsh -r -c {redact_uri(uri)} list --all")
         return
     yield domains_finding(snapshot)
-    yield from group_findings(conn, collector)
-    guest = guest_finding(snapshot.domains, "guest" in collector.groups, read_write)
-    if guest is not None:
-        yield guest
+    yield from group_findings(conn, collector, snapshot, read_write)
+    read = collector.last_read
+    assert read is not None  # a cycle has run
     judged = snapshot.domains
-    if collector.last_tier != FULL:  # a domain whose QEMU gave nothing this time has nothing to judge
+    if read.tier != FULL:  # a domain whose QEMU gave nothing this time has nothing to judge
         judged = tuple(d for d in judged if d.responding and "balloon.rss" in d.stats)
     yield from memory_findings(judged, max(1, int(interval_s)))
-    if collector.last_tier == FULL:
+    if read.tier == FULL:
         yield timing_finding(first_s, steady_s, len(snapshot.domains), lines, collector.timeout_s, interval_s)
         return
-    not_responding = [d.name for d in snapshot.domains if not d.responding]
-    frozen = collector.last_tier == NOWAIT and bool(not_responding)
-    full_s, returned = collector.settle_full_call(0 if frozen else LATE_CALL_WAIT_S)
-    yield deadline_finding(
-        collector.last_tier,
-        full_s,
-        returned,
-        state_probe_s(conn, LATE_CALL_WAIT_S),
-        not_responding,
-        len(snapshot.domains),
-        collector.timeout_s,
-        load_text(),
-    )
+    full_s, returned = collector.reader.settle(0 if read.trouble == FROZEN else LATE_CALL_WAIT_S)
+    state_s = state_probe_s(conn, LATE_CALL_WAIT_S)
+    yield deadline_finding(read, full_s, returned, state_s, len(snapshot.domains), collector.timeout_s, load_text())

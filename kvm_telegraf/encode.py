@@ -22,7 +22,7 @@ it leaves ``\v`` raw in keys and escapes control characters in strings.
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
 
@@ -115,10 +115,6 @@ class LineEncoder:
         ...     {"state": 1, "cpu_time_ns": 4211000000})], 1700000000000000000)
         'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
         """
-        return "".join(self.lines(points, timestamp_ns))
-
-    def lines(self, points: Iterable[Point], timestamp_ns: int) -> List[str]:
-        """One line per point, in order, ``""`` for a point left with no field; one batch for the caches."""
         previous, current = self._prefixes, {}
         keys = self._keys
         suffix = f" {timestamp_ns}\n"
@@ -130,7 +126,7 @@ class LineEncoder:
                 if prefix is None:
                     escaped = escape_key(key)
                     prefix = keys[key] = f"{escaped}=" if escaped else ""
-                if type(value) is int:  # nearly every field; inlined (see shape.read_fields for the figures)
+                if type(value) is int:  # nearly every field; inlined (see fields.read_fields for the figures)
                     if INT64_MIN <= value <= INT64_MAX and prefix:
                         encoded.append(f"{prefix}{value}i")
                     continue
@@ -138,7 +134,6 @@ class LineEncoder:
                 if prefix and text is not None:
                     encoded.append(prefix + text)
             if not encoded:
-                lines.append("")
                 continue
             series = (measurement, tags)
             line_prefix = current.get(series) or previous.get(series) or series_prefix(measurement, tags)
@@ -148,4 +143,4 @@ class LineEncoder:
         self._prefixes = current
         if len(keys) > 4096:
             keys.clear()
-        return lines
+        return "".join(lines)

@@ -1,133 +1,50 @@
-"""The libvirt calls of the ``--collect`` groups that the bulk call cannot answer, as plain data.
+"""The ``--collect`` groups' own libvirt calls, after the bulk read, under the cycle's deadline.
 
-They run on one worker per host, after the bulk call, under the cycle's
-deadline (kvm_telegraf.collect). Each answer is turned into dicts and lists
-right here, so the Snapshot holds plain data that ``record`` saves and the
-goldens replay. A call that fails (the domain vanished, a disk without
-medium) leaves out only its own entry.
+The per-host and per-domain calls (Group.host_call, Group.domain_call) run on two
+persistent workers: while one waits on a guest whose QEMU hangs, the other
+serves the next cycles without that guest, and each holds at most one call in
+libvirtd. A group whose calls may never answer (a guest agent) brings threads of
+its own (Group.own_calls). What comes in by the deadline goes into the Snapshot
+as plain data, which ``record`` saves and the goldens replay; what is late is
+dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
+from kvm_telegraf.connection import Connection
 from kvm_telegraf.domain_xml import DomainFacts
-from kvm_telegraf.libvirt_facts import JOB_RUNNING_TYPES, JOB_STATS_COMPLETED, JOB_STATS_KEEP_COMPLETED
+from kvm_telegraf.group import Group, HostMemo, OwnCalls, RawStats
+from kvm_telegraf.libvirt_facts import STATE_RUNNING, version_text
+from kvm_telegraf.log import get_logger
+from kvm_telegraf.snapshot import DomainConfig
+from kvm_telegraf.worker import Worker, answer_by
 
-# The groups that make calls of their own, per running domain and per host.
-DOMAIN_CALL_GROUPS = frozenset({"vcpu", "jobs", "block_limits"})
-HOST_CALL_GROUPS = frozenset({"host", "pools"})
+log = get_logger(__name__)
 
-# What each domain's calls gave: {"pcpus": {vcpu: pcpu}, "job": {...}, "completed_job": {...}, "iotune": {disk: {...}}}
-DomainCalls = Dict[str, Any]
-
-
-def _or_none(call: Callable[[], Any]) -> Any:
-    try:
-        return call()
-    except Exception:  # libvirtError: vanished, unsupported, no medium; only this entry is lost
-        return None
+DomainCalls = Dict[str, Any]  # what one domain's calls read: {"pcpus": {...}, "job": {...}, ...}
+HOST_KEY = ""  # no UUID is empty
 
 
-def domain_calls(dom: Any, groups: FrozenSet[str], facts: Optional[DomainFacts]) -> DomainCalls:
-    """The per-domain calls of *groups* for one running domain."""
-    calls: DomainCalls = {}
-    if "vcpu" in groups:
-        vcpus = _or_none(dom.vcpus)
-        if vcpus:
-            calls["pcpus"] = {str(number): cpu for number, _state, _time, cpu in vcpus[0]}
-    if "jobs" in groups:
-        job = _or_none(lambda: dom.jobStats(0))
-        # While a dump ends the plain call already answers "completed" (seen on libvirt 9.0): that one is
-        # left to the completed read, so it is counted once.
-        if job and job.get("type") in JOB_RUNNING_TYPES:
-            calls["job"] = job
-        # KEEP_COMPLETED: reading must not take a finished job's statistics away from others (Nova reads them);
-        # the Collector passes on each completed job once.
-        completed = _or_none(lambda: dom.jobStats(JOB_STATS_COMPLETED | JOB_STATS_KEEP_COMPLETED))
-        if completed and completed.get("type"):
-            calls["completed_job"] = completed
-    if "block_limits" in groups and facts is not None:
-        limits = {}
-        for disk in facts.disks:
-            tune = _or_none(lambda disk=disk: dom.blockIoTune(disk, 0))
-            if tune:
-                limits[disk] = {key: value for key, value in tune.items() if value}  # 0 and "": not set
-        calls["iotune"] = limits
-    return calls
-
-
-@dataclass
-class HostCache:
-    """What the host calls keep between cycles: node info once per connection, the pools per refresh."""
-
-    refresh_s: float
-    monotonic: Callable[[], float] = time.monotonic
-    node: Optional[Dict[str, Any]] = None
-    pools: Optional[List[Dict[str, Any]]] = None
-    _pools_at: float = field(default=0.0, init=False)
-
-    def forget(self) -> None:
-        self.node, self.pools = None, None
-
-    def pools_due(self) -> bool:
-        return self.pools is None or self.monotonic() - self._pools_at >= self.refresh_s
-
-    def keep_pools(self, pools: List[Dict[str, Any]]) -> None:
-        self.pools, self._pools_at = pools, self.monotonic()
-
-
-NODE_INFO_KEYS = ("model", "memory_mib", "cpus", "mhz", "nodes", "sockets", "cores", "threads")
-
-
-def node_facts(conn: Any) -> Dict[str, Any]:
-    """virNodeGetInfo, the libvirt and hypervisor versions: fixed for the life of a connection."""
-    facts: Dict[str, Any] = dict(zip(NODE_INFO_KEYS, conn.getInfo()))
-    facts["libvirt_version"] = _or_none(conn.getLibVersion)
-    facts["hypervisor_version"] = _or_none(conn.getVersion)
-    return facts
-
-
-def pool_facts(conn: Any) -> List[Dict[str, Any]]:
-    """Every storage pool: name, state, sizes in bytes, and the volume count of an active one."""
-    pools = []
-    for pool in conn.listAllStoragePools(0):
-        info = _or_none(pool.info)
-        if info is None:
-            continue
-        state, capacity, allocation, available = info
-        entry = {"name": pool.name(), "state": state, "capacity": capacity, "allocation": allocation}
-        entry["available"] = available
-        if pool.isActive():
-            volumes = _or_none(pool.numOfVolumes)
-            if volumes is not None:
-                entry["volumes"] = volumes
-        pools.append(entry)
-    return sorted(pools, key=lambda entry: entry["name"])
-
-
-def host_calls(conn: Any, groups: FrozenSet[str], cache: HostCache) -> Dict[str, Any]:
-    """The per-host calls of *groups*: node info (cached), memory stats, the pools (cached per refresh)."""
-    host: Dict[str, Any] = {}
-    if "host" in groups:
-        if cache.node is None:
-            cache.node = _or_none(lambda: node_facts(conn))
-        if cache.node is not None:
-            host["node"] = cache.node
-        memory = _or_none(lambda: conn.getMemoryStats(-1, 0))
-        if memory:
-            host["memory"] = memory
-    if "pools" in groups:
-        if cache.pools_due():
-            pools = _or_none(lambda: pool_facts(conn))
-            if pools is not None:
-                cache.keep_pools(pools)
-        if cache.pools is not None:
-            host["pools"] = cache.pools
-    return host
+def served_groups(conn: Any, groups: Sequence[Group], where: str) -> Tuple[Group, ...]:
+    """The groups the daemon behind *conn* serves; one W! for each it does not, naming the version it needs."""
+    served = tuple(group for group in groups if group.supported_by(conn))
+    for group in groups:
+        if group not in served:
+            log.warning(
+                "--collect %s: libvirt on %s does not support it (it needs libvirt %s or later and a driver that "
+                "offers it); not collected",
+                group.name,
+                where,
+                version_text(group.since),
+            )
+    return served
 
 
 @dataclass
@@ -139,7 +56,7 @@ class CallRun:
     until that call returns.
     """
 
-    results: queue.SimpleQueue[Tuple[str, Any]] = field(default_factory=queue.SimpleQueue)
+    results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     current: Optional[str] = None  # the UUID whose calls are out
 
     def taken(self) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
@@ -157,22 +74,107 @@ class CallRun:
                 per_domain[key] = value
 
 
-HOST_KEY = ""  # no UUID is empty
+class GroupCalls:
+    """One host's group calls: the workers', and each group's own (on a connection of its own)."""
 
+    def __init__(
+        self,
+        groups: Sequence[Group],
+        refresh_s: float,
+        own_connection: Callable[[], Connection],
+        own_refresh_s: float = 60.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.groups = tuple(groups)
+        self._memos = {group.name: HostMemo(refresh_s, monotonic) for group in groups if group.host_call is not None}
+        self._own: List[OwnCalls] = [
+            group.own_calls(own_connection(), own_refresh_s) for group in groups if group.own_calls is not None
+        ]
+        self._workers = (Worker("group-calls"), Worker("group-calls-2"))
+        self._runs: Dict[int, CallRun] = {}  # the last run of each worker
 
-def all_calls(
-    conn: Any,
-    groups: FrozenSet[str],
-    cache: HostCache,
-    domains: Sequence[Tuple[Any, Optional[DomainFacts]]],
-    run: CallRun,
-) -> None:
-    """One cycle's calls: the host's first, then each domain's, each result handed over as it comes."""
-    if groups & HOST_CALL_GROUPS:
-        run.results.put((HOST_KEY, host_calls(conn, groups, cache)))
-    if groups & DOMAIN_CALL_GROUPS:
+    def forget(self) -> None:
+        """Read the host facts kept between cycles again (SIGHUP)."""
+        for memo in self._memos.values():
+            memo.forget()
+
+    def run(
+        self,
+        conn: Any,
+        records: RawStats,
+        configs: Mapping[str, DomainConfig],
+        not_responding: Sequence[str],
+        deadline: float,
+    ) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
+        """(host data, per-domain data by UUID) of this cycle's calls, by *deadline*.
+
+        Only running domains that answered this cycle are asked, and not one whose call from an
+        earlier cycle is still out: a hung QEMU costs its own points only.
+        """
+        host, calls = self._on_workers(conn, records, configs, not_responding, deadline)
+        for own in self._own:
+            for uuid, entries in own.calls(records, configs, not_responding, deadline).items():
+                calls.setdefault(uuid, {}).update(entries)
+        return host, calls
+
+    def _on_workers(
+        self,
+        conn: Any,
+        records: RawStats,
+        configs: Mapping[str, DomainConfig],
+        not_responding: Sequence[str],
+        deadline: float,
+    ) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
+        per_domain = [group.domain_call for group in self.groups if group.domain_call is not None]
+        if not per_domain and not self._memos:
+            return {}, {}
+        for worker in self._workers:
+            worker.start()  # at once: the thread count stays level
+        busy = [index for index, worker in enumerate(self._workers) if worker.busy]
+        held: Set[Optional[str]] = {self._runs[index].current for index in busy if index in self._runs}
+        free = [index for index in range(len(self._workers)) if index not in busy]
+        if not free:  # both still wait on earlier cycles' calls
+            return {}, {}
+        asked = []
+        if per_domain:
+            for dom, stats in records:
+                if stats.get("state.state") != STATE_RUNNING or dom.name() in not_responding:
+                    continue
+                if dom.UUIDString() in held:  # a call to it is still out on the other worker
+                    continue
+                config = configs.get(dom.UUIDString())
+                asked.append((dom, config.facts if config is not None else None))
+        run = CallRun()
+        self._runs[free[0]] = run
+        future = self._workers[free[0]].submit(lambda: self._calls(conn, asked, run))
+        if future is not None:
+            with contextlib.suppress(FutureTimeout):
+                answer_by(future, deadline)
+        return run.taken()  # what came in by the deadline; the rest of a late run is never read
+
+    def _calls(self, conn: Any, domains: Sequence[Tuple[Any, Optional[DomainFacts]]], run: CallRun) -> None:
+        """One cycle's calls: the host's first, then each domain's, each result handed over as it comes."""
+        if self._memos:
+            host: Dict[str, Any] = {}
+            for group in self.groups:
+                if group.host_call is not None:
+                    host.update(group.host_call(conn, self._memos[group.name]))
+            run.results.put((HOST_KEY, host))
         for dom, facts in domains:
             uuid = dom.UUIDString()
             run.current = uuid
-            run.results.put((uuid, domain_calls(dom, groups, facts)))
-    run.current = None
+            calls: DomainCalls = {}
+            for group in self.groups:
+                if group.domain_call is not None:
+                    calls.update(group.domain_call(dom, facts))
+            run.results.put((uuid, calls))
+        run.current = None
+
+    @property
+    def per_host(self) -> bool:
+        """Whether a group makes host calls (the snapshot then carries the host's data and the cycle's health)."""
+        return bool(self._memos)
+
+    def close(self) -> None:
+        for own in self._own:
+            own.close()

@@ -18,7 +18,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, Iterable, Optional, Set, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 from kvm_telegraf.connection import Connection, error_message
 from kvm_telegraf.libvirt_facts import (
@@ -29,8 +29,10 @@ from kvm_telegraf.libvirt_facts import (
     GUEST_INFO_OS,
     GUEST_INFO_TIMEZONE,
     GUEST_INFO_USERS,
+    STATE_RUNNING,
 )
 from kvm_telegraf.log import get_logger
+from kvm_telegraf.snapshot import DomainConfig
 
 log = get_logger(__name__)
 
@@ -68,6 +70,29 @@ class GuestAgents:
     _threads: int = field(default=0, init=False)
     _due: float = field(default=float("-inf"), init=False)
     _types: int = field(default=GUEST_INFO_TYPES, init=False)
+
+    def calls(
+        self,
+        records: List[Tuple[Any, Dict[str, Any]]],
+        configs: Mapping[str, DomainConfig],
+        not_responding: Sequence[str],
+        deadline: float,
+    ) -> Dict[str, Dict[str, Any]]:
+        """What the agents of the running domains whose channel the XML shows connected answered last.
+
+        Asked once per refresh; each batch carries the last answer, as ``{"guest": ...}`` of that
+        domain's calls. Not for a domain whose QEMU did not answer this cycle.
+        """
+        connected = []
+        for dom, stats in records:
+            config = configs.get(dom.UUIDString())
+            facts = config.facts if config is not None else None
+            if stats.get("state.state") != STATE_RUNNING or dom.name() in not_responding or facts is None:
+                continue
+            if facts.agent_state == "connected":
+                connected.append(dom.UUIDString())
+        self.ask(connected, deadline)
+        return {uuid: {"guest": answer} for uuid, answer in self.results(connected).items()}
 
     def ask(self, uuids: Iterable[str], deadline: float) -> None:
         """Queue the domains whose agent is connected, when a refresh is due, and wait for them until *deadline*.

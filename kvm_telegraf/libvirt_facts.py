@@ -47,6 +47,8 @@ STATS_NO_DOMAINS = 1 | 64
 
 # virDomainState, named as virsh names them.
 STATE_RUNNING = 1
+STATE_PAUSED = 3
+STATE_SHUTOFF = 5
 STATE_NAMES = {
     0: "no state",
     1: "running",
@@ -80,6 +82,15 @@ JOB_STATS_COMPLETED = 1
 JOB_STATS_KEEP_COMPLETED = 2
 # virStoragePoolState
 POOL_STATES = {0: "inactive", 1: "building", 2: "running", 3: "degraded", 4: "inaccessible"}
+
+# libvirt reports memory sizes (balloon.*, virNodeGetMemoryStats) in KiB.
+KIB = 1024
+
+
+def version_text(number: int) -> str:
+    """libvirt's encoded version (major * 1,000,000 + minor * 1,000 + micro) as text: 9000000 -> 9.0.0."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
 
 # virErrorNumber
 ERR_NO_DOMAIN = 42

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Optional, Protocol
+from typing import Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.group import Group
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.shape import MEASUREMENTS, Reading, shape_snapshot
-from kvm_telegraf.snapshot import Snapshot
+from kvm_telegraf.measurements import MEASUREMENTS, Reading
+from kvm_telegraf.shape import shape_snapshot
+from kvm_telegraf.snapshot import SnapshotSource
 from kvm_telegraf.trigger import Shutdown
 from kvm_telegraf.write import BatchWriter
 
 log = get_logger(__name__)
-
-
-class SnapshotSource(Protocol):
-    """Where a cycle's snapshot comes from: one host's Collector, or a HostSet of several."""
-
-    def collect(self) -> Snapshot: ...
-
-    def forget_configs(self) -> None:
-        """Have the next collect() read every domain's XML and flags again (SIGHUP)."""
-
-    def close(self) -> None: ...
 
 
 @dataclass
@@ -34,7 +25,7 @@ class Pipeline:
     writer: BatchWriter
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
-    groups: FrozenSet[str] = frozenset()  # --collect
+    groups: Tuple[Group, ...] = ()  # --collect
     encoder: LineEncoder = field(default_factory=LineEncoder)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush

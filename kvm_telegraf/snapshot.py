@@ -138,11 +138,18 @@ def _event_from_dict(raw: Dict[str, Any]) -> DomainEvent:
     )
 
 
-class Source(Protocol):
+class SnapshotSource(Protocol):
+    """Where a cycle's snapshot comes from: one host's Collector, or a HostSet of several."""
+
     def collect(self) -> Snapshot: ...
 
+    def forget_configs(self) -> None:
+        """Have the next collect() read every domain's XML and flags again (SIGHUP)."""
 
-def record_cycles(source: Source, cycles: int, every_s: float) -> List[Snapshot]:
+    def close(self) -> None: ...
+
+
+def record_cycles(source: SnapshotSource, cycles: int, every_s: float) -> List[Snapshot]:
     """``kvm-telegraf record``: *cycles* consecutive snapshots, *every_s* apart."""
     snapshots = []
     for index in range(cycles):

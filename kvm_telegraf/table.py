@@ -8,12 +8,12 @@ read_samples(), which takes the readings.
 from __future__ import annotations
 
 import time
-from typing import Dict, List, Mapping, NamedTuple, Optional, Protocol, Sequence
+from typing import Dict, List, Mapping, NamedTuple, Optional, Sequence
 
 from kvm_telegraf.libvirt_facts import STATE_NAMES
 from kvm_telegraf.points import FieldValue, Point, Tags
 from kvm_telegraf.shape import shape_snapshot
-from kvm_telegraf.snapshot import Snapshot
+from kvm_telegraf.snapshot import Snapshot, SnapshotSource
 
 TABLE_MEASUREMENTS = frozenset({"vm_metrics", "vm_totals"})
 # (column, vm_totals counter) for the per-second rates, shown when two readings exist.
@@ -26,11 +26,7 @@ RATE_COLUMNS = (
 MISSING = "-"
 
 
-class Source(Protocol):
-    def collect(self) -> Snapshot: ...
-
-
-def read_samples(source: Source, sample_s: Optional[float]) -> List[Snapshot]:
+def read_samples(source: SnapshotSource, sample_s: Optional[float]) -> List[Snapshot]:
     """One reading, or two *sample_s* apart (``--sample``) so the table can show rates."""
     snapshots = [source.collect()]
     if sample_s is not None:
@@ -39,7 +35,7 @@ def read_samples(source: Source, sample_s: Optional[float]) -> List[Snapshot]:
     return snapshots
 
 
-class Reading(NamedTuple):
+class Shaped(NamedTuple):
     """The shaped points of one collection and the moment its stats were read."""
 
     timestamp_ns: int
@@ -88,7 +84,7 @@ def _rate(now: Mapping[str, FieldValue], before: Mapping[str, FieldValue], key: 
     return f"{human_bytes((current - previous) / seconds)}/s"
 
 
-def render(current: Reading, previous: Optional[Reading] = None) -> str:
+def render(current: Shaped, previous: Optional[Shaped] = None) -> str:
     """One row per VM, sorted by name; rate columns only when a previous reading gives a time span.
 
     CPU % comes from vm_totals' cpu_percent, which needs two readings: ``-`` without one.
@@ -140,5 +136,5 @@ def table_from_snapshots(snapshots: Sequence[Snapshot]) -> str:
     readings = []
     for snapshot in snapshots:
         points, history = shape_snapshot(snapshot, history, TABLE_MEASUREMENTS)
-        readings.append(Reading(snapshot.timestamp_ns, points))
+        readings.append(Shaped(snapshot.timestamp_ns, points))
     return render(readings[-1], readings[-2] if len(readings) > 1 else None)

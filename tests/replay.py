@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
-from kvm_telegraf.group_calls import NODE_INFO_KEYS
+from kvm_telegraf.groups.host import NODE_INFO_KEYS
 from kvm_telegraf.libvirt_facts import JOB_STATS_COMPLETED, STATS_NO_DOMAINS
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 

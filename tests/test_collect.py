@@ -14,8 +14,10 @@ from typing import Any, Callable, Iterator, List, Tuple
 
 import pytest
 
-from kvm_telegraf.collect import Collector, DomainFilter
+from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only
+from kvm_telegraf.domain_configs import ConfigCache
+from kvm_telegraf.domain_filter import DomainFilter
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
@@ -55,10 +57,11 @@ class Clock:
         return self.now
 
 
-def collector_over(snapshots: List[Snapshot], **options: Any):
+def collector_over(snapshots: List[Snapshot], refresh_s: float = 300.0, **options: Any):
     source = CountingReplay(snapshots)
     clock = Clock()
-    collector = Collector(Connection("replay:///", lambda _uri: source), monotonic=clock, **options)
+    configs = ConfigCache(refresh_s, monotonic=clock)
+    collector = Collector(Connection("replay:///", lambda _uri: source), configs=configs, **options)
     return collector, source, clock
 
 
@@ -81,7 +84,7 @@ def test_each_domains_configuration_is_read_once_then_served_from_the_cache():
 
 
 def test_the_configuration_is_read_again_after_the_refresh_period():
-    collector, source, clock = collector_over(load_snapshots("lab-running.json"), features_refresh_s=60)
+    collector, source, clock = collector_over(load_snapshots("lab-running.json"), refresh_s=60)
     collector.collect()
     clock.now = 59
     collector.collect()
@@ -405,7 +408,7 @@ def test_a_call_that_fails_on_a_live_connection_is_retried_once_and_the_batch_is
     conn = DomainDestroyedDuringTheCall(load_snapshots("lab-running.json"))
     collector = Collector(Connection("replay:///", lambda _uri: conn))
     snapshot = collector.collect()
-    assert len(snapshot.domains) == 2 and collector.last_tier == "full"
+    assert len(snapshot.domains) == 2 and collector.last_read.tier == "full"
     assert conn.failed == 1 and len(conn.calls) == 1 and not conn.closed, "retried on the same connection"
     assert logged == []
 

@@ -25,7 +25,6 @@ from kvm_telegraf.doctor import (
     connect_hint,
     diagnose,
     groups_finding,
-    guest_finding,
     memory_findings,
     own_command,
     read_only_socket,
@@ -409,14 +408,21 @@ def test_doctors_fix_for_a_missing_period_works_and_then_the_missing_driver_show
     assert warning.startswith(f"warn  {running} has a balloon stats period of 10s but its guest reports no memory")
 
 
-def test_the_guest_agent_line_counts_connected_agents_and_is_silent_where_there_is_none():
-    agents = load_snapshots("lab-guest.json")[0].domains
-    on = guest_finding(agents, asked=True, read_write=True)
-    assert on is not None and on.level == OK
-    assert "connected on 2 of 2 running domain(s); connection read-write" in on.text
-    off = guest_finding(agents, asked=False, read_write=False)
-    assert off is not None and off.level == NOTE and "--collect guest is off" in off.text
-    plain = load_snapshots("lab-running.json")[0].domains
-    assert guest_finding(plain, asked=False, read_write=False) is None
-    none = guest_finding(plain, asked=True, read_write=True)
-    assert none is not None and none.level == WARN and "qemu-guest-agent" in none.text
+def guest_line(snapshot_file: str, *args: str) -> str:
+    replay = ReplayConnection(load_snapshots(snapshot_file))
+    result = runner().invoke(main, [*args, "doctor"], obj={"opener": lambda _uri: replay})
+    (line,) = [line for line in result.stdout.splitlines() if " group guest: " in line]
+    return line
+
+
+def test_the_guest_group_line_counts_the_domains_whose_agent_is_connected():
+    on = guest_line("lab-guest.json", "--read-write", "--collect", "guest")
+    assert on.startswith("ok    group guest: on (--collect); supported") and "enabled on 2 of 2 domain(s)" in on
+    off = guest_line("lab-guest.json")
+    assert off.startswith("ok    group guest: off (it needs --read-write; this connection is read-only)")
+
+
+def test_the_guest_group_asked_for_where_no_agent_is_connected_is_a_warning_with_the_fix():
+    none = guest_line("lab-running.json", "--read-write", "--collect", "guest")
+    assert none.startswith("warn  group guest: on (--collect)") and "enabled on 0 of 2 domain(s)" in none
+    assert "qemu-guest-agent" in none and "adds nothing until one has it" in none

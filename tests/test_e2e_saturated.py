@@ -23,7 +23,7 @@ from typing import Iterator, List, Tuple
 
 import pytest
 
-from kvm_telegraf.collect import STATS_GROUPS
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from tests.conftest import need, run_lab
 from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
@@ -53,7 +53,7 @@ def full_call_s(names: List[str]) -> float:
     try:
         domains = [conn.lookupByName(name) for name in names]
         started = time.monotonic()
-        conn.domainListGetStats(domains, STATS_GROUPS, 0)
+        conn.domainListGetStats(domains, DEFAULT_STATS, 0)
         return time.monotonic() - started
     finally:
         conn.close()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from kvm_telegraf.encode import LineEncoder, format_float
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import shape_snapshot
-from tests.harness.goldens import batches, golden_groups, golden_measurements, golden_snapshots
+from tests.harness.goldens import batches, golden_groups, golden_snapshots
 from tests.harness.influxdb import quote_ident
 from tests.record_snapshots import HOSTILE_NAME
 
@@ -148,7 +148,7 @@ def test_recorded_snapshots_encode_into_the_golden_batches(golden):
     encoder = LineEncoder()
     encoded = []
     for snapshot in golden_snapshots(golden):
-        points, history = shape_snapshot(snapshot, history, golden_measurements(golden), golden_groups(golden))
+        points, history = shape_snapshot(snapshot, history, groups=golden_groups(golden))
         encoded.append(encoder.encode(points, snapshot.timestamp_ns))
     assert encoded == golden.out["batches"]
 

@@ -13,12 +13,14 @@ from typing import Any, Iterator, List
 import pytest
 
 from kvm_telegraf import libvirt_facts
-from kvm_telegraf.collect import Collector, DomainFilter
+from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
+from kvm_telegraf.domain_filter import DomainFilter
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.events import EVENT_THREAD, EventQueue, start_event_loop
+from kvm_telegraf.groups import resolve
 from kvm_telegraf.hosts import HostSet
-from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
+from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainEvent, Snapshot, snapshot_to_json, snapshots_from_json
 from tests.conftest import load_snapshots
 from tests.harness.loglines import log_lines
@@ -155,8 +157,8 @@ def test_each_event_is_one_point_at_its_own_time_tagged_like_its_domain(running)
             event_of(running[0], "io_error", at=12, device="virtio-disk1", action="report", reason="enospc"),
         ),
     )
-    points, _ = shape_snapshot(snapshot, {}, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
-    events = [point for point in points if point.measurement == EVENTS_MEASUREMENT]
+    points, _ = shape_snapshot(snapshot, {}, groups=resolve(["events"]))
+    events = [point for point in points if point.measurement == "vm_events"]
     uuid = running[0].domains[0].uuid
     text = LineEncoder().encode(events, snapshot.timestamp_ns)
     assert text == (
@@ -168,7 +170,7 @@ def test_each_event_is_one_point_at_its_own_time_tagged_like_its_domain(running)
 
 def test_the_other_points_of_the_batch_keep_the_batchs_timestamp(running):
     snapshot = dataclasses.replace(running[0], events=(event_of(running[0], "rebooted", at=11),))
-    points, _ = shape_snapshot(snapshot, {}, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+    points, _ = shape_snapshot(snapshot, {}, groups=resolve(["events"]))
     stamps = Counter(line.rsplit(" ", 1)[1] for line in LineEncoder().encode(points, 99).splitlines())
     assert stamps == Counter({"11": 1, "99": len(points) - 1})
 
@@ -177,7 +179,7 @@ def test_an_undefined_domain_gone_from_the_snapshot_still_gets_its_name_and_host
     gone = DomainEvent(
         7, "0b0e7f4c-0000-4000-8000-000000000001", "old", "undefined", detail="removed", hypervisor="kvm1"
     )
-    points, _ = shape_snapshot(Snapshot(9, (), events=(gone,)), {}, frozenset({EVENTS_MEASUREMENT}))
+    points, _ = shape_snapshot(Snapshot(9, (), events=(gone,)), {}, groups=resolve(["events"]))
     assert [dict(point.tags) for point in points] == [
         {"event": "undefined", "hypervisor": "kvm1", "uuid": gone.uuid, "vm": "old"}
     ]
@@ -186,7 +188,7 @@ def test_an_undefined_domain_gone_from_the_snapshot_still_gets_its_name_and_host
 def test_events_are_not_shaped_unless_asked_for(running):
     snapshot = dataclasses.replace(running[0], events=(event_of(running[0], "rebooted"),))
     points, _ = shape_snapshot(snapshot, {})
-    assert EVENTS_MEASUREMENT not in {point.measurement for point in points}
+    assert "vm_events" not in {point.measurement for point in points}
 
 
 def test_a_snapshot_file_keeps_its_events_and_one_without_stays_as_it_was(running):

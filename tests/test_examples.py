@@ -16,23 +16,29 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, Iterator, List, Mapping, Set, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Set, Tuple
 
 import pytest
 
 from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.groups import GROUP_NAMES, resolve
-from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS, shape_snapshot
-from kvm_telegraf.shape_groups import GROUP_MEASUREMENTS, GUEST_MEASUREMENTS
+from kvm_telegraf.group import Group
+from kvm_telegraf.groups import GROUPS, resolve
+from kvm_telegraf.measurements import MEASUREMENTS
+from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUP_NAMES = [group.name for group in GROUPS]
+GROUP_MEASUREMENTS = {measurement for group in GROUPS for measurement in group.measurements}
+GUEST_MEASUREMENTS = {measurement for group in GROUPS if group.read_write for measurement in group.measurements}
 EXAMPLES = ROOT / "examples"
 DASHBOARD = EXAMPLES / "grafana" / "kvm-telegraf.json"
 README = ROOT / "README.md"
+DASHBOARDS_DOC = ROOT / "docs" / "dashboards.md"
+METRICS_DOC = ROOT / "docs" / "metrics.md"
 
 TAG_KEYS = {"host", "vm", "uuid", "device", "type", "event", "mountpoint", "fstype"}
 INFLUXQL = sorted(EXAMPLES.glob("*/*.influxql"))
@@ -46,14 +52,20 @@ TICKS = 5
 DOMAIN_STATES = range(8)
 
 
-# --- what the README promises ------------------------------------------------------------------
+# --- what the docs promise --------------------------------------------------------------------
+
+
+def metrics_tables() -> str:
+    """The Metrics tables: the README's for the default measurements, docs/metrics.md's for the groups'."""
+    readme = README.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    groups = METRICS_DOC.read_text().split("\n## Measurements and fields\n", 1)[1].split("\n## ", 1)[0]
+    return readme + "\n" + groups
 
 
 def readme_schema() -> Dict[str, List[re.Pattern]]:
-    """Field-name patterns per measurement, read from the README's Metrics tables."""
-    metrics = README.read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
+    """Field-name patterns per measurement, read from the Metrics tables."""
     schema: Dict[str, List[re.Pattern]] = {}
-    for section in metrics.split("\n### ")[1:]:
+    for section in metrics_tables().split("\n### ")[1:]:
         measurement = section.split(":", 1)[0].strip()
         for row in section.splitlines():
             cells = row.split("|")
@@ -127,16 +139,15 @@ def unknown_names(query: str, names: Tuple[Set[str], Set[str]]) -> List[str]:
     return wrong
 
 
-def test_the_readme_schema_is_read_with_every_measurement_and_their_tags():
+def test_the_schema_is_read_from_the_docs_with_every_measurement_and_their_tags():
     schema = readme_schema()
-    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS, *GUEST_MEASUREMENTS, EVENTS_MEASUREMENT}
+    assert set(schema) == {*MEASUREMENTS, *GROUP_MEASUREMENTS}
     assert is_field(schema, "vm_totals", "cpu_percent") and is_field(schema, "vm_features", "feature_acpi")
     assert not is_field(schema, "vm_metrics", "cpu_percent")
-    metrics = README.read_text().split("\n## Metrics\n", 1)[1]
-    assert all(f"`{tag}`" in metrics for tag in TAG_KEYS)
+    assert all(f"`{tag}`" in metrics_tables() for tag in TAG_KEYS)
 
 
-def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_readmes_metrics_tables():
+def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_metrics_tables():
     schema = readme_schema()
     points = []
     for name in ("lab-groups.json", "lab-backing.json"):
@@ -147,24 +158,28 @@ def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_readmes_metric
     undocumented = {
         (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
     }
-    assert {p.measurement for p in points} >= set(GROUP_MEASUREMENTS) - {"vm_memory_bandwidth", "vm_cache_monitor"}
+    read_only = {m for group in GROUPS if not group.read_write and not group.events for m in group.measurements}
+    assert {p.measurement for p in points} >= read_only - {"vm_memory_bandwidth", "vm_cache_monitor"}
     assert undocumented == set()
 
 
-def test_every_collect_group_has_a_row_in_the_readmes_groups_table_and_is_listed_under_the_option():
+def test_every_collect_group_has_a_row_in_both_groups_tables_and_is_listed_under_the_option():
     readme = README.read_text()
-    table = readme.split("\n## Statistics groups: `--collect`\n", 1)[1].split("\n## ", 1)[0]
-    rows = {row.split("|")[1].strip().strip("`") for row in table.splitlines() if row.startswith("| `")}
+    for table in (
+        readme.split("\n## Statistics groups: `--collect`\n", 1)[1].split("\n## ", 1)[0],
+        METRICS_DOC.read_text().split("\n## What each group calls and costs", 1)[1].split("\n## ", 1)[0],
+    ):
+        rows = {row.split("|")[1].strip().strip("`") for row in table.splitlines() if row.startswith("| `")}
+        assert set(GROUP_NAMES) <= rows
     option = next(line for line in readme.splitlines() if line.startswith("| `--collect GROUP`"))
-    assert set(GROUP_NAMES) <= rows
     assert [name for name in GROUP_NAMES if f"`{name}`" not in option] == []
 
 
-def test_every_guest_field_recorded_from_a_real_agent_is_in_the_readmes_metrics_tables():
+def test_every_guest_field_recorded_from_a_real_agent_is_in_the_metrics_tables():
     schema = readme_schema()
     points, history = [], {}
     for snapshot in load_snapshots("lab-guest.json"):
-        cycle, history = shape_snapshot(snapshot, history, groups=frozenset({"guest"}))
+        cycle, history = shape_snapshot(snapshot, history, groups=resolve(["guest"]))
         points += cycle
     undocumented = {
         (p.measurement, name) for p in points for name in p.fields if not is_field(schema, p.measurement, name)
@@ -174,14 +189,14 @@ def test_every_guest_field_recorded_from_a_real_agent_is_in_the_readmes_metrics_
 
 
 @pytest.mark.parametrize("where,query", dashboard_queries(), ids=[w for w, _ in dashboard_queries()])
-def test_the_dashboard_reads_only_measurements_fields_and_tags_the_readme_documents(where, query):
+def test_the_dashboard_reads_only_measurements_fields_and_tags_the_docs_document(where, query):
     names = influxql_names(query)
     assert names[0] and names[1], f"{where}: no quoted measurement or field found"
     assert unknown_names(query, names) == []
 
 
 @pytest.mark.parametrize("path", INFLUXQL + FLUX, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_every_example_reads_only_measurements_fields_and_tags_the_readme_documents(path):
+def test_every_example_reads_only_measurements_fields_and_tags_the_docs_document(path):
     text = path.read_text()
     names = influxql_names(text) if path.suffix == ".influxql" else flux_names(text)
     assert names[0] and names[1], "no measurement or field found"
@@ -214,10 +229,10 @@ def test_every_alert_opens_with_a_comment_saying_what_it_detects_and_its_thresho
     assert text.startswith(f"{comment} Alert: ") and "Detects:" in text and "Threshold:" in text
 
 
-def test_the_readme_names_every_example_file():
-    readme = README.read_text()
+def test_the_dashboards_doc_names_every_example_file():
+    doc = DASHBOARDS_DOC.read_text()
     files = [p.relative_to(ROOT).as_posix() for p in sorted(EXAMPLES.rglob("*")) if p.is_file()]
-    missing = [f for f in files if f not in readme and Path(f).stem not in readme]
+    missing = [f for f in files if f not in doc and Path(f).stem not in doc]
     assert missing == []
 
 
@@ -248,9 +263,9 @@ def test_the_state_panel_names_every_libvirt_domain_state():
     assert mapping["options"]["1"]["text"] == "running" and mapping["options"]["5"]["text"] == "shut off"
 
 
-def test_the_readmes_influxql_statements_make_the_database_with_a_30_day_default_policy(influx):
-    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
-    assert blocks, "README lost its InfluxQL blocks"
+def test_the_docs_influxql_statements_make_the_database_with_a_30_day_default_policy(influx):
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text() + DASHBOARDS_DOC.read_text(), re.S)
+    assert len(blocks) == 2, "README lost its CREATE DATABASE or docs/dashboards.md its CREATE RETENTION POLICY"
     try:
         for block in blocks:
             influx.query(None, block.strip())
@@ -359,7 +374,7 @@ def test_every_alert_runs_on_the_lab_data_and_only_steal_time_may_fire_there(pat
 # --- each alert fires on the condition it is for -----------------------------------------------
 
 
-def replay(influx, db: str, snapshots: List[Snapshot], groups: FrozenSet[str] = frozenset()) -> None:
+def replay(influx, db: str, snapshots: List[Snapshot], groups: Sequence[Group] = ()) -> None:
     """Shape and encode recorded snapshots as the plugin does (with the ``--collect`` *groups*), moved to
     just before now."""
     influx.create_database(db)
@@ -463,7 +478,7 @@ def events_db(influx) -> Iterator[str]:
     for snapshot in recorded:
         events = tuple(dataclasses.replace(e, timestamp_ns=e.timestamp_ns + shift) for e in snapshot.events)
         snapshot = dataclasses.replace(snapshot, timestamp_ns=snapshot.timestamp_ns + shift, events=events)
-        points, history = shape_snapshot(snapshot, history, frozenset(MEASUREMENTS) | {EVENTS_MEASUREMENT})
+        points, history = shape_snapshot(snapshot, history, groups=resolve(["events"]))
         write(influx, db, encoder.encode(points, snapshot.timestamp_ns))
     yield db
     influx.drop_database(db)
@@ -483,7 +498,7 @@ def test_the_dashboard_annotations_show_every_event_with_its_detail(events_db, i
 
 # --- vm_guest and vm_filesystems (--collect guest): the alerts and the dashboard's guest row --------
 
-GUEST = frozenset({"guest"})
+GUEST = resolve(["guest"])
 
 
 def filled_to(snapshots: List[Snapshot], vm: str, percent: int, cycle: int = -1) -> List[Snapshot]:

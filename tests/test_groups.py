@@ -20,7 +20,7 @@ import pytest
 from kvm_telegraf.cli import main
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
-from kvm_telegraf.groups import GROUP_NAMES, resolve
+from kvm_telegraf.groups import GROUPS, resolve
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_BACKING, STATS_ENFORCE, STATS_VM
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import shape_snapshot
@@ -51,9 +51,19 @@ def only(points: List[Point], measurement: str) -> List[Point]:
     return [p for p in points if p.measurement == measurement]
 
 
+def names(groups) -> List[str]:
+    return [group.name for group in groups]
+
+
 def test_collect_all_stands_for_every_group_a_read_only_connection_serves():
-    assert resolve(["all"]) == frozenset(GROUP_NAMES) - {"guest"} and resolve(["vcpu", "vcpu"]) == {"vcpu"}
-    assert resolve(["all", "guest"]) == frozenset(GROUP_NAMES)
+    every = names(GROUPS)
+    assert names(resolve(["all"])) == [name for name in every if name != "guest"]
+    assert names(resolve(["vcpu", "vcpu"])) == ["vcpu"]
+    assert names(resolve(["all", "guest"])) == every
+
+
+def test_groups_come_in_registry_order_whatever_the_order_asked_in():
+    assert names(resolve(["guest", "backing", "vcpu"])) == ["vcpu", "backing", "guest"]
 
 
 def test_a_config_file_lists_groups_and_an_unknown_one_is_one_usage_line(tmp_path, recorded):
@@ -134,7 +144,7 @@ def test_a_batch_is_one_bulk_call_plus_the_documented_per_domain_and_per_host_ca
 
 def test_the_backing_flag_goes_into_the_bulk_call_only_with_collect_backing(recorded):
     flags = {}
-    for groups in (frozenset({"vcpu", "balloon", "cache_monitor"}), frozenset({"backing"})):
+    for groups in (resolve(["vcpu", "balloon", "cache_monitor"]), resolve(["backing"])):
         source = CountingReplay(recorded)
         Collector(Connection("replay:///", lambda _uri, source=source: source), groups=groups).collect()
         flags[groups] = {flags for _stats, flags in source.calls if not flags & 64}  # 64: the no-domain probe
@@ -157,7 +167,7 @@ class UnsupportedError(Exception):
 
 def test_a_group_the_daemon_lacks_is_one_warning_naming_the_version_then_nothing(recorded):
     source = NoKvmStats(recorded)
-    collector = Collector(Connection("replay:///", lambda _uri: source), groups=frozenset({"kvm", "vcpu"}))
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=resolve(["kvm", "vcpu"]))
     with log_lines() as lines:
         for _ in range(3):
             collector.collect()
@@ -166,7 +176,6 @@ def test_a_group_the_daemon_lacks_is_one_warning_naming_the_version_then_nothing
         "that offers it); not collected"
     ]
     assert all(not stats & STATS_VM for stats, flags in source.calls)
-    assert collector.active_groups == {"vcpu"}
 
 
 def test_each_vcpu_gets_its_state_times_pcpu_and_affinity_from_the_pinning(recorded):
@@ -186,7 +195,7 @@ def test_kvm_counters_keep_bare_names_and_instant_ones_their_suffix(recorded):
 
 
 def test_kvm_counters_go_on_vm_vcpus_only_when_vcpu_is_on_too(recorded):
-    points = points_of(domain_named(recorded[0], "ktkvm-"), recorded[0], groups=frozenset({"kvm"}))
+    points = points_of(domain_named(recorded[0], "ktkvm-"), recorded[0], groups=resolve(["kvm"]))
     assert not only(points, "vm_vcpus") and "kvm_exits" not in only(points, "vm_totals")[0].fields
 
 
@@ -215,9 +224,29 @@ def test_a_completed_job_is_reported_once(recorded):
         )
         for s in recorded
     ]
-    collector = Collector(Connection("replay:///", lambda _uri: ReplayConnection(snapshots)), groups=ALL)
-    seen = [bool(collector.collect().domains[0].calls.get("completed_job")) for _ in range(3)]
-    assert seen == [True, False, False]
+    source = ReplayConnection(snapshots)
+    pipeline_groups = resolve(["jobs"])
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=pipeline_groups)
+    history: dict = {}
+    completed = []
+    for _ in range(3):
+        points, history = shape_snapshot(collector.collect(), history, groups=pipeline_groups)
+        completed.append([p.fields["time_elapsed_ms"] for p in only(points, "vm_jobs") if p.fields["completed"]])
+    assert completed == [[368], [], []]
+
+
+def test_the_next_job_that_completes_is_reported_too(recorded):
+    domain = domain_named(recorded[0], "ktgroups-")
+    jobs = ({"type": 3, "operation": 8, "time_elapsed": 368}, {"type": 3, "operation": 2, "time_elapsed": 90})
+    history: dict = {}
+    completed = []
+    for job in (jobs[0], jobs[0], jobs[1], jobs[1]):
+        snapshot = dataclasses.replace(
+            recorded[0], domains=(dataclasses.replace(domain, calls={"completed_job": job}),), hosts=()
+        )
+        points, history = shape_snapshot(snapshot, history, groups=resolve(["jobs"]))
+        completed.append([dict(p.tags)["operation"] for p in only(points, "vm_jobs") if p.fields["completed"]])
+    assert completed == [["dump"], [], ["save"], []]
 
 
 def test_iothreads_are_one_point_each_tagged_with_their_id(recorded):
@@ -271,7 +300,7 @@ def test_dirtyrate_shows_only_once_a_calculation_has_run(recorded):
 
 
 def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(recorded):
-    points, _ = shape_snapshot(recorded[0], {}, groups=frozenset({"host"}), cycle_ns=1234)
+    points, _ = shape_snapshot(recorded[0], {}, groups=resolve(["host"]), cycle_ns=1234)
     (host,) = only(points, "vm_host")
     fields = host.fields
     assert host.tags == () and fields["domains"] == 2 and fields["domains_running"] == 2
@@ -282,7 +311,7 @@ def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(r
 
 
 def test_a_storage_pool_is_one_point_tagged_with_its_name(recorded):
-    points, _ = shape_snapshot(recorded[0], {}, groups=frozenset({"pools"}))
+    points, _ = shape_snapshot(recorded[0], {}, groups=resolve(["pools"]))
     (pool,) = only(points, "vm_storage_pools")
     assert dict(pool.tags) == {"pool": "ktgroups-pool"} and pool.fields["state"] == "running"
     assert pool.fields["volumes"] == 1 and pool.fields["capacity_bytes"] >= pool.fields["allocation_bytes"]
@@ -321,7 +350,7 @@ class HangingDomain:
 def test_a_guest_whose_call_hangs_costs_the_next_cycles_only_its_own_group_points(recorded):
     release = threading.Event()
     source = HangingReplay(recorded, "ktkvm-01", release)
-    collector = Collector(Connection("replay:///", lambda _uri: source), groups=frozenset({"vcpu"}), timeout_s=0.05)
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=resolve(["vcpu"]), timeout_s=0.05)
     try:
         collector.collect()  # the hung guest comes first: its call and the rest of this cycle's miss the deadline
         later = [collector.collect() for _ in range(2)]
@@ -369,7 +398,7 @@ def test_a_backing_chain_read_with_backing_leaves_the_default_measurements_as_wi
 
 
 def test_backing_gives_one_point_per_image_with_its_path_and_the_threshold_on_the_overlay(chain):
-    points = points_of(chain[0].domains[0], chain[0], groups=frozenset({"backing"}))
+    points = points_of(chain[0].domains[0], chain[0], groups=resolve(["backing"]))
     images = [
         (dict(p.tags)["device"], p.fields["depth"], p.fields["path"].rsplit("/", 1)[1])
         for p in only(points, "vm_block_chain")
@@ -384,14 +413,14 @@ def test_backing_gives_one_point_per_image_with_its_path_and_the_threshold_on_th
 
 def test_balloon_adds_the_stats_update_time_and_huge_page_allocations_where_the_guest_reports_them(chain, recorded):
     domain = chain[0].domains[0]
-    (totals,) = only(points_of(domain, chain[0], groups=frozenset({"balloon"})), "vm_totals")
+    (totals,) = only(points_of(domain, chain[0], groups=resolve(["balloon"])), "vm_totals")
     assert totals.fields["memory_stats_updated_s"] == domain.stats["balloon.last-update"] > 1_700_000_000
     assert (totals.fields["memory_hugetlb_pgalloc"], totals.fields["memory_hugetlb_pgfail"]) == (0, 0)
-    (plain,) = only(points_of(domain, chain[0], groups=frozenset()), "vm_totals")
+    (plain,) = only(points_of(domain, chain[0], groups=()), "vm_totals")
     assert not any(name in plain.fields for name in ("memory_stats_updated_s", "memory_hugetlb_pgalloc"))
     never = domain_named(recorded[0], "ktkvm-")  # never booted far enough to send balloon stats
     assert never.stats["balloon.last-update"] == 0
-    (totals,) = only(points_of(never, recorded[0], groups=frozenset({"balloon"})), "vm_totals")
+    (totals,) = only(points_of(never, recorded[0], groups=resolve(["balloon"])), "vm_totals")
     assert "memory_stats_updated_s" not in totals.fields
 
 
@@ -399,7 +428,7 @@ def test_the_cache_monitor_is_one_point_per_monitor_and_bank_from_the_documented
     # Not verified on live hardware: the lab has no resctrl (Intel RDT CMT); it reports cpu.cache.monitor.count 0.
     domain = domain_named(recorded[0], "ktgroups-")
     assert domain.stats["cpu.cache.monitor.count"] == 0
-    assert not only(points_of(domain, recorded[0], groups=frozenset({"cache_monitor"})), "vm_cache_monitor")
+    assert not only(points_of(domain, recorded[0], groups=resolve(["cache_monitor"])), "vm_cache_monitor")
     documented: Dict[str, Any] = {
         "cpu.cache.monitor.count": 2,
         "cpu.cache.monitor.0.name": "vcpus_0",
@@ -432,11 +461,15 @@ def test_doctor_says_for_the_new_groups_whether_the_domains_have_them_and_how_to
     )
     lines = [line for line in result.stdout.splitlines() if " group " in f" {line[6:]}"]
     assert (
-        "ok    group backing: on (--collect); supported; enabled on 1 of 1 domain(s); "
-        "no extra call (a flag on the bulk call)" in lines
+        "ok    group backing: on (--collect); supported (needs libvirt 1.2.12, found 9.0.0); "
+        "enabled on 1 of 1 domain(s); no extra call (a flag on the bulk call)" in lines
     )
-    assert "ok    group balloon: off; supported; enabled on 1 of 1 domain(s); no extra call" in lines
     assert (
-        "ok    group cache_monitor: off; supported; enabled on 0 of 1 domain(s) (to enable: <cputune><cachetune> "
+        "ok    group balloon: off; supported (needs libvirt 2.1.0, found 9.0.0); enabled on 1 of 1 domain(s); "
+        "no extra call" in lines
+    )
+    assert (
+        "ok    group cache_monitor: off; supported (needs libvirt 4.10.0, found 9.0.0); enabled on 0 of 1 domain(s) "
+        "(to enable: <cputune><cachetune> "
         "with a <monitor> in the domain XML (resctrl, Intel RDT CMT)); no extra call" in lines
     )

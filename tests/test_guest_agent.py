@@ -19,6 +19,7 @@ from kvm_telegraf.cli import main
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.groups import resolve
 from kvm_telegraf.guest_agent import GuestAgents, guest_info_types
 from kvm_telegraf.libvirt_facts import GUEST_INFO_LOAD
 from kvm_telegraf.shape import shape_snapshot
@@ -167,7 +168,7 @@ def test_load_averages_come_from_the_documented_keys_of_libvirt_11_2_as_floats(r
     domain = next(d for d in recorded[0].domains if d.calls["guest"]["responding"])
     info = {**domain.calls["guest"]["info"], "load.1m": 0.5, "load.5m": 0.25, "load.15m": 1}
     domain = dataclasses.replace(domain, calls={"guest": {"responding": True, "info": info}})
-    points, _ = shape_snapshot(dataclasses.replace(recorded[0], domains=(domain,)), {}, groups=frozenset({"guest"}))
+    points, _ = shape_snapshot(dataclasses.replace(recorded[0], domains=(domain,)), {}, groups=resolve(["guest"]))
     (guest,) = [p for p in points if p.measurement == "vm_guest"]
     assert (guest.fields["load1"], guest.fields["load5"], guest.fields["load15"]) == (0.5, 0.25, 1.0)
     assert type(guest.fields["load15"]) is float
@@ -177,7 +178,7 @@ def test_a_filesystem_without_sizes_still_has_its_point_with_its_disks(recorded)
     domain = next(d for d in recorded[0].domains if d.calls["guest"]["responding"])
     info = {k: v for k, v in domain.calls["guest"]["info"].items() if not k.endswith(("total-bytes", "used-bytes"))}
     domain = dataclasses.replace(domain, calls={"guest": {"responding": True, "info": info}})
-    points, _ = shape_snapshot(dataclasses.replace(recorded[0], domains=(domain,)), {}, groups=frozenset({"guest"}))
+    points, _ = shape_snapshot(dataclasses.replace(recorded[0], domains=(domain,)), {}, groups=resolve(["guest"]))
     (fs,) = [p for p in points if p.measurement == "vm_filesystems"]
     assert fs.fields == {"disks": "vdc"} and dict(fs.tags)["mountpoint"] == "/mnt/data"
 
@@ -206,14 +207,17 @@ def test_read_write_from_a_config_file_lets_collect_guest_start(tmp_path, record
 
 def test_a_replayed_run_writes_the_golden_guest_lines_asking_each_agent_once(recorded):
     lab = ReplayConnection(recorded)
-    collector = Collector(Connection("replay:///", lambda _uri: lab), groups=frozenset({"guest"}))
     agent_host = CountingReplay(recorded)
-    collector.guest_agents = GuestAgents(Connection("replay:///", lambda _uri: agent_host), 60.0)
+    collector = Collector(
+        Connection("replay:///", lambda _uri: lab),
+        groups=resolve(["guest"]),
+        own_connection=lambda: Connection("replay:///", lambda _uri: agent_host),
+    )
     encoder, history, written = LineEncoder(), {}, []
     for _ in recorded:
         snapshot = collector.collect()
         snapshot = dataclasses.replace(snapshot, timestamp_ns=recorded[len(written)].timestamp_ns)
-        points, history = shape_snapshot(snapshot, history, groups=frozenset({"guest"}))
+        points, history = shape_snapshot(snapshot, history, groups=resolve(["guest"]))
         written.append(encoder.encode(points, snapshot.timestamp_ns))
     guest_lines = [
         [line for line in batch.splitlines() if line.startswith(("vm_guest,", "vm_filesystems,"))] for batch in written
@@ -238,7 +242,7 @@ class CountingReplay(ReplayConnection):
 
 def test_a_domain_sample_without_guest_calls_gives_no_guest_point():
     sample = DomainSample(name="x", uuid="u", id=1, stats={"state.state": 1})
-    points, _ = shape_snapshot(Snapshot(timestamp_ns=1, domains=(sample,)), {}, groups=frozenset({"guest"}))
+    points, _ = shape_snapshot(Snapshot(timestamp_ns=1, domains=(sample,)), {}, groups=resolve(["guest"]))
     assert not [p for p in points if p.measurement in ("vm_guest", "vm_filesystems")]
 
 

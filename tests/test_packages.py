@@ -226,6 +226,7 @@ def test_the_man_page_docs_and_bash_completion_are_installed(installed):
     docs = {p.name for p in Path(DOC).iterdir()}
     assert {"copyright", "changelog.gz"} <= docs
     assert {"README.md", "README.md.gz"} & docs and {"CHANGELOG.md", "CHANGELOG.md.gz"} & docs
+    assert {"metrics.md", "metrics.md.gz"} & {p.name for p in Path(DOC, "docs").iterdir()}, "the README links to docs/"
     script = f'source {COMPLETION}; COMP_WORDS=(kvm-telegraf --log-level ""); COMP_CWORD=2; '
     script += '_kvm_telegraf_completion kvm-telegraf; printf "%s\\n" "${COMPREPLY[@]}"'
     assert run(["bash", "-c", script]).split() == ["error", "warn", "info", "debug"]
@@ -266,7 +267,7 @@ def test_the_rpm_holds_the_binary_the_docs_and_the_drop_in_as_a_noreplace_config
     assert rpm.name == f"kvm-telegraf-{__version__}-1.el10.noarch.rpm"
     files = set(rpm_query(rpm, "-l"))
     assert {BINARY, DROP_IN, COMPLETION} <= files
-    assert {f"{DOC}/README.md", f"{DOC}/CHANGELOG.md"} <= files
+    assert {f"{DOC}/README.md", f"{DOC}/CHANGELOG.md", f"{DOC}/docs/metrics.md"} <= files
     assert "/usr/lib/python3.12/site-packages/kvm_telegraf/cli.py" in files
     assert rpm_query(rpm, "--configfiles") == [DROP_IN]
     flags = dict(line.split(" ", 1)[::-1] for line in rpm_query(rpm, "--qf", "[%{FILEFLAGS:fflags} %{FILENAMES}\n]"))

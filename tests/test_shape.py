@@ -16,7 +16,7 @@ from kvm_telegraf.points import Point
 from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from tests.conftest import load_snapshots
-from tests.harness.goldens import golden_groups, golden_measurements, golden_snapshots
+from tests.harness.goldens import golden_groups, golden_snapshots
 
 
 def as_yaml(points: List[Point]) -> List[dict]:
@@ -28,7 +28,7 @@ def test_recorded_snapshots_shape_into_the_golden_records(golden):
     history: Dict = {}
     cycles = []
     for snapshot in golden_snapshots(golden):
-        points, history = shape_snapshot(snapshot, history, golden_measurements(golden), golden_groups(golden))
+        points, history = shape_snapshot(snapshot, history, groups=golden_groups(golden))
         cycles.append(as_yaml(points))
     assert cycles == golden.out["cycles"]
 

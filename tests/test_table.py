@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from kvm_telegraf.points import Point
-from kvm_telegraf.table import Reading, human_bytes, render, table_from_snapshots
+from kvm_telegraf.table import Shaped, human_bytes, render, table_from_snapshots
 from tests.conftest import load_snapshots
 from tests.harness.cli import KVM_TELEGRAF
 
@@ -42,16 +42,16 @@ def test_one_reading_shows_no_cpu_percent_and_no_rate_columns():
 
 def test_rates_are_the_counter_difference_over_the_time_between_readings():
     tags = (("uuid", "u1"), ("vm", "web"))
-    before = Reading(0, [Point("vm_totals", tags, {"net_rx_bytes": 1000, "disk_write_bytes": 0})])
-    after = Reading(2_000_000_000, [Point("vm_totals", tags, {"net_rx_bytes": 4072, "disk_write_bytes": 3 << 20})])
+    before = Shaped(0, [Point("vm_totals", tags, {"net_rx_bytes": 1000, "disk_write_bytes": 0})])
+    after = Shaped(2_000_000_000, [Point("vm_totals", tags, {"net_rx_bytes": 4072, "disk_write_bytes": 3 << 20})])
     (row,) = render(after, before).splitlines()[1:]
     assert row.split() == ["web", "-", "-", "-", "-", "1.5", "KiB/s", "-", "-", "1.5", "MiB/s"]
 
 
 def test_a_counter_that_went_back_a_restart_shows_no_rate():
     tags = (("uuid", "u1"), ("vm", "web"))
-    before = Reading(0, [Point("vm_totals", tags, {"net_tx_bytes": 5000})])
-    after = Reading(1_000_000_000, [Point("vm_totals", tags, {"net_tx_bytes": 10})])
+    before = Shaped(0, [Point("vm_totals", tags, {"net_tx_bytes": 5000})])
+    after = Shaped(1_000_000_000, [Point("vm_totals", tags, {"net_tx_bytes": 10})])
     assert render(after, before).splitlines()[1].split()[6] == "-"
 
 

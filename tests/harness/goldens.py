@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, FrozenSet, List
+from typing import Any, Dict, List, Tuple
 
 from ruamel.yaml import YAML
 
 from kvm_telegraf.domain_xml import NOVA_TAGS
+from kvm_telegraf.group import Group
 from kvm_telegraf.groups import resolve
-from kvm_telegraf.shape import EVENTS_MEASUREMENT, MEASUREMENTS
 from kvm_telegraf.snapshot import Snapshot, snapshots_from_json
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -28,15 +28,9 @@ def golden_snapshots(golden: Dict[str, Any]) -> List[Snapshot]:
     return snapshots_from_json((SNAPSHOTS / golden["snapshot"]).read_text(), tags)
 
 
-def golden_groups(golden: Dict[str, Any]) -> FrozenSet[str]:
+def golden_groups(golden: Dict[str, Any]) -> Tuple[Group, ...]:
     """The ``--collect`` groups a golden names (``collect: [all]``); none for the default output."""
     return resolve(golden.get("collect", ()))
-
-
-def golden_measurements(golden: Dict[str, Any]) -> FrozenSet[str]:
-    """The measurements a golden's options ask for (``collect: [events]`` is ``--collect events``)."""
-    events = {EVENTS_MEASUREMENT} if "events" in golden_groups(golden) else set()
-    return frozenset(MEASUREMENTS) | events
 
 
 def golden_file(stage: str, name: str) -> Dict[str, Any]:

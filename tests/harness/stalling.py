@@ -13,8 +13,7 @@ import threading
 import time
 from typing import Any, Dict, Iterable, List, Optional
 
-from kvm_telegraf.collect import STATS_GROUPS
-from kvm_telegraf.libvirt_facts import STATS_NOWAIT, STATS_STATE
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.snapshot import Snapshot
 from tests.replay import ReplayConnection
 
@@ -65,7 +64,7 @@ class StallingConnection(ReplayConnection):
         time.sleep(self.delays.get(kind, 0.0))
 
     def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
-        if stats not in (STATS_STATE, STATS_GROUPS):  # doctor's probes of single groups: never held
+        if stats not in (STATS_STATE, DEFAULT_STATS):  # doctor's probes of single groups: never held
             return super().getAllDomainStats(stats, flags)
         kind = STATE if stats == STATS_STATE else NOWAIT if flags & STATS_NOWAIT else FULL
         if kind == NOWAIT and self.nowait_after_full:

@@ -1,0 +1,218 @@
+"""The one bulk read per cycle, under a hard deadline, in tiers; and what happened, as a value.
+
+Each tier runs on a persistent worker of its own (kvm_telegraf.worker), and no
+cycle waits for one past ``--timeout`` + STATE_GRACE_S, whatever libvirt does:
+
+1. full stats, until ``--timeout``;
+2. NOWAIT, which skips the domains whose job is busy (a guest whose QEMU does
+   not answer holds its job), until ``--timeout`` + NOWAIT_GRACE_S;
+3. the state group alone, which needs no QEMU and answers in about a
+   millisecond even on a saturated host, until ``--timeout`` + STATE_GRACE_S.
+
+A late answer is dropped: its domains were read at instants spread over the
+whole late call, up to an interval before the next batch, so sending it then
+would pass old values off as new and skew every rate.
+
+The read returns a BulkRead: which tier answered, and why not the full one
+(a frozen guest, a call slower than --timeout, a saturated host). Collect logs
+it (Episodes), doctor reports it; neither works it out again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, List, NamedTuple, Optional, Set, Tuple
+
+from kvm_telegraf.connection import LibvirtUnavailableError
+from kvm_telegraf.group import RawStats
+from kvm_telegraf.libvirt_facts import STATE_RUNNING, STATS_NOWAIT, STATS_STATE
+from kvm_telegraf.log import get_logger
+from kvm_telegraf.worker import Worker, answer_by
+
+log = get_logger(__name__)
+
+# How far past --timeout each fallback tier may answer.
+NOWAIT_GRACE_S = 0.3
+STATE_GRACE_S = 0.4
+
+# Which tier answered a cycle's bulk read.
+FULL, NOWAIT, STATE_ONLY = "full", "nowait", "state-only"
+# Why a cycle was not full: a guest's QEMU does not answer; the call as a whole is slower than
+# --timeout; neither full nor NOWAIT answered by the deadline (a saturated host).
+FROZEN, SLOW, SATURATED = "frozen", "slow", "saturated"
+
+
+class BulkRead(NamedTuple):
+    """One cycle's bulk read: the records, the tier that answered them, and why not the full one."""
+
+    records: RawStats
+    tier: str  # FULL, NOWAIT or STATE_ONLY
+    trouble: Optional[str]  # FROZEN, SLOW, SATURATED; None when full, or when the next cycle will tell
+    not_responding: Tuple[str, ...]  # the running domains whose QEMU did not answer this cycle
+    full_call_s: float  # the slowest full call since full answers last came in time, or how long the one out has run
+    full_call_returned: bool  # whether full_call_s was measured on a call that came back
+
+
+def unresponsive_domains(records: RawStats) -> List[str]:
+    """Running domains whose NOWAIT answer lacks what only their QEMU monitor gives."""
+    names = []
+    for dom, stats in records:
+        if stats.get("state.state") != STATE_RUNNING:
+            continue
+        disks = stats.get("block.count") or 0
+        if "balloon.rss" not in stats or (disks and "block.0.rd.reqs" not in stats):
+            names.append(dom.name())
+    return names
+
+
+def running_domains(records: RawStats) -> List[str]:
+    return [dom.name() for dom, stats in records if stats.get("state.state") == STATE_RUNNING]
+
+
+class TieredRead:
+    """The bulk read in three tiers, each on one persistent worker, none waited for past the deadline.
+
+    A worker whose call is still out takes no new one, so at most three stats
+    calls per host are outstanding in libvirtd at any time, whatever the load:
+    one full, one NOWAIT, one state-only (libvirtd serves five at once per
+    client by default).
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._full = Worker("bulk-stats")
+        self._nowait = Worker("bulk-stats-nowait")
+        self._state = Worker("bulk-stats-state")
+        self._full_started = 0.0
+        self._slowest_full_s = 0.0  # the slowest full call that returned since full answers last came in time
+
+    @property
+    def stuck(self) -> bool:
+        """Whether a full call is still out after missing its deadline."""
+        return self._full.busy
+
+    def full_call_time(self) -> Tuple[float, bool]:
+        """(seconds, whether measured): the slowest late full call that came back, else how long the one out has run."""
+        if self.stuck and self._slowest_full_s <= self.timeout_s:
+            return max(self._slowest_full_s, time.monotonic() - self._full_started), False
+        return self._slowest_full_s, True
+
+    def settle(self, wait_s: float) -> Tuple[float, bool]:
+        """Wait up to *wait_s* for a full call still out (doctor measures it); then full_call_time()."""
+        deadline = time.monotonic() + wait_s
+        while self.stuck and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.full_call_time()
+
+    def read(self, conn: Any, stats: int, flags: int, started: float) -> BulkRead:
+        """The records of the first tier that answers by *started* + timeout + its grace; a failed call raises.
+
+        LibvirtUnavailableError when no tier answered in time.
+        """
+        records, tier, carried_over = self._tiers(conn, stats, flags, started)
+        full_s, returned = self.full_call_time()
+        if tier == FULL:
+            self._slowest_full_s = 0.0
+            return BulkRead(records, tier, None, (), full_s, returned)
+        if tier == STATE_ONLY:
+            return BulkRead(records, tier, SATURATED, tuple(running_domains(records)), full_s, returned)
+        # A NOWAIT answer also lacks the domain that a slow but healthy full call holds at that moment,
+        # so a guest is called frozen only once the full call it blocks has been out since an earlier
+        # cycle; a full call that missed its deadline and came back means the call as a whole is slow.
+        marked = tuple(unresponsive_domains(records))
+        if self.stuck and carried_over and marked:
+            return BulkRead(records, tier, FROZEN, marked, full_s, returned)
+        if self.stuck and self._slowest_full_s <= self.timeout_s and marked:
+            return BulkRead(records, tier, None, marked, full_s, returned)  # frozen or slow: the next cycle tells
+        return BulkRead(records, tier, SLOW, (), full_s, returned)
+
+    def _full_call(self, conn: Any, stats: int, flags: int) -> RawStats:
+        started = time.monotonic()
+        records = conn.getAllDomainStats(stats, flags)
+        self._slowest_full_s = max(self._slowest_full_s, time.monotonic() - started)
+        return records
+
+    def _tiers(self, conn: Any, stats: int, flags: int, started: float) -> Tuple[RawStats, str, bool]:
+        """(records, tier, whether a full call was out since an earlier cycle)."""
+        for worker in (self._full, self._nowait, self._state):
+            worker.start()  # all at once: a first fallback, however late, adds no thread
+        carried_over = self.stuck
+        future = None if carried_over else self._full.submit(lambda: self._full_call(conn, stats, flags))
+        if future is not None:
+            self._full_started = started
+            with contextlib.suppress(FutureTimeout):
+                return answer_by(future, started + self.timeout_s), FULL, carried_over
+        call = conn.getAllDomainStats
+        # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
+        # and is then in hand the moment NOWAIT misses its deadline.
+        fallbacks = (
+            (self._nowait.submit(lambda: call(stats, flags | STATS_NOWAIT)), NOWAIT, NOWAIT_GRACE_S),
+            (self._state.submit(lambda: call(STATS_STATE, flags)), STATE_ONLY, STATE_GRACE_S),
+        )
+        for future, tier, grace_s in fallbacks:
+            if future is None:  # its call of an earlier cycle is still out
+                continue
+            with contextlib.suppress(FutureTimeout):
+                return answer_by(future, started + self.timeout_s + grace_s), tier, carried_over
+        raise LibvirtUnavailableError(
+            f"libvirt answered no stats call within {self.timeout_s + STATE_GRACE_S:g}s, not even for the state alone"
+        )
+
+
+class Episodes:
+    """What the log says of the reads: one W! per episode of trouble, one I! when full answers resume.
+
+    A frozen guest is still named if the episode began otherwise.
+    """
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._kinds: Set[str] = set()
+
+    def note(self, read: BulkRead) -> None:
+        if read.tier == FULL:
+            if self._kinds:
+                log.info(
+                    "full stats answer within --timeout %gs again (the slowest call took %.1fs); full batches resume",
+                    self.timeout_s,
+                    read.full_call_s,
+                )
+                self._kinds.clear()
+            return
+        kind = read.trouble
+        if kind is None:
+            return
+        if not self._kinds or (kind == FROZEN and FROZEN not in self._kinds):
+            self._warn(read)
+        self._kinds.add(kind)
+
+    def _warn(self, read: BulkRead) -> None:
+        if read.trouble == FROZEN:
+            log.warning(
+                "stats call did not return within %gs (domains not answering: %s); "
+                "reporting what libvirt has without waiting until it does",
+                self.timeout_s,
+                ", ".join(read.not_responding),
+            )
+            return
+        seconds = read.full_call_s
+        took = (
+            f"full stats took {seconds:.1f}s"
+            if read.full_call_returned
+            else (f"full stats still unanswered after {seconds:.1f}s")
+        )
+        if read.trouble == SLOW:
+            log.warning(
+                "the bulk stats call as a whole is slower than --timeout %gs (%s), though no guest is frozen: "
+                "every batch falls back to NOWAIT and may lack memory and disk fields; fix: raise --timeout "
+                "above the call's time",
+                self.timeout_s,
+                took,
+            )
+        else:
+            log.warning(
+                "libvirt answered too slowly for the batch deadline (%s); reporting state only until it recovers",
+                took,
+            )

@@ -1,0 +1,140 @@
+"""Each domain's configuration (XML and flags), read on a worker and cached: it changes rarely.
+
+A domain's entry is read again on start and restart (a new id), after
+``--features-refresh``, when the stats show a NIC tap its XML does not name (a
+hot-plugged NIC), after an event says it changed, and for all after SIGHUP.
+Reads still out at the cycle's deadline are cached when they come; a domain with
+no entry of its current boot meanwhile lacks what its XML gives (vm_features).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, FrozenSet, List, Tuple, Union
+
+from kvm_telegraf.connection import error_message
+from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.group import RawStats
+from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, error_code
+from kvm_telegraf.log import get_logger
+from kvm_telegraf.snapshot import DomainConfig, nic_taps
+from kvm_telegraf.worker import Worker, answer_by
+
+log = get_logger(__name__)
+
+# What one XML read gives: the config, or libvirt's refusal.
+ConfigRead = Union[DomainConfig, Exception]
+
+
+def read_config(dom: Any, metadata_tags: Tuple[MetadataTag, ...] = ()) -> ConfigRead:
+    """XML and flags of one domain, or the exception libvirt raised (vanished, or a driver that refuses)."""
+    try:
+        return DomainConfig(
+            xml=dom.XMLDesc(0),
+            persistent=bool(dom.isPersistent()),
+            autostart=bool(dom.autostart()),
+            managed_save=bool(dom.hasManagedSaveImage(0)),
+            metadata_tags=metadata_tags,
+        )
+    except Exception as exc:  # libvirtError
+        return exc
+
+
+@dataclass
+class _Entry:
+    domain_id: int
+    fetched_at: float
+    config: DomainConfig
+    taps: FrozenSet[str]  # the NICs' tap names in the stats when it was read
+
+
+@dataclass
+class ConfigCache:
+    """The configurations of one host's domains, by UUID; reads run on one worker, never waited for past a deadline."""
+
+    refresh_s: float = 300.0
+    metadata_tags: Tuple[MetadataTag, ...] = ()
+    monotonic: Callable[[], float] = time.monotonic  # the entries' age; deadlines use real time
+    reads: int = field(default=0, init=False)  # how many reads the last cycle asked for (vm_host's config_reads)
+    _entries: Dict[str, _Entry] = field(default_factory=dict, init=False)
+    _worker: Worker = field(default_factory=lambda: Worker("domain-xml"), init=False)
+    _results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
+    _stale: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)  # UUIDs an event made stale
+    _forget: bool = field(default=False, init=False)
+
+    def forget(self) -> None:
+        """Have the next cycle read every configuration again (SIGHUP); safe from another thread."""
+        self._forget = True
+
+    def stale(self, uuid: str) -> None:
+        """Have the next cycle read this domain's configuration again (an event); safe from the event thread."""
+        self._stale.put(uuid)
+
+    def configs_for(self, records: RawStats, deadline: float) -> Dict[str, DomainConfig]:
+        """Each domain's configuration of its current boot, read where due, by *deadline*; UUIDs not in *records* go."""
+        if self._forget:
+            self._forget = False
+            self._entries.clear()
+        self._drop_stale()
+        self._merge()
+        now = self.monotonic()
+        wanted = []
+        for dom, stats in records:
+            uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
+            entry = self._entries.get(uuid)
+            if (
+                entry is None
+                or entry.domain_id != domain_id
+                or now - entry.fetched_at >= self.refresh_s
+                or not (taps == entry.taps or entry.config.names_all(taps))
+            ):
+                wanted.append((dom, uuid, domain_id, taps))
+        self._worker.start()  # at once, like the stats workers: the thread count stays level
+        self.reads = len(wanted)
+        if wanted:
+            future = self._worker.submit(lambda: self._read(wanted, now))
+            if future is not None:
+                with contextlib.suppress(FutureTimeout):
+                    answer_by(future, deadline)
+            self._merge()
+        configs = {}
+        for dom, _ in records:
+            uuid = dom.UUIDString()
+            entry = self._entries.get(uuid)
+            if entry is not None and entry.domain_id == dom.ID():
+                configs[uuid] = entry.config
+        return configs
+
+    def prune(self, seen: FrozenSet[str]) -> None:
+        """Forget the domains that are gone (or filtered out)."""
+        for uuid in [uuid for uuid in self._entries if uuid not in seen]:
+            del self._entries[uuid]
+
+    def _read(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
+        for dom, uuid, domain_id, taps in wanted:
+            self._results.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
+
+    def _merge(self) -> None:
+        """Cache what the worker has read so far, this cycle's reads and late ones alike."""
+        while True:
+            try:
+                uuid, name, domain_id, taps, fetched_at, result = self._results.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(result, DomainConfig):
+                self._entries[uuid] = _Entry(domain_id, fetched_at, result, taps)
+                continue
+            self._entries.pop(uuid, None)  # only this domain loses vm_features
+            if error_code(result) != ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
+                log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
+
+    def _drop_stale(self) -> None:
+        while True:
+            try:
+                self._entries.pop(self._stale.get_nowait(), None)
+            except queue.Empty:
+                return

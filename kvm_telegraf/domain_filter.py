@@ -1,0 +1,49 @@
+"""``--domain`` / ``--exclude-domain``: which domains a host's batches carry, and saying so when none."""
+
+from __future__ import annotations
+
+import fnmatch
+import shlex
+from dataclasses import dataclass
+from typing import FrozenSet, Optional, Tuple
+
+from kvm_telegraf.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class DomainFilter:
+    """Globs over domain names: any of *include* (all when empty), none of *exclude*."""
+
+    include: Tuple[str, ...] = ()
+    exclude: Tuple[str, ...] = ()
+
+    def __call__(self, name: str) -> bool:
+        if self.include and not any(fnmatch.fnmatchcase(name, glob) for glob in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(name, glob) for glob in self.exclude)
+
+    def __str__(self) -> str:
+        """The options as given: ``--domain 'web*' --exclude-domain web09``."""
+        return " ".join(
+            [f"--domain {shlex.quote(glob)}" for glob in self.include]
+            + [f"--exclude-domain {shlex.quote(glob)}" for glob in self.exclude]
+        )
+
+
+class MatchNotes:
+    """Says once when no domain is left to report, and again only after the matches changed."""
+
+    def __init__(self, domain_filter: DomainFilter, where: str) -> None:
+        self.domain_filter = domain_filter
+        self.where = where  # the host, credentials left out
+        self._matched: Optional[FrozenSet[str]] = None
+
+    def note(self, matched: FrozenSet[str], total: int) -> None:
+        if not matched and self._matched != matched:
+            if str(self.domain_filter):
+                log.warning("no domain matches %s (%d domains on %s)", self.domain_filter, total, self.where)
+            else:
+                log.info("no domains on %s: batches stay empty until one is defined", self.where)
+        self._matched = matched

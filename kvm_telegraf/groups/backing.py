@@ -1,0 +1,67 @@
+"""``--collect backing``: vm_block_chain, each disk image with its backing files: path, sizes, write threshold.
+
+It ORs the BACKING flag into the one bulk call, which then lists every image of
+each disk's chain as a block entry of its own, under its disk's name.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from kvm_telegraf.domain_xml import DomainFacts
+from kvm_telegraf.fields import counter, read_fields, with_tags
+from kvm_telegraf.group import DomainView, Group, Stats
+from kvm_telegraf.libvirt_facts import STATS_BACKING
+from kvm_telegraf.measurements import DISK_FIELDS
+from kvm_telegraf.points import FieldValue, Point
+
+
+def vm_block_chain(view: DomainView) -> List[Point]:
+    """One point per disk image, the backing chain included: its path, sizes and write threshold.
+
+    Tagged with the disk's target and libvirt's index of the image (``vdb[3]`` in virsh, ``index`` in the
+    XML); ``depth`` is its place in the chain, 0 for the image the guest writes to. libvirt reports I/O
+    counters for that top image only; the fields have vm_devices' names.
+
+    ``vm_block_chain,backing_index=3,device=vdb,uuid=1b4e…,vm=web01 depth=1i,path="/images/base.raw",…``
+    """
+    stats = view.domain.stats
+    depths: Dict[str, int] = {}
+    points = []
+    for i in range(counter(stats.get("block.count")) or 0):
+        prefix = f"block.{i}."
+        device = stats.get(prefix + "name") or f"disk{i}"
+        depth = depths.get(device, 0)
+        depths[device] = depth + 1
+        fields: Dict[str, FieldValue] = {"depth": depth}
+        path = stats.get(prefix + "path")
+        if isinstance(path, str) and path:
+            fields["path"] = path
+        fields.update(read_fields(stats, DISK_FIELDS, prefix))
+        threshold = counter(stats.get(prefix + "threshold"))
+        if threshold:
+            fields["threshold_bytes"] = threshold
+        index = counter(stats.get(prefix + "backingIndex"))
+        tags = [("device", str(device))]
+        if index is not None:
+            tags.append(("backing_index", str(index)))
+        points.append(Point("vm_block_chain", with_tags(view.tags, *tags), fields))
+    return points
+
+
+def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
+    """With BACKING a backing image is a block entry of its own, under its disk's name."""
+    names = {value for key, value in stats.items() if key.startswith("block.") and key.endswith(".name")}
+    return len(names) < (stats.get("block.count") or 0)
+
+
+GROUP = Group(
+    name="backing",
+    help="vm_block_chain: each disk image, backing files included: path, sizes, write threshold",
+    since=1_002_012,
+    flags=STATS_BACKING,
+    measurements=("vm_block_chain",),
+    points=vm_block_chain,
+    enabled=enabled,
+    enable_hint="a disk on an image with a backing file (a qcow2 overlay, an external snapshot)",
+)

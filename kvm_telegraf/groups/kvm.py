@@ -1,0 +1,52 @@
+"""``--collect kvm``: KVM's own counters, ``kvm_<stat>`` on vm_totals and, with vcpu on, on vm_vcpus.
+
+libvirt names KVM's binary stats vm.<name>.<kind> and vcpu.<n>.<name>.<kind>. A cumulative one
+(sum) is a counter and keeps its bare name; an instant (cur) or peak (max) one keeps its suffix.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from kvm_telegraf.domain_xml import DomainFacts
+from kvm_telegraf.fields import counter
+from kvm_telegraf.group import DomainView, Fields, Group, Stats
+from kvm_telegraf.libvirt_facts import STATS_VM
+
+_KVM_STAT = re.compile(r"([a-z0-9_]+)\.(sum|cur|max)\Z")
+
+
+def kvm_fields(stats: Stats, prefix: str) -> Fields:
+    """``kvm_<name>`` (cumulative) and ``kvm_<name>_cur`` / ``_max`` from the keys under *prefix*."""
+    fields: Fields = {}
+    for key, value in stats.items():
+        if not key.startswith(prefix):
+            continue
+        match = _KVM_STAT.match(key, len(prefix))
+        if match is None:
+            continue
+        name = f"kvm_{match.group(1)}" if match.group(2) == "sum" else f"kvm_{match.group(1)}_{match.group(2)}"
+        if type(value) is bool or counter(value) is not None:
+            fields[name] = value
+    return fields
+
+
+def domain_kvm_fields(view: DomainView) -> Fields:
+    return kvm_fields(view.domain.stats, "vm.")
+
+
+def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
+    return any(key.startswith("vm.") for key in stats)
+
+
+GROUP = Group(
+    name="kvm",
+    help="kvm_<stat> on vm_totals (and vm_vcpus): KVM's own counters",
+    since=8_009_000,
+    bits=STATS_VM,
+    totals_fields=domain_kvm_fields,
+    vcpu_fields=kvm_fields,
+    enabled=enabled,
+    enable_hint="<domain type='kvm'>",
+)
