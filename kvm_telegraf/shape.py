@@ -56,7 +56,10 @@ def shape_domain(
     groups = tuple(groups)
     carried = previous.carried if previous is not None else {}
     view = DomainView(domain, tags, extra, groups)
-    views = [(group, view._replace(carried=carried.get(group.name)) if group.carry else view) for group in groups]
+    views = [
+        (group, DomainView(domain, tags, extra, groups, carried.get(group.name)) if group.carry else view)
+        for group in groups
+    ]
     for group, group_view in views:
         if group.disk_fields is not None:
             for name, fields in block_devices:
