@@ -8,11 +8,12 @@ It goes step by step from a bare interpreter to a running pipeline, the way the 
 there, and after each step reads its own ``/proc/self/status`` (RSS, split into anonymous and
 file-backed pages; the peak; threads), how many modules are loaded, and what tracemalloc counts
 on the Python heap (``heap``: tracemalloc on, which costs resident memory of its own, so ``rss``
-is a second run without it). The steps: the interpreter; ``import libvirt``; the read-only connection and
-one bulk call (the bare process); the command line's imports (click); the pipeline's imports
-(collect, shape, encode, the XML parser); the pipeline built (the event loop thread); the first
-cycle (the workers, the XML cache); more cycles. Prints one JSON object. Only the kvm_telegraf
-package and libvirt are imported: it runs with the kvm-telegraf installed for the bench.
+is a second run without it). The steps: the interpreter; ``import libvirt``; the read-only
+connection and one bulk call (the bare process); click; the rest of the command line's imports
+(logging, the options); the XML parser; the pipeline's imports (collect, shape, encode, events);
+the pipeline built (the event loop thread); the first cycle (the workers, the XML cache); more
+cycles. Prints one JSON object. Only the kvm_telegraf package and libvirt are imported: it runs
+with the kvm-telegraf installed for the bench.
 """
 
 from __future__ import annotations
@@ -40,14 +41,15 @@ def status() -> Dict[str, int]:
 
 def package_of(path: str) -> str:
     """``click``, ``kvm_telegraf``, ``stdlib:xml``, ... for a source file's path."""
+    if path.startswith("<frozen importlib"):
+        return "code objects of every imported module (importlib)"
     parts = path.split(os.sep)
     for index, part in enumerate(parts[:-1]):
         if part in ("site-packages", "dist-packages"):
             return parts[index + 1].removesuffix(".py")
-    if len(parts) > 2 and parts[-3].startswith("python3"):
-        return "stdlib:" + parts[-2]
-    if len(parts) > 1 and parts[-2].startswith("python3"):
-        return "stdlib:" + parts[-1].removesuffix(".py")
+    for index, part in enumerate(parts[:-1]):
+        if part.startswith("python3"):
+            return "stdlib:" + parts[index + 1].removesuffix(".py")
     return path
 
 
@@ -95,8 +97,10 @@ def main(argv: List[str]) -> int:
     step("import libvirt", lambda: __import__("libvirt"))
     step("connection and one bulk call (the bare process)", connect)
     before_ours = tracemalloc.take_snapshot() if mode == "heap" else None
-    step("import kvm_telegraf.cli (click, logging)", import_cli)
-    step("import the pipeline's modules", import_pipeline)
+    step("import click", lambda: __import__("click"))
+    step("import kvm_telegraf.cli (logging, the options)", import_cli)
+    step("import xml.etree.ElementTree", lambda: __import__("xml.etree.ElementTree"))
+    step("import the pipeline's modules (kvm_telegraf.app)", import_pipeline)
     step("pipeline built (event loop thread)", build)
     step("first cycle (workers, XML cache)", lambda: state["pipeline"].cycle())
     step(f"{cycles} more cycles", lambda: [state["pipeline"].cycle() for _ in range(cycles)])

@@ -13,13 +13,12 @@ with ``time.process_time_ns()`` (CLOCK_PROCESS_CPUTIME_ID: the kernel's ns run t
 the threads, the count schedstat gives too; collect makes its call on a worker thread) and the
 wall clock. ``gc.callbacks`` time every collection of the garbage collector in the thread it
 runs in. Only the kvm_telegraf package and libvirt are imported: it runs with the kvm-telegraf
-installed for the bench, outside this checkout.
+installed for the bench, outside this checkout (and gc_clock.py beside this file).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import gc
 import json
 import os
 import sys
@@ -27,6 +26,7 @@ import time
 from typing import Callable, Dict, List
 
 import libvirt
+from gc_clock import GcClock  # this file's directory is on sys.path when it runs as a script
 
 from kvm_telegraf.app import build_pipeline
 from kvm_telegraf.cli import main as cli_main
@@ -35,23 +35,6 @@ from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.shape import shape_snapshot
 
 STAGES = ("collect", "shape", "encode", "write")
-
-
-class GcClock:
-    """CPU the garbage collector spends, summed over its runs, and how many runs."""
-
-    def __init__(self) -> None:
-        self.ns = 0
-        self.runs = 0
-        self._started = 0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, _info: Dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.thread_time_ns()
-        else:
-            self.ns += time.thread_time_ns() - self._started
-            self.runs += 1
 
 
 class StagedCycle:

@@ -27,6 +27,7 @@ import tracemalloc
 import uuid
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from benchmarks.gc_clock import GcClock
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import GROUP_NAMES
 from kvm_telegraf.shape import shape_snapshot
@@ -148,20 +149,25 @@ def time_shape_encode(
     """Seconds per batch (median, CPU time) for shape + encode of the synthetic host's third cycle.
 
     Also: the same points printed as bare ``key=value`` text (the floor no Python encoder gets under),
-    shape alone, and the memory the long-running state keeps per domain.
+    shape alone, the garbage collector's share, and the memory the long-running state keeps per domain.
     """
     cycles = steady_host(count, vcpus)
     steady = Steady(cycles, groups)
     text = steady.batch()  # and a warm-up for the encoder's caches
-    timings: Dict[str, List[float]] = {"batch": [], "shape": [], "floor": []}
+    timings: Dict[str, List[float]] = {"batch": [], "shape": [], "floor": [], "gc": [], "gc_runs": []}
+    gc_clock = GcClock()
     for _ in range(repeats):
+        gc_ns, gc_runs = gc_clock.ns, gc_clock.runs
         started = time.process_time()
         points = steady.shape()
         shaped = time.process_time()
         steady.encode(points)
         timings["batch"].append(time.process_time() - started)
         timings["shape"].append(shaped - started)
+        timings["gc"].append((gc_clock.ns - gc_ns) / 1e9)
+        timings["gc_runs"].append(gc_clock.runs - gc_runs)
         timings["floor"].append(formatting_floor_s(points, steady.last.timestamp_ns))
+    gc_clock.remove()
     medians = {name: statistics.median(values) for name, values in timings.items()}
     return {
         "domains": count,
@@ -173,6 +179,8 @@ def time_shape_encode(
         "per_domain_us": medians["batch"] / count * 1e6,
         "shape_per_domain_us": medians["shape"] / count * 1e6,
         "floor_per_domain_us": medians["floor"] / count * 1e6,
+        "gc_share": statistics.mean(timings["gc"]) / statistics.mean(timings["batch"]),  # the collector's share
+        "gc_runs": statistics.mean(timings["gc_runs"]),
         "kept_per_domain_kib": kept_per_domain_kib(cycles, groups),
     }
 

@@ -302,15 +302,15 @@ def synthetic_split(r: Results) -> List[str]:
     cg = r.callgrind_synthetic or {}
     out = [
         "| `--collect` | vCPUs | Lines | Shape + encode per domain | shape | encode | bare key=value text "
-        "| KiB kept per domain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| garbage collector | KiB kept per domain |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in r.synthetic:
         encode = s["per_domain_us"] - s["shape_per_domain_us"]
         out.append(
             f"| {s['groups']} | {s['vcpus'] or 'as recorded'} | {s['lines']:,} | {s['per_domain_us']:.1f} us "
             f"| {s['shape_per_domain_us']:.1f} us | {encode:.1f} us | {s['floor_per_domain_us']:.1f} us "
-            f"| {s['kept_per_domain_kib']:.1f} |"
+            f"| {s['gc_share'] * 100:.0f}%, {s['gc_runs']:.0f} runs | {s['kept_per_domain_kib']:.1f} |"
         )
     if cg:
         out += [

@@ -12,6 +12,7 @@ import pytest
 from benchmarks.callgrind import part_totals, per_stage
 from benchmarks.cgroup import CpuGroup, hierarchy, usage_ns
 from benchmarks.host import PartLoad, busy_share
+from benchmarks.memory import package_of
 from benchmarks.table import Results, in_process, render, telegraf_ratio
 from benchmarks.vs_peers import PeersResult, Series
 from benchmarks.vs_telegraf import TelegrafRun, chunk_s, split
@@ -180,3 +181,12 @@ def test_the_table_shows_each_target_with_its_verdict_and_says_what_was_not_meas
     assert "| Start to first batch | 0.39 s | <= 0.5 s | met |" in table
     assert "In one process: not measured" in table
     assert "| a part | 61 s | 55% | 2.50 |" in table
+
+
+def test_the_python_heap_is_put_down_to_the_package_or_stdlib_module_that_allocated_it():
+    assert package_of("/usr/lib/python3/dist-packages/click/core.py") == "click"
+    assert package_of("/tmp/v/lib/python3.11/site-packages/kvm_telegraf/shape.py") == "kvm_telegraf"
+    assert package_of("/usr/lib/python3.11/xml/etree/ElementTree.py") == "stdlib:xml"
+    assert package_of("/usr/lib/python3.11/logging/__init__.py") == "stdlib:logging"
+    assert package_of("/usr/lib/python3.11/dataclasses.py") == "stdlib:dataclasses"
+    assert package_of("<frozen importlib._bootstrap_external>").startswith("code objects")
