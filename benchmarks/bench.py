@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, workdir: str, telegraf: Path) -> Results:
     glob, work = f"{PREFIX}*", Path(workdir)
     load = LoadLog()
     load.begin("installing this checkout into a fresh venv, as README's Install section does")
+    lab("daemons")  # libvirtd may have been stopped by another lab's fault tests
     argv = [install_as_documented(workdir), "--domain", glob]
     machine = machine_info()
     load.end()
