@@ -34,8 +34,9 @@ from typing import Any, Callable, List, Optional, Sequence
 from benchmarks import callgrind, synthetic
 from benchmarks.agreement import Agreement, agreement
 from benchmarks.contenders import URI
+from benchmarks.figures import Results
 from benchmarks.host import PREFIX, REPO, LoadLog, ensure_peers, install_as_documented, lab, log, machine_info
-from benchmarks.table import Results, render
+from benchmarks.table import render
 from benchmarks.under_telegraf import execd_input, libvirt_input, read_capture, start_setup
 from benchmarks.vs_peers import PeerRounds, live_rounds, paused_rounds
 from benchmarks.vs_telegraf import compare

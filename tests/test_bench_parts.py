@@ -11,9 +11,10 @@ import pytest
 
 from benchmarks.callgrind import part_totals, per_stage
 from benchmarks.cgroup import CpuGroup, hierarchy, usage_ns
+from benchmarks.figures import Results, in_process, telegraf_ratio
 from benchmarks.host import PartLoad, busy_share
 from benchmarks.memory import package_of
-from benchmarks.table import Results, in_process, render, telegraf_ratio
+from benchmarks.table import render
 from benchmarks.vs_peers import PeersResult, Series
 from benchmarks.vs_telegraf import TelegrafRun, chunk_s, split
 

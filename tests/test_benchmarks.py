@@ -8,10 +8,10 @@ import resource
 import time
 
 from benchmarks.agreement import MAPPING, agreement, theirs_by_key
+from benchmarks.figures import paired_median, verdict
 from benchmarks.peers import collectd_config
 from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
 from benchmarks.synthetic import kept_per_domain_kib, recorded_pairs, reference_batch, steady_host, synthetic_host
-from benchmarks.table import paired_median, verdict
 from benchmarks.under_telegraf import parse
 from kvm_telegraf.shape import shape_snapshot
 
