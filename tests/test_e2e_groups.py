@@ -80,11 +80,17 @@ def test_perf_events_this_vm_cannot_enable_leave_the_run_quiet_and_doctor_says_h
     doctor = subprocess.run(
         [KVM_TELEGRAF, *only([guests["tcg"]]), "--collect", "perf", "doctor"], capture_output=True, text=True
     )
+    found = doctor_version(doctor.stdout)
     assert (
-        "group perf: on (--collect); supported; enabled on 0 of 1 domain(s) (to enable: virsh perf DOMAIN --enable"
-        in doctor.stdout
+        f"group perf: on (--collect); supported (needs libvirt 1.3.3, found {found}); enabled on 0 of 1 domain(s) "
+        "(to enable: virsh perf DOMAIN --enable" in doctor.stdout
     )
-    assert "group kvm: off; supported" in doctor.stdout
+    assert f"group kvm: off; supported (needs libvirt 8.9.0, found {found})" in doctor.stdout
+
+
+def doctor_version(text: str) -> str:
+    """The daemon's libvirt version as doctor's ``libvirt X.Y.Z, QEMU ...`` line says it."""
+    return text.split("ok    libvirt ", 1)[1].split(",", 1)[0]
 
 
 def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
