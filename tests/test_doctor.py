@@ -302,10 +302,27 @@ def test_libvirts_test_driver_lacks_the_stats_groups_and_its_domain_the_period()
     unsupported = "this function is not supported by the connection driver: virConnectGetAllDomainStats"
     if any(unsupported in line for line in lines):  # libvirt 7.0's test driver has no bulk stats call at all
         assert result.returncode == 1 and lines[-1].startswith(f"FAIL  stats call failed: {unsupported}"), lines
+        assert "fix: this libvirt driver has no bulk statistics call" in lines[-1]
         return
     assert result.returncode == 0, result.stderr
     assert "warn  stats groups: the daemon does not support cpu-total balloon vcpu interface block" in result.stdout
     assert any(line.startswith("warn  test has no balloon stats period") for line in lines)
+
+
+class NoBulkStats(ReplayConnection):
+    """A driver without virConnectGetAllDomainStats, as libvirt 7.0's test driver answers it."""
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        raise RuntimeError("this function is not supported by the connection driver: virConnectGetAllDomainStats")
+
+
+def test_a_driver_without_the_bulk_call_is_told_to_point_at_a_qemu_daemon_not_to_check_libvirtd():
+    replay = NoBulkStats(load_snapshots("lab-running.json"))
+    result = runner().invoke(main, ["doctor"], obj={"opener": lambda _uri: replay})
+    assert result.exit_code == 1
+    last = result.stdout.splitlines()[-1]
+    assert last.startswith("FAIL  stats call failed: this function is not supported by the connection driver")
+    assert "point --uri at a QEMU/KVM daemon" in last and "check that libvirtd answers" not in last
 
 
 def test_an_unreachable_uri_fails_in_one_line_naming_the_socket_with_the_hint():
