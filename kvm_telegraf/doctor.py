@@ -344,7 +344,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
         except Exception:  # libvirtError: the connection broke
             supported = False
         if not supported:
-            level = WARN if group.name in asked else NOTE
+            level = WARN if group.name in asked - collector.implied_groups else NOTE  # all: what the daemon serves
             yield Finding(level, f"group {group.name}: {wanted}; this daemon does not support it ({needs})")
             continue
         level, enabled = OK, ""

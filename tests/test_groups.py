@@ -178,6 +178,20 @@ def test_a_group_the_daemon_lacks_is_one_warning_naming_the_version_then_nothing
     assert all(not stats & STATS_VM for stats, flags in source.calls)
 
 
+@pytest.mark.parametrize(
+    "collect,warned",
+    [(["all"], []), (["all", "kvm"], ["kvm"]), (["kvm", "vcpu"], ["kvm"])],
+    ids=["all-alone", "all-and-named", "named"],
+)
+def test_a_group_only_all_asked_for_is_left_out_quietly_where_the_daemon_lacks_it(recorded, collect, warned):
+    args = [arg for name in collect for arg in ("--collect", name)]
+    result = runner().invoke(main, [*args, "--once"], obj={"opener": lambda _uri: NoKvmStats(recorded)})
+    assert result.exit_code == 0
+    assert [line.split()[2] for line in result.stderr.splitlines() if "does not support it" in line] == [
+        f"{name}:" for name in warned
+    ]
+
+
 def test_each_vcpu_gets_its_state_times_pcpu_and_affinity_from_the_pinning(recorded):
     vcpus = only(points_of(domain_named(recorded[0], "ktgroups-"), recorded[0]), "vm_vcpus")
     assert [dict(p.tags)["vcpu"] for p in vcpus] == ["0", "1"]
