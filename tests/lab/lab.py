@@ -969,7 +969,26 @@ def agent_variant(xml: str) -> str:
     return xml.replace("    <serial type='file'>", disk + "    <serial type='file'>", 1)
 
 
-VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant}
+# The "stats" variant's disk statistics (libvirt 11.9 / 12.1 with QEMU 10.2 and later): QEMU's own latency
+# figures over two intervals, and a latency histogram for every kind of request, bins from 0 to 100 ms (ns).
+STATS_INTERVALS_S = (1, 10)
+STATS_HISTOGRAM_BINS_NS = (0, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 5_000_000, 100_000_000)
+STATS_XML = (
+    "<statistics>"
+    + "".join(f"<statistic interval='{s}'/>" for s in STATS_INTERVALS_S)
+    + "<latency-histogram>"
+    + "".join(f"<bin start='{b}'/>" for b in STATS_HISTOGRAM_BINS_NS)
+    + "</latency-histogram></statistics>"
+)
+
+
+def stats_variant(xml: str) -> str:
+    """The guest for ``--collect disk_latency`` and ``latency_histogram``: both disks with timed statistics
+    and latency histograms. libvirt before 11.9 (the host's 9.0, trixie's 11.3) drops the element silently."""
+    return xml.replace("<driver name='qemu' type='raw'/>", f"<driver name='qemu' type='raw'>{STATS_XML}</driver>")
+
+
+VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant, "stats": stats_variant}
 # Disks a variant adds to DISKS (MiB each), and what it builds before its guests start.
 VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),)}
 VARIANT_BUILDS = {"agent": build_agent_guest}
