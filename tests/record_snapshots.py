@@ -18,6 +18,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "lab"))
 
+import flavours  # noqa: E402 - tests/lab/flavours.py
 import lab  # noqa: E402
 
 KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
@@ -25,13 +26,15 @@ KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 HOSTILE_NAME = 'ktlab-03 ünïcødé, a=b "q" \\x\\'
 
 
-def record(name: str, domains: list, options: tuple = (), cycles: int = 2) -> None:
+def record(name: str, domains: list, options: tuple = (), cycles: int = 2, every: str = "2s") -> None:
+    subprocess.run(record_argv(name, domains, options, cycles, every), check=True)
+
+
+def record_argv(name: str, domains: list, options: tuple = (), cycles: int = 2, every: str = "2s") -> list:
     selectors = [arg for domain in domains for arg in ("--domain", domain)]
     out = TESTS / "snapshots" / name
     out.parent.mkdir(exist_ok=True)
-    subprocess.run(
-        [KVM_TELEGRAF, *selectors, *options, "record", str(out), "--cycles", str(cycles), "--every", "2s"], check=True
-    )
+    return [KVM_TELEGRAF, *selectors, *options, "record", str(out), "--cycles", str(cycles), "--every", every]
 
 
 NOVA_PREFIX = "ktnova-"
@@ -195,6 +198,49 @@ def record_guest() -> None:
         lab_with_prefix(GUEST_PREFIX, "down")
 
 
+SID_STATS_PREFIX = "ktsidst-"
+SID_GROUPS_PREFIX = "ktsidgr-"
+
+
+def lab_on(flavour: str, prefix: str, *args: str) -> list:
+    """tests/lab/lab.py under a flavour's libvirtd (tests/lab/flavours.py) and a name prefix of its own."""
+    env = {**os.environ, "KVM_TELEGRAF_LAB_FLAVOUR": flavour, "KVM_TELEGRAF_LAB_PREFIX": prefix}
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "lab" / "lab.py"), *args], env=env, check=True, stdout=subprocess.PIPE
+    )
+    return done.stdout.decode().split()
+
+
+def record_sid() -> None:
+    """``--collect all`` on the sid flavour (libvirt 12.8, QEMU 11.1), four cycles 5 s apart: a guest whose disks
+    have timed statistics and latency histograms (the stats variant) and one with two IOThreads (the groups
+    variant). Between the second and third cycle vdb's histogram is restarted (``virsh update-device`` with its
+    own XML, as libvirt documents), a counter reset as a re-plugged disk makes."""
+    uri = flavours.uri("sid")
+    (stats,) = lab_on("sid", SID_STATS_PREFIX, "up", "1", "--variant", "stats")
+    (groups,) = lab_on("sid", SID_GROUPS_PREFIX, "up", "1", "--variant", "groups")
+    try:
+        time.sleep(12)  # the 10 s interval has a full window of the guest's I/O loop
+        vdb = disk_xml(uri, stats, "vdb")
+        recording = subprocess.Popen(
+            record_argv("sid-stats.json", [stats, groups], ("--uri", uri, "--collect", "all"), 4, "5s")
+        )
+        time.sleep(7)  # after the second cycle
+        subprocess.run(["virsh", "-q", "-c", uri, "update-device", stats, "/dev/stdin", "--live"], input=vdb.encode())
+        if recording.wait(timeout=60):
+            raise SystemExit("record failed")
+    finally:
+        lab_on("sid", SID_GROUPS_PREFIX, "down")
+        lab_on("sid", SID_STATS_PREFIX, "down")
+
+
+def disk_xml(uri: str, domain: str, target: str) -> str:
+    """The live <disk> element of one target, as ``virsh update-device`` takes it."""
+    xml = subprocess.run(["virsh", "-q", "-c", uri, "dumpxml", domain], check=True, capture_output=True, text=True)
+    (disk,) = [d for d in re.findall(r"<disk .*?</disk>", xml.stdout, re.S) if f"<target dev='{target}'" in d]
+    return disk
+
+
 SCENARIOS = {
     "lab": record_lab,
     "nova": record_nova,
@@ -202,6 +248,7 @@ SCENARIOS = {
     "events": record_events,
     "backing": record_backing,
     "guest": record_guest,
+    "sid": record_sid,
 }
 
 
