@@ -16,6 +16,7 @@ from kvm_telegraf.groups import (
     block_limits,
     cache_monitor,
     dirtyrate,
+    disk_latency,
     events,
     guest,
     host,
@@ -43,6 +44,7 @@ GROUPS: Tuple[Group, ...] = (
     cache_monitor.GROUP,
     backing.GROUP,
     balloon.GROUP,
+    disk_latency.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
