@@ -72,7 +72,7 @@ def readme_schema() -> Dict[str, List[re.Pattern]]:
             if len(cells) < 3 or cells[1].strip().startswith(("Field", "---")):
                 continue
             for name in re.findall(r"`([^`]+)`", cells[1]):
-                pattern = re.escape(name).replace(re.escape("<name>"), r"\w+")
+                pattern = re.sub(r"<\w+>", r"\\w+", re.escape(name))  # <name>, <start>: a word of the data
                 schema.setdefault(measurement, []).append(re.compile(pattern + r"\Z"))
     return schema
 

@@ -23,6 +23,7 @@ from kvm_telegraf.groups import (
     iothread,
     jobs,
     kvm,
+    latency_histogram,
     memory_bandwidth,
     perf,
     pools,
@@ -45,6 +46,7 @@ GROUPS: Tuple[Group, ...] = (
     backing.GROUP,
     balloon.GROUP,
     disk_latency.GROUP,
+    latency_histogram.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
