@@ -27,6 +27,7 @@ from kvm_telegraf.groups import (
     memory_bandwidth,
     perf,
     pools,
+    queue_limits,
     vcpu,
 )
 
@@ -47,6 +48,7 @@ GROUPS: Tuple[Group, ...] = (
     balloon.GROUP,
     disk_latency.GROUP,
     latency_histogram.GROUP,
+    queue_limits.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
