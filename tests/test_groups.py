@@ -269,6 +269,16 @@ def test_iothreads_are_one_point_each_tagged_with_their_id(recorded):
     assert threads[0].fields == {"poll_max_ns": 32768, "poll_grow": 0, "poll_shrink": 0}
 
 
+def test_libvirt_12_adds_each_iothreads_poll_weight():
+    sid = load_snapshots("sid-stats.json")  # tests/record_snapshots.py sid: libvirt 12.8, QEMU 11.1
+    domain = domain_named(sid[0], "ktsidgr-")
+    threads = only(points_of(domain, sid[0], groups=resolve(["iothread"])), "vm_iothreads")
+    assert [(dict(p.tags)["iothread"], p.fields) for p in threads] == [
+        (str(n), {"poll_max_ns": 32768, "poll_grow": 2, "poll_shrink": 2, "poll_weight": 3}) for n in (1, 2)
+    ]
+    assert domain.stats["iothread.1.poll-weight"] == 3  # QEMU's default shift: the newest interval counts 1/8
+
+
 def test_perf_events_become_perf_fields_from_the_documented_keys(recorded):
     # Not verified on live hardware: perf events cannot be enabled in this VM (virsh perf --enable fails).
     domain = domain_named(recorded[0], "ktgroups-")
