@@ -332,6 +332,16 @@ def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(r
     assert fields["memory_total_bytes"] > fields["memory_free_bytes"] > 0
     assert fields["libvirt_version"] == "9.0.0" and fields["cycle_ns"] == 1234
     assert fields["nowait_fallback"] is False and fields["domains_not_responding"] == 0 and fields["collect_ns"] > 0
+    assert "memory_available_bytes" not in fields  # libvirt 9.0 reports total, free, buffers and cached only
+
+
+def test_a_daemon_that_reports_the_hosts_available_memory_gets_it_on_the_host_point():
+    sid = load_snapshots("sid-stats.json")  # libvirt 12.8's virNodeGetMemoryStats has "available" (KiB)
+    points, _ = shape_snapshot(sid[0], {}, groups=resolve(["host"]))
+    (host,) = only(points, "vm_host")
+    assert host.fields["memory_available_bytes"] == sid[0].hosts[0]["memory"]["available"] * 1024
+    assert host.fields["memory_free_bytes"] < host.fields["memory_available_bytes"] < host.fields["memory_total_bytes"]
+    assert host.fields["libvirt_version"] == "12.8.0"
 
 
 def test_a_storage_pool_is_one_point_tagged_with_its_name(recorded):
