@@ -17,6 +17,7 @@ from kvm_telegraf.groups import (
     cache_monitor,
     dirtyrate,
     disk_latency,
+    energy,
     events,
     guest,
     host,
@@ -49,6 +50,7 @@ GROUPS: Tuple[Group, ...] = (
     disk_latency.GROUP,
     latency_histogram.GROUP,
     queue_limits.GROUP,
+    energy.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
