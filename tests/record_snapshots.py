@@ -234,6 +234,20 @@ def record_sid() -> None:
         lab_on("sid", SID_STATS_PREFIX, "down")
 
 
+SID_GUEST_PREFIX = "ktsidag-"
+
+
+def record_sid_guest() -> None:
+    """``--read-write --collect guest`` on the sid flavour: a guest whose agent is sid's qemu-ga, which answers
+    libvirt 12.8's request for the load averages (guest-get-load)."""
+    (name,) = lab_on("sid", SID_GUEST_PREFIX, "up", "1", "--variant", "agent")
+    try:
+        time.sleep(3)  # the agent has connected and the guest's loop has run
+        record("sid-guest.json", [name], ("--uri", flavours.uri("sid"), "--read-write", "--collect", "guest"))
+    finally:
+        lab_on("sid", SID_GUEST_PREFIX, "down")
+
+
 def disk_xml(uri: str, domain: str, target: str) -> str:
     """The live <disk> element of one target, as ``virsh update-device`` takes it."""
     xml = subprocess.run(["virsh", "-q", "-c", uri, "dumpxml", domain], check=True, capture_output=True, text=True)
@@ -249,6 +263,7 @@ SCENARIOS = {
     "backing": record_backing,
     "guest": record_guest,
     "sid": record_sid,
+    "sid-guest": record_sid_guest,
 }
 
 

@@ -178,7 +178,7 @@ def test_every_collect_group_has_a_row_in_both_groups_tables_and_is_listed_under
 def test_every_guest_field_recorded_from_a_real_agent_is_in_the_metrics_tables():
     schema = readme_schema()
     points, history = [], {}
-    for snapshot in load_snapshots("lab-guest.json"):
+    for snapshot in [*load_snapshots("lab-guest.json"), *load_snapshots("sid-guest.json")]:
         cycle, history = shape_snapshot(snapshot, history, groups=resolve(["guest"]))
         points += cycle
     undocumented = {
