@@ -8,8 +8,10 @@ after this is a schema change: the README must say so.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -248,6 +250,58 @@ def record_sid_guest() -> None:
         lab_on("sid", SID_GUEST_PREFIX, "down")
 
 
+SID_EVENTS_PREFIX = "ktsidev-"
+SID_INSIDE_URI = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"  # the sid daemon, from inside its tree
+TRUSTED_MAC = "52:54:00:6b:aa:01"
+
+
+def record_sid_events() -> None:
+    """``--collect events`` on the sid flavour over three cycles 10 s apart, recorded by kvm-telegraf on sid's own
+    Python and libvirt-python 12.8 inside the tree (the host's 9.0 binding has no NIC_MAC_CHANGE): a balloon
+    change (``virsh setmem``), the guest changing eth0's MAC (through its agent, with trustGuestRxFilters), a write
+    past ``domblkthreshold``, then a block copy of vdb run to its end (``blockcopy --finish``)."""
+    uri, root = flavours.uri("sid"), flavours.root("sid")
+    (name,) = lab_on("sid", SID_EVENTS_PREFIX, "up", "1", "--variant", "agent")
+    inside = os.path.join(root, "tmp", "kvm-telegraf-record")
+    try:
+        xml = virsh_on(uri, "dumpxml", name, "--inactive")
+        trusted = xml.replace("<interface type='ethernet'>", "<interface type='ethernet' trustGuestRxFilters='yes'>")
+        virsh_on(uri, "define", "/dev/stdin", stdin=trusted)
+        virsh_on(uri, "destroy", name)
+        virsh_on(uri, "start", name)
+        time.sleep(15)  # booted, the agent connected
+        shutil.rmtree(inside, ignore_errors=True)
+        shutil.copytree(TESTS.parent / "kvm_telegraf", os.path.join(inside, "kvm_telegraf"))
+        out = "/tmp/kvm-telegraf-record/sid-events.json"
+        argv = ["chroot", root, "env", "PYTHONPATH=/tmp/kvm-telegraf-record", flavours.VENV + "/bin/python"]
+        argv += ["-m", "kvm_telegraf", "--uri", SID_INSIDE_URI, "--collect", "events", "--domain", name]
+        recording = subprocess.Popen([*argv, "record", out, "--cycles", "3", "--every", "10s"])
+        time.sleep(3)  # after the first cycle, which subscribed
+        virsh_on(uri, "setmem", name, "94M", "--live")
+        exec_in_guest(uri, name, "ip", "link", "set", "eth0", "address", TRUSTED_MAC)
+        virsh_on(uri, "domblkthreshold", name, "vda", "65536")  # the loop's next write beyond 64 KiB
+        time.sleep(10)  # the second cycle
+        copy = os.path.join(lab.guest_dir(name), "vdb-copy.img")
+        virsh_on(uri, "blockcopy", name, "vdb", copy, "--transient-job", "--wait", "--finish")
+        if recording.wait(timeout=60):
+            raise SystemExit("record failed")
+        shutil.copy(root + out, TESTS / "snapshots" / "sid-events.json")
+    finally:
+        shutil.rmtree(inside, ignore_errors=True)
+        lab_on("sid", SID_EVENTS_PREFIX, "down")
+
+
+def virsh_on(uri: str, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(["virsh", "-q", "-c", uri, *args], input=stdin, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def exec_in_guest(uri: str, name: str, *argv: str) -> None:
+    """A busybox command in the guest, through its agent's guest-exec."""
+    command = {"execute": "guest-exec", "arguments": {"path": "/bin/busybox", "arg": list(argv)}}
+    virsh_on(uri, "qemu-agent-command", name, json.dumps(command))
+
+
 def disk_xml(uri: str, domain: str, target: str) -> str:
     """The live <disk> element of one target, as ``virsh update-device`` takes it."""
     xml = subprocess.run(["virsh", "-q", "-c", uri, "dumpxml", domain], check=True, capture_output=True, text=True)
@@ -264,6 +318,7 @@ SCENARIOS = {
     "guest": record_guest,
     "sid": record_sid,
     "sid-guest": record_sid_guest,
+    "sid-events": record_sid_events,
 }
 
 
