@@ -316,7 +316,7 @@ SCENARIOS = {
     "events": record_events,
     "backing": record_backing,
     "guest": record_guest,
-    "sid": record_sid,
+    "sid-stats": record_sid,
     "sid-guest": record_sid_guest,
     "sid-events": record_sid_events,
 }

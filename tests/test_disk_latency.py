@@ -1,6 +1,6 @@
 """``--collect disk_latency``: QEMU's own latency figures per disk and interval, replayed from the sid flavour.
 
-tests/snapshots/sid-stats.json was recorded on libvirt 12.8 with QEMU 11.1 (tests/record_snapshots.py sid):
+tests/snapshots/sid-stats.json was recorded on libvirt 12.8 with QEMU 11.1 (tests/record_snapshots.py sid-stats):
 ktsidst-01's disks have timed statistics over 1 s and 10 s (the lab's stats variant), ktsidgr-01's none.
 """
 

@@ -270,7 +270,7 @@ def test_iothreads_are_one_point_each_tagged_with_their_id(recorded):
 
 
 def test_libvirt_12_adds_each_iothreads_poll_weight():
-    sid = load_snapshots("sid-stats.json")  # tests/record_snapshots.py sid: libvirt 12.8, QEMU 11.1
+    sid = load_snapshots("sid-stats.json")  # tests/record_snapshots.py sid-stats: libvirt 12.8, QEMU 11.1
     domain = domain_named(sid[0], "ktsidgr-")
     threads = only(points_of(domain, sid[0], groups=resolve(["iothread"])), "vm_iothreads")
     assert [(dict(p.tags)["iothread"], p.fields) for p in threads] == [

@@ -1,6 +1,6 @@
 """``--collect latency_histogram``: QEMU's latency histograms as counters, and percentiles of each cycle from them.
 
-tests/snapshots/sid-stats.json was recorded on libvirt 12.8 with QEMU 11.1 (tests/record_snapshots.py sid):
+tests/snapshots/sid-stats.json was recorded on libvirt 12.8 with QEMU 11.1 (tests/record_snapshots.py sid-stats):
 ktsidst-01's disks have histograms of every kind with bins starting at 0, 10, 20, 50, 100, 200, 500 µs,
 1, 5 and 100 ms; between its second and third cycle vdb's histogram was restarted (virsh update-device).
 """

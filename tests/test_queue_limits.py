@@ -1,6 +1,6 @@
 """``--collect queue_limits``: the block layer's alignments and transfer sizes on vm_devices disks (libvirt 11.10).
 
-Replayed from tests/snapshots/sid-stats.json, recorded on libvirt 12.8 (tests/record_snapshots.py sid), whose
+Replayed from tests/snapshots/sid-stats.json, recorded on libvirt 12.8 (tests/record_snapshots.py sid-stats), whose
 raw disks report request_alignment, iov_max and the two memory alignments; the other limits QEMU leaves unset
 there, so their rows are the keys libvirt's virsh manual names.
 """
