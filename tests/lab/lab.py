@@ -25,6 +25,7 @@ import grp
 import gzip
 import hashlib
 import io
+import json
 import lzma
 import os
 import pwd
@@ -44,10 +45,16 @@ from collections.abc import Sequence
 from typing import NamedTuple
 from xml.sax.saxutils import escape, quoteattr
 
+import flavours  # beside this file: tests/lab/flavours.py
+
+# Which libvirt the lab runs its guests under: the host's (default), or a tree's (tests/lab/flavours.py).
+FLAVOUR = os.environ.get("KVM_TELEGRAF_LAB_FLAVOUR", flavours.HOST)
 # Separate labs side by side (the benchmark uses ktbench-): `down` removes only its own prefix.
-LAB_PREFIX = os.environ.get("KVM_TELEGRAF_LAB_PREFIX", "ktlab-")
-URI = "qemu:///system"
-CACHE_DIR = os.environ.get("KVM_TELEGRAF_LAB_CACHE", "/var/cache/kvm-telegraf-lab")
+LAB_PREFIX = os.environ.get("KVM_TELEGRAF_LAB_PREFIX", flavours.flavour(FLAVOUR).prefix)
+URI = flavours.uri(FLAVOUR)
+# The daemon's root on the host: a path the daemon names (a disk image) is ROOT + that path here.
+ROOT = flavours.root(FLAVOUR)
+CACHE_DIR = flavours.CACHE_DIR
 
 PACKAGES = (
     "libvirt-daemon-system",
@@ -399,7 +406,14 @@ def ensure_daemons() -> None:
 
     On a host booted with systemd, or where all of them run, nothing is touched.
     Then create the telegraf user and check it can read libvirt read-only.
+    A flavour's tree (KVM_TELEGRAF_LAB_FLAVOUR) gets its own virtlogd and libvirtd instead, built first if need be.
     """
+    if FLAVOUR != flavours.HOST:
+        try:
+            flavours.start(FLAVOUR)
+        except flavours.FlavourError as e:
+            raise LabError(str(e)) from None
+        return
     if _systemd_booted():
         if not _virsh_ok():
             raise LabError(f"libvirtd does not answer on {URI}: start it with systemctl")
@@ -837,7 +851,13 @@ def _name(i: int) -> str:
 
 
 def guest_dir(name: str) -> str:
+    """The guest's folder as its daemon names it (on_host() gives the host's path)."""
     return os.path.join(CACHE_DIR, "guests", name)
+
+
+def on_host(path: str) -> str:
+    """A path the daemon names, as the host sees it (inside a flavour's tree)."""
+    return ROOT + path
 
 
 def domain_xml(name: str, guest: Guest, kvm: bool = False) -> str:
@@ -957,7 +977,7 @@ VARIANT_BUILDS = {"agent": build_agent_guest}
 
 def agent_stop(name: str, stop: bool = True) -> None:
     """Have the guest's loop stop (SIGSTOP) its qemu-ga within about a second, or resume it (stop=False)."""
-    with open(os.path.join(guest_dir(name), "vda.img"), "r+b") as f:
+    with open(on_host(os.path.join(guest_dir(name), "vda.img")), "r+b") as f:
         f.seek(AGENT_MARK_OFFSET)
         f.write(AGENT_STOP_MARK if stop else b"\0" * len(AGENT_STOP_MARK))
         f.flush()
@@ -971,7 +991,8 @@ def pool_name() -> str:
 def pool_up() -> str:
     """A started ``dir`` storage pool of this prefix, with one 1 MiB volume; returns its name."""
     ensure_daemons()
-    name, path = pool_name(), _ensure_dir(os.path.join(CACHE_DIR, "pools", pool_name()))
+    name, path = pool_name(), os.path.join(CACHE_DIR, "pools", pool_name())
+    _ensure_dir(on_host(path))
     if name not in virsh("pool-list", "--all", "--name"):
         virsh("pool-define-as", name, "dir", "--target", path)
     if name not in virsh("pool-list", "--name"):
@@ -987,7 +1008,7 @@ def pool_down() -> None:
     if name in virsh("pool-list", "--all", "--name"):
         virsh("pool-destroy", name, check=False)
         virsh("pool-undefine", name, check=False)
-    shutil.rmtree(os.path.join(CACHE_DIR, "pools", name), ignore_errors=True)
+    shutil.rmtree(on_host(os.path.join(CACHE_DIR, "pools", name)), ignore_errors=True)
 
 
 def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
@@ -996,8 +1017,9 @@ def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
     libvirt runs a dump at full migration bandwidth (migrate-setspeed does not apply to it); a slow reader
     is what slows it down. The returned virsh process ends when the dump is done; wait() for it.
     """
-    directory = _ensure_dir(os.path.join(CACHE_DIR, "dumps"))
-    fifo = os.path.join(directory, name + ".fifo")
+    fifo_seen = os.path.join(CACHE_DIR, "dumps", name + ".fifo")  # as the daemon names it
+    fifo = on_host(fifo_seen)
+    _ensure_dir(os.path.dirname(fifo))
     if os.path.exists(fifo):
         os.unlink(fifo)
     os.mkfifo(fifo, 0o666)
@@ -1010,7 +1032,7 @@ def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
         os.unlink(fifo)
 
     threading.Thread(target=drain, daemon=True).start()
-    return subprocess.Popen(["virsh", "-c", URI, "dump", "--live", name, fifo], stdout=subprocess.DEVNULL)
+    return subprocess.Popen(["virsh", "-c", URI, "dump", "--live", name, fifo_seen], stdout=subprocess.DEVNULL)
 
 
 def names() -> list[str]:
@@ -1053,7 +1075,7 @@ def _domstate(stats: dict[str, str]) -> str:
 def console_tail(name: str, lines: int = 12) -> str:
     """The guest's own ktlab:/panic lines, then the last lines of its console."""
     try:
-        with open(os.path.join(guest_dir(name), "console.log"), "rb") as f:
+        with open(on_host(os.path.join(guest_dir(name), "console.log")), "rb") as f:
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - (1 << 20)))
             text = f.read().decode("utf-8", "replace").splitlines()
@@ -1142,7 +1164,7 @@ def up(
             boot.append(d)
 
     def start(d: str) -> None:
-        gd = _ensure_dir(os.path.join(_ensure_dir(os.path.join(CACHE_DIR, "guests")), d))
+        gd = _ensure_dir(on_host(guest_dir(d)))
         for disk, mib in [(d, DISK_MIB) for d in DISKS] + list(VARIANT_DISKS.get(variant or "", ())):
             path = os.path.join(gd, disk + ".img")
             if not os.path.exists(path):
@@ -1187,7 +1209,7 @@ def down() -> None:
         virsh("undefine", d, check=False)
 
     _parallel(remove, doms)
-    root = os.path.join(CACHE_DIR, "guests")
+    root = on_host(os.path.join(CACHE_DIR, "guests"))
     if os.path.isdir(root):
         left = set(names())
         for d in os.listdir(root):
@@ -1238,6 +1260,40 @@ def status() -> list[str]:
 # CLI
 
 
+def flavour_command(args: argparse.Namespace) -> int:
+    """``lab.py flavour ACTION NAME [N]``: guest actions run this file again under the flavour's daemon."""
+    names = list(flavours.ALL) if args.name == "all" else [args.name]
+    try:
+        for name in names:
+            flavours.flavour(name)
+            if args.action == "status":
+                print(flavours.status(name))
+            elif args.action == "uri":
+                print(flavours.uri(name))
+            elif name == flavours.HOST and args.action in ("build", "start", "stop"):
+                continue  # the host's libvirtd is lab.py's own business (daemons)
+            elif args.action == "build":
+                stamp = flavours.build(name, force=args.rebuild)
+                print(json.dumps(stamp, sort_keys=True))
+            elif args.action == "start":
+                flavours.start(name)
+            elif args.action == "stop":
+                flavours.stop(name)
+            else:
+                if len(names) > 1:
+                    raise LabError(f"flavour {args.action} takes one flavour, not all")
+                if args.action == "up" and not args.n:
+                    raise LabError("flavour up NAME N: how many guests?")
+                rest = [args.action] + ([str(args.n)] if args.action == "up" else [])
+                rest += ["--variant", args.variant] if args.variant and args.action == "up" else []
+                env = {k: v for k, v in os.environ.items() if k != "KVM_TELEGRAF_LAB_PREFIX"}
+                env["KVM_TELEGRAF_LAB_FLAVOUR"] = name
+                return subprocess.run([sys.executable, os.path.abspath(__file__), *rest], env=env).returncode
+    except flavours.FlavourError as e:
+        raise LabError(str(e)) from None
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1268,6 +1324,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("pool-down", "remove this prefix's storage pool"),
     ):
         sub.add_parser(c, help=h)
+    p_fl = sub.add_parser("flavour", help="another libvirt in a Debian tree beside the host's (flavours.py)")
+    p_fl.add_argument(
+        "action",
+        choices=("build", "start", "stop", "up", "down", "pause", "resume", "status", "uri"),
+        help="build: the tree only; start/stop: its daemons; up N/down/pause/resume/status: its guests",
+    )
+    p_fl.add_argument("name", help="bullseye, trixie, sid, or host; all: each of them (build, stop, status)")
+    p_fl.add_argument("n", nargs="?", type=int, help="up: how many guests")
+    p_fl.add_argument("--variant", choices=sorted(VARIANTS))
+    p_fl.add_argument("--rebuild", action="store_true", help="build: build the tree again even if one is cached")
     for c, h in (
         ("agent-stop", "stop (SIGSTOP) the qemu-ga of an agent-variant guest, from inside it"),
         ("agent-resume", "resume (SIGCONT) it"),
@@ -1275,6 +1341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub.add_parser(c, help=h).add_argument("name")
     args = ap.parse_args(argv)
     try:
+        if args.cmd == "flavour":
+            return flavour_command(args)
         if args.cmd == "up":
             for d in up(args.n, kvm=args.kvm, timeout=args.timeout, variant=args.variant, wait=not args.no_wait):
                 print(d)
