@@ -156,11 +156,15 @@ def disk_fields(stats: Mapping[str, StatValue], prefix: str) -> Dict[str, FieldV
     The bulk stats' ``allocation`` is QEMU's highest written offset, which libvirt >= 11 no longer has for a raw
     disk (QEMU gets no raw format node): it sends 0. virDomainGetBlockInfo then reports ``physical``, the bytes
     allocated on the host, as the allocation, and so does a disk nothing has written yet on every version
-    (checked on 7.0, 9.0, 11.3 and 12.8: tests/test_matrix.py). Read with no extra call.
+    (checked on 7.0, 9.0, 11.3 and 12.8: tests/test_matrix.py). Read with no extra call; without ``physical``
+    libvirt cannot say, and the field is left out.
     """
     fields = read_fields(stats, DISK_FIELDS, prefix)
-    if fields.get("allocation_bytes") == 0 and "physical_bytes" in fields:
-        fields["allocation_bytes"] = fields["physical_bytes"]
+    if fields.get("allocation_bytes") == 0:
+        if "physical_bytes" in fields:
+            fields["allocation_bytes"] = fields["physical_bytes"]
+        else:  # libvirt cannot say: left out rather than a wrong 0
+            del fields["allocation_bytes"]
     return fields
 
 
