@@ -13,7 +13,7 @@ venv with the test tools) into $KVM_TELEGRAF_LAB_CACHE/trees/NAME/root. Its virt
 chrooted in mount, pid, net and uts namespaces of their own, with a hostname of their own; the sockets
 stay inside the tree, reached from the host with ``qemu+unix:///system?socket=ROOT/run/libvirt/libvirt-sock``.
 The host's libvirtd, its guests, its network and its cgroups are never touched: the tree's daemon runs in a
-cgroup namespace whose root is a folder of its own (``kvm-telegraf-lab-NAME``) under the caller's cgroup in
+cgroup namespace whose root is a folder of its own (``kvm-telegraf-lab-NAME-HASH``) under the caller's cgroup in
 each hierarchy, so its ``machine`` partition is not the host libvirtd's, and its guests' taps live in the
 tree's network namespace.
 
@@ -23,6 +23,7 @@ Stdlib only (it runs on the host's /usr/bin/python3, before any venv exists).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -381,7 +382,9 @@ def _own_cgroup(h: Hierarchy) -> str:
 def cgroup_dirs(name: str) -> List[str]:
     """The flavour's cgroup folders, one per hierarchy. They sit under the caller's own cgroups (so the
     machine's accounting still sees the tree's guests), never under the host libvirtd's ``machine``."""
-    return [os.path.join(h.mountpoint + _own_cgroup(h), f"kvm-telegraf-lab-{name}") for h in hierarchies()]
+    # Named for the tree's path too: two caches' trees of one flavour never share a folder.
+    tag = hashlib.sha256(tree_dir(name).encode()).hexdigest()[:8]
+    return [os.path.join(h.mountpoint + _own_cgroup(h), f"kvm-telegraf-lab-{name}-{tag}") for h in hierarchies()]
 
 
 def _make_cgroups(name: str) -> List[str]:
