@@ -84,7 +84,7 @@ def deb_in_tree(daemon: Daemon, deb: Path) -> Iterator[str]:
 
 # Debian 11 has python3-click 7.1.2 (kvm-telegraf needs click >= 8) and no python3-tomli (Python 3.9 reads a
 # config file with it): apt must refuse the .deb there, before it changes anything (docs/compatibility.md).
-UNINSTALLABLE = {"bullseye": ("python3-tomli", "python3 (> 3.11)")}
+UNINSTALLABLE = {"bullseye": ("python3-click (>= 8.0)", "python3-tomli")}
 
 
 def test_the_deb_installs_with_the_trees_apt_runs_as_telegraf_and_purges_or_apt_refuses_it_naming_why(

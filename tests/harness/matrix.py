@@ -196,3 +196,16 @@ def pytest_counts(output: str) -> Dict[str, int]:
     if not lines:
         return {}
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", lines[-1])}
+
+
+COMPATIBILITY = ROOT / "docs" / "compatibility.md"
+
+
+def compatibility_row(flavour: str) -> Dict[str, str]:
+    """The flavour's row of docs/compatibility.md's "Tested flavours" table, by column name."""
+    lines = COMPATIBILITY.read_text().split("## Tested flavours", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    header, *body = [row for row in rows if not set("".join(row)) <= set("-")]
+    found = [dict(zip(header, row)) for row in body if row[0] == flavour]
+    assert len(found) == 1, f"docs/compatibility.md has {len(found)} rows for {flavour}"
+    return found[0]
