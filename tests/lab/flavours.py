@@ -23,6 +23,7 @@ Stdlib only (it runs on the host's /usr/bin/python3, before any venv exists).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -33,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 CACHE_DIR = os.environ.get("KVM_TELEGRAF_LAB_CACHE", "/var/cache/kvm-telegraf-lab")
 HOST = "host"
@@ -254,12 +255,23 @@ def build(name: str, force: bool = False) -> dict:
     FlavourError, with the step and its output, when it cannot be built: a flavour that cannot be built is a
     failure, never a skip.
     """
-    fl = flavour(name)
     if name == HOST:
         raise FlavourError("the host flavour is this machine's own libvirtd: nothing to build")
-    stamp = None if force else built(name)
-    if stamp is not None:
-        return stamp
+    with _locked(name):  # two sessions never build one tree at once: the second finds it built
+        stamp = None if force else built(name)
+        return stamp if stamp is not None else _build(name)
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    os.makedirs(tree_dir(name), exist_ok=True)
+    with open(os.path.join(tree_dir(name), "lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _build(name: str) -> dict:
+    fl = flavour(name)
     stop(name)
     if not shutil.which("debootstrap"):
         log("installing debootstrap")
@@ -446,10 +458,14 @@ def answers(name: str) -> bool:
 
 def start(name: str, timeout: float = 60) -> None:
     """Start the flavour's virtlogd and libvirtd (building its tree first if need be); wait until it answers."""
-    fl = flavour(name)
     build(name)
-    if ns_pid(name) and answers(name):
-        return
+    with _locked(name):
+        if not (ns_pid(name) and answers(name)):
+            _start(name, timeout)
+
+
+def _start(name: str, timeout: float) -> None:
+    fl = flavour(name)
     stop(name)
     tree = root(name)
     for stale in ("/run/libvirtd.pid", "/run/virtlogd.pid"):
