@@ -6,7 +6,7 @@ VENV          ?= .venv
 PY            := $(VENV)/bin/python
 LAB           := $(PY) tests/lab/lab.py
 RUNTIME_DEBS  := python3-libvirt python3-click python3-venv libvirt-clients
-LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd
+LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd debootstrap
 TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev golang-github-influxdata-toml-dev
 # What `pip install` into a plain venv needs to build libvirt-python from source (tests/test_install.py).
 BUILD_DEBS    := libvirt-dev pkg-config gcc python3-dev

@@ -12,10 +12,33 @@ from typing import Any, Callable, Dict, Iterator, List
 import pytest
 
 from tests.go.build import build
+from tests.harness import matrix
 from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
 from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401 - shared with the tests
 
 IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``daemon``: one session-wide instance per flavour of the matrix (tests/harness/matrix.py); a test marked
+    ``trees`` runs on the Debian trees only (it runs something inside one)."""
+    if "daemon" in metafunc.fixturenames:
+        trees = metafunc.definition.get_closest_marker("trees") is not None
+        names = matrix.tree_flavours() if trees else matrix.selected()
+        metafunc.parametrize("daemon", names, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def daemon(request: pytest.FixtureRequest) -> Iterator[matrix.Daemon]:
+    """A flavour's libvirtd with its two guests up, for the whole session; a flavour that cannot be built or
+    started fails its tests with the reason (never a skip)."""
+    try:
+        daemon = matrix.bring_up(request.param)
+    except Exception as exc:
+        pytest.fail(f"flavour {request.param} could not be built or started: {exc}")
+    yield daemon
+    if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
+        matrix.take_down(daemon)
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:

@@ -308,6 +308,28 @@ def disk_xml(uri: str, domain: str, target: str) -> str:
     (disk,) = [d for d in re.findall(r"<disk .*?</disk>", xml.stdout, re.S) if f"<target dev='{target}'" in d]
     return disk
 
+def record_flavour(flavour: str) -> None:
+    """``--collect all`` on a newer libvirt's own daemon (tests/lab/flavours.py): the default guest and the groups
+    variant (two pinned vCPUs, two IOThreads), so the offline suite pins what 11.3 and 12.8 send too."""
+    lab_dir = str(TESTS / "lab" / "lab.py")
+    env = {k: v for k, v in os.environ.items() if k != "KVM_TELEGRAF_LAB_PREFIX"}
+
+    def flavour_lab(*args: str) -> list:
+        argv = [sys.executable, lab_dir, "flavour", args[0], flavour, *args[1:]]
+        return subprocess.run(argv, env=env, check=True, stdout=subprocess.PIPE).stdout.decode().split()
+
+    flavour_lab("up", "1")
+    names = flavour_lab("up", "2", "--variant", "groups")
+    uri = subprocess.run(
+        [sys.executable, lab_dir, "flavour", "uri", flavour], check=True, stdout=subprocess.PIPE
+    ).stdout.decode()
+    try:
+        time.sleep(5)  # let the guests' I/O loops move every counter
+        record(f"{flavour}-groups.json", names, ("--uri", uri.strip(), "--collect", "all"))
+    finally:
+        flavour_lab("down")
+        flavour_lab("stop")
+
 
 SCENARIOS = {
     "lab": record_lab,
@@ -319,6 +341,8 @@ SCENARIOS = {
     "sid-stats": record_sid,
     "sid-guest": record_sid_guest,
     "sid-events": record_sid_events,
+    "trixie": lambda: record_flavour("trixie"),
+    "sid": lambda: record_flavour("sid"),
 }
 
 

@@ -299,8 +299,12 @@ def test_libvirts_test_driver_lacks_the_stats_groups_and_its_domain_the_period()
     result = subprocess.run(
         [KVM_TELEGRAF, "--uri", "test:///default", "doctor"], capture_output=True, text=True, timeout=60
     )
-    assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    unsupported = "this function is not supported by the connection driver: virConnectGetAllDomainStats"
+    if any(unsupported in line for line in lines):  # libvirt 7.0's test driver has no bulk stats call at all
+        assert result.returncode == 1 and lines[-1].startswith(f"FAIL  stats call failed: {unsupported}"), lines
+        return
+    assert result.returncode == 0, result.stderr
     assert "warn  stats groups: the daemon does not support cpu-total balloon vcpu interface block" in result.stdout
     assert any(line.startswith("warn  test has no balloon stats period") for line in lines)
 

@@ -74,10 +74,14 @@ def test_the_event_numbers_are_libvirts_own():
         assert getattr(libvirt_facts, f"EVENT_{name}") == getattr(libvirt, f"VIR_DOMAIN_EVENT_ID_{name}")
     for number, (kind, details) in enumerate(libvirt_facts.LIFECYCLE_EVENTS):
         assert getattr(libvirt, f"VIR_DOMAIN_EVENT_{kind.upper()}") == number
+        named = []
         for detail_number, detail in enumerate(details):
             constant = f"VIR_DOMAIN_EVENT_{kind.upper()}_{detail.upper().replace('_', '')}"
             candidates = [n for n in dir(libvirt) if n.replace("_", "") == constant.replace("_", "")]
-            assert candidates and getattr(libvirt, candidates[0]) == detail_number, constant
+            named.append(bool(candidates))
+            assert not candidates or getattr(libvirt, candidates[0]) == detail_number, constant
+        # An older binding lacks the newest details only (libvirt-python 7.0: resumed/postcopy_failed, from 8.5)
+        assert named == sorted(named, reverse=True) and named[0], (kind, named)
 
 
 def test_the_event_loop_runs_on_one_daemon_thread_however_often_it_is_started():

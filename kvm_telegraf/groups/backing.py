@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
-from kvm_telegraf.fields import counter, read_fields, with_tags
+from kvm_telegraf.fields import counter, with_tags
 from kvm_telegraf.group import DomainView, Group, Stats
 from kvm_telegraf.libvirt_facts import STATS_BACKING
-from kvm_telegraf.measurements import DISK_FIELDS
+from kvm_telegraf.measurements import disk_fields
 from kvm_telegraf.points import FieldValue, Point
 
 
@@ -37,7 +37,7 @@ def vm_block_chain(view: DomainView) -> List[Point]:
         path = stats.get(prefix + "path")
         if isinstance(path, str) and path:
             fields["path"] = path
-        fields.update(read_fields(stats, DISK_FIELDS, prefix))
+        fields.update(disk_fields(stats, prefix))
         threshold = counter(stats.get(prefix + "threshold"))
         if threshold:
             fields["threshold_bytes"] = threshold
