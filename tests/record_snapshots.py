@@ -308,6 +308,7 @@ def disk_xml(uri: str, domain: str, target: str) -> str:
     (disk,) = [d for d in re.findall(r"<disk .*?</disk>", xml.stdout, re.S) if f"<target dev='{target}'" in d]
     return disk
 
+
 def record_flavour(flavour: str) -> None:
     """``--collect all`` on a newer libvirt's own daemon (tests/lab/flavours.py): the default guest and the groups
     variant (two pinned vCPUs, two IOThreads), so the offline suite pins what 11.3 and 12.8 send too."""
