@@ -353,7 +353,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
             enabled = f"; enabled on {count} of {len(records)} domain(s)"
             if not count:
                 enabled += f" (to enable: {group.enable_hint})"
-                if group.name in asked:
+                if group.name in asked - collector.implied_groups:  # all: whatever this host has
                     level, enabled = WARN, enabled + ", so it adds nothing until one has it"
         yield Finding(level, f"group {group.name}: {wanted}; supported ({needs}){enabled}; {call_cost(group)}")
 

@@ -87,3 +87,14 @@ def test_doctor_says_what_the_host_and_the_domain_need():
     assert line.startswith("warn  group energy: on (--collect); supported (needs libvirt 12.4.0, found 12.8.0); ")
     assert "enabled on 0 of 2 domain(s) (to enable: <cputune><energytune vcpus='0-1'>" in line
     assert "Linux 7.0 or later" in line and "/sys/fs/resctrl/info/PERF_PKG_MON" in line
+
+
+def test_with_collect_all_doctor_notes_how_to_enable_it_without_a_warning():
+    result = runner().invoke(
+        main,
+        ["--collect", "all", "doctor"],
+        obj={"opener": lambda _: ReplayConnection(load_snapshots("sid-stats.json"))},
+    )
+    (line,) = [line for line in result.stdout.splitlines() if "group energy:" in line]
+    assert line.startswith("ok    group energy: on (--collect); supported (needs libvirt 12.4.0, found 12.8.0); ")
+    assert "(to enable: <cputune><energytune" in line and "adds nothing" not in line
