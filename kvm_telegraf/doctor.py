@@ -354,7 +354,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
         except Exception:  # libvirtError: the connection broke
             supported = False
         if not supported:
-            level = WARN if group.name in asked else NOTE
+            level = WARN if group.name in asked - collector.implied_groups else NOTE  # all: what the daemon serves
             yield Finding(level, f"group {group.name}: {wanted}; this daemon does not support it ({needs})")
             continue
         level, enabled = OK, ""
@@ -363,7 +363,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
             enabled = f"; enabled on {count} of {len(records)} domain(s)"
             if not count:
                 enabled += f" (to enable: {group.enable_hint})"
-                if group.name in asked:
+                if group.name in asked - collector.implied_groups:  # all: whatever this host has
                     level, enabled = WARN, enabled + ", so it adds nothing until one has it"
         yield Finding(level, f"group {group.name}: {wanted}; supported ({needs}){enabled}; {call_cost(group)}")
 
