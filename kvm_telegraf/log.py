@@ -8,6 +8,7 @@ carries a prefix, and a message never spans two lines.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 LOGGER_NAME = "kvm_telegraf"
@@ -29,7 +30,27 @@ class TelegrafFormatter(logging.Formatter):
 
 
 class SafeStreamHandler(logging.StreamHandler):
-    """A closed stderr must not take the collector down with it."""
+    """Each line in one write(2) to stderr's fd; a closed stderr must not take the collector down with it.
+
+    Python's buffered stderr (line-buffered, as under Telegraf, which sets no PYTHONUNBUFFERED) holds a lock
+    during each write: a signal handler that logged while the main thread was inside one got "reentrant call",
+    and its line was lost. A stream without an fd (click's CliRunner) is written as a stream.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            try:
+                fd = self.stream.fileno()
+            except (AttributeError, OSError, ValueError):  # an in-memory stream
+                self.stream.write(line)
+                self.flush()
+                return
+            data = line.encode("utf-8", "backslashreplace")
+            while data:
+                data = data[os.write(fd, data) :]
+        except Exception:
+            self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's API
         pass

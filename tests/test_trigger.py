@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterator, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
 
@@ -107,6 +107,11 @@ print("ready", flush=True, file=sys.stderr)
 if sys.argv[1] == "write":  # one batch far larger than the pipe, which nobody reads
     with shutdown.writing():
         BatchWriter(open(int(sys.argv[2]), "wb", closefd=False)).write("x" * 1_000_000 + "\\n")
+elif sys.argv[1] == "chatter":  # the main thread logs without pause, so a signal lands inside a log write
+    chatter = logging.getLogger("kvm_telegraf.chatter")
+    for _ in range(200_000):
+        chatter.info("chatter %s", "x" * 100)
+    sys.exit(5)
 else:
     time.sleep(30)
     sys.exit(5)
@@ -114,6 +119,7 @@ else:
 
 
 def start_signalled(mode: str, stdout_fd: int = 1) -> subprocess.Popen:
+    """The child above, with Telegraf's environment (conftest): stderr buffered, as under Telegraf."""
     proc = subprocess.Popen(
         [sys.executable, "-c", SIGNALLED, mode, str(stdout_fd)],
         stderr=subprocess.PIPE,
@@ -161,3 +167,27 @@ def test_a_signal_without_a_meaning_here_keeps_its_default_action_after_saying_s
     proc.send_signal(signum)
     assert proc.wait(timeout=10) == -signum
     assert proc.stderr.read() == f"E! {signal.Signals(signum).name} received: ending with its default action\n"
+
+
+@pytest.mark.parametrize("signum", (*FATAL_SIGNALS, signal.SIGHUP), ids=lambda s: signal.Signals(s).name)
+def test_a_signal_that_lands_while_the_main_thread_logs_still_gets_its_one_line_out_whole(signum):
+    name = signal.Signals(signum).name
+    expected = (
+        "I! SIGHUP: the domain configurations are read again at the next cycle"
+        if signum == signal.SIGHUP
+        else f"E! {name} received: ending with its default action"
+    )
+    for _ in range(3):  # each try lands at another point of a write
+        proc = start_signalled("chatter")
+        read: List[str] = []
+        reader = threading.Thread(target=lambda p=proc, r=read: r.extend(p.stderr.read().splitlines()))  # pipe drained
+        reader.start()
+        time.sleep(0.2)
+        proc.send_signal(signum)
+        if signum == signal.SIGHUP:
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == (0 if signum == signal.SIGHUP else -signum)
+        reader.join(timeout=30)
+        assert read.count(expected) == 1, [line for line in read if not line.startswith("I! chatter")]
+        assert set(read) == {expected, "I! chatter " + "x" * 100}  # no line cut or run into another
