@@ -13,6 +13,7 @@ import pytest
 
 from tests.go.build import build
 from tests.harness import matrix
+from tests.harness.environment import adopt_telegraf_environment
 from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
 from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401 - shared with the tests
 
@@ -39,6 +40,11 @@ def daemon(request: pytest.FixtureRequest) -> Iterator[matrix.Daemon]:
     yield daemon
     if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
         matrix.take_down(daemon)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every process a test starts gets Telegraf's environment (tests/harness/environment.py)."""
+    adopt_telegraf_environment()
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tests.harness.cli import KVM_TELEGRAF
+from tests.harness.environment import adopt_telegraf_environment
 from tests.harness.execd import ExecdDriver
 
 TESTS = Path(__file__).resolve().parent
@@ -381,6 +382,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.cycles < 1:
         parser.error("--cycles must be at least 1")
+    adopt_telegraf_environment()  # the process runs as under Telegraf, as in the tests
     log(f"starting {PREFIX}01..03")
     lab("up", "3", *(("--variant", "agent") if args.guest else ()))
     options = ARGS + GUEST_ARGS if args.guest else ARGS

@@ -130,6 +130,12 @@ def start_signalled(mode: str, stdout_fd: int = 1) -> subprocess.Popen:
     return proc
 
 
+def test_the_processes_tests_start_have_telegrafs_environment_so_their_stderr_is_buffered():
+    probe = "import os, sys; print(os.environ.get('PYTHONUNBUFFERED'), sys.stderr.write_through)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == "None False\n"
+
+
 def test_sigterm_during_a_write_nobody_reads_exits_after_the_grace_period_with_one_warning():
     read_end, write_end = os.pipe()  # never read
     try:
