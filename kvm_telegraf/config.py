@@ -7,7 +7,9 @@ line and exit 2, never a traceback in Telegraf's log.
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import sys
 from typing import Any, Dict, Mapping, Optional
 
@@ -124,6 +126,52 @@ def _as_option_value(value: Any, expected: str) -> Any:
     return value
 
 
+# A --config file is a few lines; anything bigger than this is a mistake (or /dev/zero), refused before parsing.
+CONFIG_MAX_BYTES = 1 << 20
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_unless_small_regular_file(path: str, status: os.stat_result) -> None:
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(status.st_mode):
+            raise click.BadParameter(f"{path} is {kind}, not a regular file", param_hint="--config")
+    if not stat.S_ISREG(status.st_mode):
+        raise click.BadParameter(f"{path} is not a regular file", param_hint="--config")
+    if status.st_size > CONFIG_MAX_BYTES:
+        raise click.BadParameter(
+            f"{path} is {status.st_size} bytes, more than 1 MiB, the most a config file may hold",
+            param_hint="--config",
+        )
+
+
+def _read_config_bytes(path: str) -> bytes:
+    """At most CONFIG_MAX_BYTES of a regular file: a device, a FIFO or a huge file is refused before it is read.
+
+    The open does not block (a FIFO put in its place after the check), and the read stops one byte past the
+    bound, so a file that grows, or a /proc file that reports no size, cannot make it read on.
+    """
+    try:
+        _refuse_unless_small_regular_file(path, os.stat(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        with os.fdopen(fd, "rb") as handle:
+            _refuse_unless_small_regular_file(path, os.fstat(handle.fileno()))
+            data = handle.read(CONFIG_MAX_BYTES + 1)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise click.BadParameter(
+            f"{path} holds more than 1 MiB, the most a config file may hold",
+            param_hint="--config",
+        )
+    return data
+
+
 def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
     """The TOML file as click defaults; click.BadParameter naming the file and the key for anything wrong.
 
@@ -136,11 +184,9 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
         import tomllib  # novermin - guarded by the version check above
     else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
         import tomli as tomllib
+    raw = _read_config_bytes(path)
     try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
+        data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise click.BadParameter(
             f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
@@ -148,6 +194,10 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise click.BadParameter(f"{path} is not valid TOML: {exc}", param_hint="--config") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise click.BadParameter(
+            f"{path} is not valid TOML: its arrays or inline tables nest too deeply", param_hint="--config"
+        ) from None
     normalised = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(normalised) - set(schema))
     if unknown:

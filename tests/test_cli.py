@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -276,6 +277,18 @@ def test_a_config_file_takes_metadata_tags_as_a_table_and_one_uri_as_a_string(tm
     assert result.exit_code == 0, result.stderr
     (line,) = result.stdout.splitlines()
     assert line.startswith("vm_metrics,flavor=kt.tiny,project=demo,uuid=")
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo"])
+def test_a_config_on_dev_zero_or_a_fifo_is_one_error_line_and_exit_2_at_once_in_a_real_process(tmp_path, target):
+    if target == "fifo":
+        target = str(tmp_path / "kvm-telegraf.toml")
+        os.mkfifo(target)  # nobody writes to it: reading it would block for ever
+    argv = [str(Path(sys.executable).with_name("kvm-telegraf")), "--config", target, "--once"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"E! Invalid value for --config: {target} is a ") and "not a regular file" in line
 
 
 def test_a_bad_metadata_xpath_in_a_real_process_is_one_error_line_and_exit_2():

@@ -6,6 +6,8 @@ The CLI tests drive these through click; here each rule is pinned directly.
 from __future__ import annotations
 
 import math
+import os
+import socket
 from pathlib import Path
 
 import click
@@ -13,6 +15,7 @@ import pytest
 
 from kvm_telegraf.cli import config_schema, main
 from kvm_telegraf.config import (
+    CONFIG_MAX_BYTES,
     DURATION,
     FLAG,
     SOME_STRINGS,
@@ -220,3 +223,45 @@ def test_a_config_file_may_set_every_long_option_of_a_drop_in_each_as_its_type_i
 
 def test_what_is_for_a_person_at_a_terminal_is_no_config_key():
     assert {"config", "once", "output_format", "sample", "version"}.isdisjoint(config_schema(main))
+
+
+@pytest.mark.parametrize(
+    ("make", "refusal"),
+    [
+        (lambda tmp: "/dev/zero", "/dev/zero is a character device, not a regular file"),
+        (lambda tmp: "/dev/null", "/dev/null is a character device, not a regular file"),
+        (lambda tmp: os.symlink("/dev/zero", tmp / "link.toml") or str(tmp / "link.toml"), "is a character device"),
+        (lambda tmp: os.mkfifo(tmp / "fifo.toml") or str(tmp / "fifo.toml"), "fifo.toml is a FIFO, not a regular file"),
+        (lambda tmp: str(tmp), "is a directory, not a regular file"),
+        (lambda tmp: os.truncate(write(tmp, ""), 10 << 30) or str(tmp / "kvm-telegraf.toml"), "is 10737418240 bytes"),
+        (lambda tmp: write(tmp, "#" * CONFIG_MAX_BYTES + "\n"), "is 1048577 bytes, more than 1 MiB"),
+    ],
+    ids=["dev-zero", "dev-null", "symlink-to-a-device", "fifo", "directory", "sparse-10-gib", "1-mib-and-a-byte"],
+)
+def test_a_config_that_is_not_a_regular_file_of_at_most_1_mib_is_refused_before_it_is_read(tmp_path, make, refusal):
+    path = make(tmp_path)
+    with pytest.raises(click.BadParameter) as refused:
+        load_config_file(path, SCHEMA)
+    message = refused.value.format_message()
+    assert message.startswith("Invalid value for --config: ") and refusal in message, message
+
+
+def test_a_config_that_is_a_socket_is_refused(tmp_path):
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind(str(tmp_path / "s.toml"))
+        with pytest.raises(click.BadParameter, match="s.toml is a socket, not a regular file"):
+            load_config_file(str(tmp_path / "s.toml"), SCHEMA)
+
+
+def test_a_config_of_exactly_1_mib_is_read(tmp_path):
+    text = 'log_level = "warn"\n'
+    path = write(tmp_path, text + "#" * (CONFIG_MAX_BYTES - len(text) - 1) + "\n")
+    assert os.path.getsize(path) == CONFIG_MAX_BYTES
+    assert load_config_file(path, SCHEMA) == {"log_level": "warn"}
+
+
+@pytest.mark.parametrize("nesting", ["x = " + "[" * 100_000, "x = " + "{a=" * 5_000], ids=["arrays", "inline-tables"])
+def test_a_config_whose_values_nest_too_deeply_is_one_line_not_a_traceback(tmp_path, nesting):
+    path = write(tmp_path, nesting + "\n")
+    with pytest.raises(click.BadParameter, match="is not valid TOML: its arrays or inline tables nest too deeply"):
+        load_config_file(path, SCHEMA)
