@@ -9,6 +9,7 @@ pipeline) happen only once a run starts, so ``--help`` stays quick.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -80,9 +81,21 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str
         ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, config_schema(ctx.command))}
 
 
-def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
+def _checked_uris(ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
+    """Each URI given once, and none empty: libvirt opens its own default for an empty one, whatever that is."""
     from kvm_telegraf.connection import redact_uri
 
+    envvar = str(param.envvar)
+    unset_env = os.environ.get(envvar) is not None and not os.environ[envvar].strip()
+    if unset_env and ctx.get_parameter_source(str(param.name)) is not click.core.ParameterSource.COMMANDLINE:
+        raise click.BadParameter(
+            f"{envvar} is set but empty: set it to a libvirt URI (qemu:///system) or unset it", param=param
+        )
+    if not uris or not all(uri.strip() for uri in uris):
+        raise click.BadParameter(
+            "must not be empty: libvirt would open its own default URI instead (qemu:///system is this option's)",
+            param=param,
+        )
     seen = set()
     for uri in uris:
         if uri in seen:
@@ -126,7 +139,7 @@ class TelegrafGroup(click.Group):
     default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
     show_default=True,
-    callback=_unique_uris,
+    callback=_checked_uris,
     help="libvirt URI, opened read-only (see --read-write). Repeat it to read several hypervisors; each point "
     "then carries a hypervisor tag.",
 )

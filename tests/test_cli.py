@@ -230,6 +230,48 @@ def test_bad_metadata_tags_and_repeated_uris_give_one_error_line_and_exit_2(args
     assert line.startswith("E! ") and message in line
 
 
+@pytest.mark.parametrize(
+    ("args", "env", "toml", "message"),
+    [
+        (["--uri", ""], {}, None, "Invalid value for '--uri': must not be empty"),
+        (["--uri", "  "], {}, None, "Invalid value for '--uri': must not be empty"),
+        (["--uri", "qemu:///system", "--uri", ""], {}, None, "must not be empty"),
+        ([], {"KVM_TELEGRAF_URI": ""}, None, "KVM_TELEGRAF_URI is set but empty"),
+        ([], {"KVM_TELEGRAF_URI": " "}, None, "KVM_TELEGRAF_URI is set but empty"),
+        ([], {}, 'uri = ""', "must not be empty"),
+        ([], {}, 'uri = ["qemu:///system", "\t"]', "must not be empty"),
+        ([], {"KVM_TELEGRAF_URI": ""}, 'uri = "qemu:///system"', "KVM_TELEGRAF_URI is set but empty"),
+    ],
+    ids=[
+        "option",
+        "blank-option",
+        "one-of-two",
+        "env",
+        "blank-env",
+        "config",
+        "blank-in-config-list",
+        "env-and-config",
+    ],
+)
+def test_an_empty_uri_from_the_command_line_the_environment_or_the_config_is_refused(
+    tmp_path, args, env, toml, message
+):
+    if toml is not None:
+        (tmp_path / "kvm.toml").write_text(toml + "\n")
+        args = ["--config", str(tmp_path / "kvm.toml"), *args]
+    result = runner().invoke(main, [*args, "--once"], env=env, obj={"opener": lambda _uri: pytest.fail("opened")})
+    assert result.exit_code == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! ") and message in line, line
+
+
+def test_a_uri_on_the_command_line_wins_over_an_empty_one_in_the_environment(replay):
+    result = runner().invoke(
+        main, ["--uri", "qemu:///system", "--once"], env={"KVM_TELEGRAF_URI": ""}, obj={"opener": lambda _uri: replay}
+    )
+    assert result.exit_code == 0, result.stderr
+
+
 def test_a_repeated_uri_that_names_credentials_is_refused_without_showing_them():
     result = invoke(["--uri", "qemu+ssh://root:pw@kvm1/system", "--uri", "qemu+ssh://root:pw@kvm1/system"])
     assert "qemu+ssh://***@kvm1/system is given twice" in result.stderr and "pw" not in result.stderr
