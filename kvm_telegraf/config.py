@@ -17,8 +17,20 @@ import click
 
 from kvm_telegraf.domain_xml import MetadataTag, parse_metadata_tag
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# As Go's time.ParseDuration: ASCII digits ([0-9], where \d takes any script's digits), no spaces; µs or μs.
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# A bare number of seconds, as float() reads it, but only ASCII and no spaces or underscores ("1_0", " 5", "٣").
+_BARE_NUMBER = re.compile(r"[0-9A-Za-z.+-]+\Z")
+
+
+def _bare_seconds(text: str) -> Optional[float]:
+    if not _BARE_NUMBER.match(text):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def parse_duration(text: Any) -> float:
@@ -30,12 +42,11 @@ def parse_duration(text: Any) -> float:
     if isinstance(text, bool):
         raise ValueError(f"not a duration: {text!r}")
     if isinstance(text, (int, float)):
-        seconds = float(text)
+        seconds: Optional[float] = float(text)
     else:
-        raw = str(text).strip()
-        try:
-            seconds = float(raw)
-        except ValueError:
+        raw = str(text)
+        seconds = _bare_seconds(raw)
+        if seconds is None:
             pos, seconds = 0, 0.0
             for match in _DURATION_PART.finditer(raw):
                 if match.start() != pos:
@@ -43,7 +54,9 @@ def parse_duration(text: Any) -> float:
                 seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
                 pos = match.end()
             if pos != len(raw) or not raw:
-                raise ValueError(f"not a duration: {text!r} (use e.g. 10s, 500ms, 5m)") from None
+                raise ValueError(
+                    f"not a duration: {text!r} (use e.g. 10s, 500ms, 5m: ASCII digits and no spaces)"
+                ) from None
     if not math.isfinite(seconds):
         raise ValueError(f"not a duration: {text!r} (it must be finite)")
     if not seconds > 0:

@@ -83,6 +83,8 @@ def test_a_newline_while_libvirt_is_down_costs_a_batch_not_the_process():
     ("args", "message"),
     [
         (["--timeout", "5x"], "not a duration: '5x'"),
+        (["--timeout", "\u0663s"], "not a duration: '\u0663s' (use e.g. 10s, 500ms, 5m: ASCII digits and no spaces)"),
+        (["--timeout", " 5s"], "not a duration: ' 5s'"),
         (["--features-refresh", "-1s"], "not a duration"),
         (["--measurement", "vm_nope"], "'vm_nope' is not one of"),
         (["--config", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
@@ -115,6 +117,7 @@ def test_bad_options_give_one_error_line_and_exit_2(args, message):
         ),
         ("[domain]\nx = 1", "domain in {path} must be a string or a list of strings, not a table"),
         ("timeout = -1.0", "duration must be positive: -1.0"),
+        ('timeout = "5s "', "not a duration: '5s '"),
         ("timeout = 0.0", "duration must be positive: 0.0"),
         ("timeout = nan", "not a duration: nan (it must be finite)"),
         ("interval = inf", "not a duration: inf (it must be finite)"),

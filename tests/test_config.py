@@ -49,7 +49,8 @@ SCHEMA = {
         ("1.5s", 1.5),
         (".5s", 0.5),
         ("2", 2.0),
-        (" 3s ", 3.0),
+        ("250\u03bcs", 250e-6),
+        ("1h2m3.5s", 3723.5),
         (7, 7.0),
         (0.25, 0.25),
     ],
@@ -81,6 +82,29 @@ def test_a_telegraf_duration_or_a_bare_number_reads_as_seconds(text, seconds):
     ],
 )
 def test_anything_else_is_not_a_duration(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u0663s",  # ٣s: Arabic-Indic three
+        "\u0663",
+        "\uff15s",  # ５s: fullwidth five
+        "\u09e8m",  # ২m: Bengali two
+        " 5s",
+        "5s ",
+        " 3s ",
+        "\t5s",
+        "5s\n",
+        " 5",
+        "5\u00a0s",  # a no-break space
+        "1_000",
+        "1_0s",
+    ],
+)
+def test_a_duration_takes_ascii_digits_only_and_no_surrounding_space_as_gos_parseduration(text):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
