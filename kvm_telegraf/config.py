@@ -6,6 +6,7 @@ line and exit 2, never a traceback in Telegraf's log.
 
 from __future__ import annotations
 
+import codecs
 import math
 import os
 import re
@@ -150,6 +151,25 @@ _FILE_KINDS = (
 )
 
 
+# Byte-order marks, longest first (UTF-32's begins with UTF-16's): TOML is UTF-8 text without one.
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "a UTF-32 byte-order mark"),
+    (codecs.BOM_UTF32_BE, "a UTF-32 byte-order mark"),
+    (codecs.BOM_UTF8, "a UTF-8 byte-order mark (EF BB BF)"),
+    (codecs.BOM_UTF16_LE, "a UTF-16 byte-order mark"),
+    (codecs.BOM_UTF16_BE, "a UTF-16 byte-order mark"),
+)
+
+
+def _refuse_a_byte_order_mark(path: str, data: bytes) -> None:
+    for mark, name in _BYTE_ORDER_MARKS:
+        if data.startswith(mark):
+            raise click.BadParameter(
+                f"{path} starts with {name}, which TOML does not allow: save it as UTF-8 without one",
+                param_hint="--config",
+            )
+
+
 def _refuse_unless_small_regular_file(path: str, status: os.stat_result) -> None:
     for is_kind, kind in _FILE_KINDS:
         if is_kind(status.st_mode):
@@ -198,6 +218,7 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
     else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
         import tomli as tomllib
     raw = _read_config_bytes(path)
+    _refuse_a_byte_order_mark(path, raw)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

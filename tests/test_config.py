@@ -289,3 +289,28 @@ def test_a_config_whose_values_nest_too_deeply_is_one_line_not_a_traceback(tmp_p
     path = write(tmp_path, nesting + "\n")
     with pytest.raises(click.BadParameter, match="is not valid TOML: its arrays or inline tables nest too deeply"):
         load_config_file(path, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "named"),
+    [
+        ("utf-8-sig", "a UTF-8 byte-order mark (EF BB BF)"),
+        ("utf-16", "a UTF-16 byte-order mark"),
+        ("utf-32", "a UTF-32 byte-order mark"),
+    ],
+)
+def test_a_config_that_starts_with_a_byte_order_mark_is_refused_naming_it(tmp_path, encoding, named):
+    path = tmp_path / "kvm-telegraf.toml"
+    path.write_bytes('uri = "qemu:///system"\n'.encode(encoding))
+    with pytest.raises(click.BadParameter) as refused:
+        load_config_file(str(path), SCHEMA)
+    assert refused.value.format_message() == (
+        f"Invalid value for --config: {path} starts with {named}, which TOML does not allow: "
+        "save it as UTF-8 without one"
+    )
+
+
+def test_a_byte_order_mark_after_the_start_is_a_toml_error_as_any_stray_character(tmp_path):
+    path = write(tmp_path, 'uri = "qemu:///system"\n\ufeff')
+    with pytest.raises(click.BadParameter, match="is not valid TOML"):
+        load_config_file(path, SCHEMA)
