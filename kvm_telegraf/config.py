@@ -17,6 +17,7 @@ from typing import Any, Dict, Mapping, Optional
 import click
 
 from kvm_telegraf.domain_xml import MetadataTag, parse_metadata_tag
+from kvm_telegraf.log import clip
 
 # As Go's time.ParseDuration: ASCII digits ([0-9], where \d takes any script's digits), no spaces; µs or μs.
 _DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
@@ -41,7 +42,7 @@ def parse_duration(text: Any) -> float:
     90.0
     """
     if isinstance(text, bool):
-        raise ValueError(f"not a duration: {text!r}")
+        raise ValueError(f"not a duration: {clip(repr(text))}")
     if isinstance(text, (int, float)):
         seconds: Optional[float] = float(text)
     else:
@@ -56,12 +57,12 @@ def parse_duration(text: Any) -> float:
                 pos = match.end()
             if pos != len(raw) or not raw:
                 raise ValueError(
-                    f"not a duration: {text!r} (use e.g. 10s, 500ms, 5m: ASCII digits and no spaces)"
+                    f"not a duration: {clip(repr(text))} (use e.g. 10s, 500ms, 5m: ASCII digits and no spaces)"
                 ) from None
     if not math.isfinite(seconds):
-        raise ValueError(f"not a duration: {text!r} (it must be finite)")
+        raise ValueError(f"not a duration: {clip(repr(text))} (it must be finite)")
     if not seconds > 0:
-        raise ValueError(f"duration must be positive: {text!r}")
+        raise ValueError(f"duration must be positive: {clip(repr(text))}")
     return seconds
 
 
@@ -91,7 +92,7 @@ class Duration(click.ParamType):
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
         if not self.low <= seconds <= self.high:
-            self.fail(f"{value!r} is out of range: {self.bounds}", param, ctx)
+            self.fail(f"{clip(repr(value))} is out of range: {self.bounds}", param, ctx)
         return seconds
 
 
@@ -161,45 +162,45 @@ _BYTE_ORDER_MARKS = (
 )
 
 
-def _refuse_a_byte_order_mark(path: str, data: bytes) -> None:
+def _refuse_a_byte_order_mark(shown: str, data: bytes) -> None:
     for mark, name in _BYTE_ORDER_MARKS:
         if data.startswith(mark):
             raise click.BadParameter(
-                f"{path} starts with {name}, which TOML does not allow: save it as UTF-8 without one",
+                f"{shown} starts with {name}, which TOML does not allow: save it as UTF-8 without one",
                 param_hint="--config",
             )
 
 
-def _refuse_unless_small_regular_file(path: str, status: os.stat_result) -> None:
+def _refuse_unless_small_regular_file(shown: str, status: os.stat_result) -> None:
     for is_kind, kind in _FILE_KINDS:
         if is_kind(status.st_mode):
-            raise click.BadParameter(f"{path} is {kind}, not a regular file", param_hint="--config")
+            raise click.BadParameter(f"{shown} is {kind}, not a regular file", param_hint="--config")
     if not stat.S_ISREG(status.st_mode):
-        raise click.BadParameter(f"{path} is not a regular file", param_hint="--config")
+        raise click.BadParameter(f"{shown} is not a regular file", param_hint="--config")
     if status.st_size > CONFIG_MAX_BYTES:
         raise click.BadParameter(
-            f"{path} is {status.st_size} bytes, more than 1 MiB, the most a config file may hold",
+            f"{shown} is {status.st_size} bytes, more than 1 MiB, the most a config file may hold",
             param_hint="--config",
         )
 
 
-def _read_config_bytes(path: str) -> bytes:
+def _read_config_bytes(path: str, shown: str) -> bytes:
     """At most CONFIG_MAX_BYTES of a regular file: a device, a FIFO or a huge file is refused before it is read.
 
     The open does not block (a FIFO put in its place after the check), and the read stops one byte past the
     bound, so a file that grows, or a /proc file that reports no size, cannot make it read on.
     """
     try:
-        _refuse_unless_small_regular_file(path, os.stat(path))
+        _refuse_unless_small_regular_file(shown, os.stat(path))
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         with os.fdopen(fd, "rb") as handle:
-            _refuse_unless_small_regular_file(path, os.fstat(handle.fileno()))
+            _refuse_unless_small_regular_file(shown, os.fstat(handle.fileno()))
             data = handle.read(CONFIG_MAX_BYTES + 1)
     except OSError as exc:
-        raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
+        raise click.BadParameter(f"cannot read {shown}: {exc.strerror}", param_hint="--config") from None
     if len(data) > CONFIG_MAX_BYTES:
         raise click.BadParameter(
-            f"{path} holds more than 1 MiB, the most a config file may hold",
+            f"{shown} holds more than 1 MiB, the most a config file may hold",
             param_hint="--config",
         )
     return data
@@ -217,26 +218,27 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
         import tomllib  # novermin - guarded by the version check above
     else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
         import tomli as tomllib
-    raw = _read_config_bytes(path)
-    _refuse_a_byte_order_mark(path, raw)
+    shown = clip(path)
+    raw = _read_config_bytes(path, shown)
+    _refuse_a_byte_order_mark(shown, raw)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise click.BadParameter(
-            f"{path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+            f"{shown} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
             param_hint="--config",
         ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise click.BadParameter(f"{path} is not valid TOML: {exc}", param_hint="--config") from None
+        raise click.BadParameter(f"{shown} is not valid TOML: {exc}", param_hint="--config") from None
     except RecursionError:  # tomllib parses nested arrays and inline tables recursively
         raise click.BadParameter(
-            f"{path} is not valid TOML: its arrays or inline tables nest too deeply", param_hint="--config"
+            f"{shown} is not valid TOML: its arrays or inline tables nest too deeply", param_hint="--config"
         ) from None
     normalised = {key.replace("-", "_"): value for key, value in data.items()}
     unknown = sorted(set(normalised) - set(schema))
     if unknown:
         raise click.BadParameter(
-            f"unknown key(s) {', '.join(unknown)} in {path}; known keys: {', '.join(sorted(schema))}",
+            f"unknown key(s) {clip(', '.join(unknown))} in {shown}; known keys: {', '.join(sorted(schema))}",
             param_hint="--config",
         )
     options = {}
@@ -245,7 +247,7 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
             options[key] = _as_option_value(value, schema[key])
         except ValueError:
             raise click.BadParameter(
-                f"{key} in {path} must be {schema[key]}, not {_toml_kind(value)}", param_hint="--config"
+                f"{clip(key)} in {shown} must be {schema[key]}, not {_toml_kind(value)}", param_hint="--config"
             ) from None
     return options
 

@@ -6,6 +6,8 @@ import contextlib
 import re
 from typing import Any, Callable, Optional
 
+from kvm_telegraf.log import LIBVIRT_TEXT_MAX_CHARS, clip
+
 # Called with a fresh connection and what to call when libvirt finds it dead; returns how to undo it.
 Subscriber = Callable[[Any, Callable[[], None]], Callable[[], None]]
 
@@ -16,20 +18,24 @@ class LibvirtUnavailableError(Exception):
     """libvirt could not be reached; the message is one line, safe to log."""
 
 
+def _redacted(text: str) -> str:
+    return _USERINFO.sub("***@", text)
+
+
 def redact_uri(uri: str) -> str:
-    """The URI without user or password, so credentials never reach a log.
+    """The URI as lines show it: without user or password, so credentials never reach a log, and clipped.
 
     >>> redact_uri("qemu+ssh://root:secret@kvm1/system")
     'qemu+ssh://***@kvm1/system'
     """
-    return _USERINFO.sub("***@", uri)
+    return clip(_redacted(uri))
 
 
 def error_message(exc: BaseException) -> str:
-    """libvirt's message on one line, with credentials out of it."""
+    """libvirt's message on one line, with credentials out of it, clipped to LIBVIRT_TEXT_MAX_CHARS."""
     text = exc.get_error_message() if hasattr(exc, "get_error_message") else None
     # libvirt's last error can be unset (a binding-side failure): then the exception's own text
-    return redact_uri(" ".join(str(text or exc).split()) or exc.__class__.__name__)
+    return clip(_redacted(" ".join(str(text or exc).split()) or exc.__class__.__name__), LIBVIRT_TEXT_MAX_CHARS)
 
 
 def quiet_libvirt_errors(libvirt: Any) -> None:

@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 
+from kvm_telegraf.log import clip
+
 # Prefixes a metadata XPath may use. Nova has written two namespaces (Nova 18 wrote 1.0,
 # Nova 25 writes 1.1); ``nova:`` matches either, the newer first.
 NOVA_NAMESPACES = ("http://openstack.org/xmlns/libvirt/nova/1.1", "http://openstack.org/xmlns/libvirt/nova/1.0")
@@ -50,15 +52,17 @@ def parse_metadata_tag(spec: str) -> MetadataTag:
     name, sep, xpath = spec.partition("=")
     name, xpath = name.strip(), xpath.strip()
     if not sep or not name or not xpath:
-        raise ValueError(f"expected TAG=XPATH, got {spec!r}")
+        raise ValueError(f"expected TAG=XPATH, got {clip(repr(spec))}")
     if not _TAG_NAME.match(name):
-        raise ValueError(f"tag name {name!r} must be letters, digits, '_', '.' or '-', not starting with a digit")
+        raise ValueError(
+            f"tag name {clip(repr(name))} must be letters, digits, '_', '.' or '-', not starting with a digit"
+        )
     if name in RESERVED_TAGS:
-        raise ValueError(f"tag name {name!r} is taken: every point carries it already")
+        raise ValueError(f"tag name {clip(repr(name))} is taken: every point carries it already")
     path = xpath
     if xpath.startswith("/"):
         if xpath != "/domain" and not xpath.startswith("/domain/"):
-            raise ValueError(f"XPath {xpath!r} must start at <domain>: metadata/..., or /domain/metadata/...")
+            raise ValueError(f"XPath {clip(repr(xpath))} must start at <domain>: metadata/..., or /domain/metadata/...")
         path = "." + xpath[len("/domain") :]
     attribute = None
     match = _ATTRIBUTE.search(path)
@@ -73,7 +77,7 @@ def parse_metadata_tag(spec: str) -> MetadataTag:
         reason = f": {exc}" if isinstance(exc, SyntaxError) else ""
         known = ", ".join(NAMESPACE_MAPS[0])
         raise ValueError(
-            f"XPath {xpath!r} is not one ElementTree can evaluate{reason} (namespace prefixes: {known})"
+            f"XPath {clip(repr(xpath))} is not one ElementTree can evaluate{reason} (namespace prefixes: {known})"
         ) from None
     return MetadataTag(name, path, attribute)
 

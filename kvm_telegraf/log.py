@@ -16,6 +16,35 @@ LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO,
 _PREFIXES = {logging.ERROR: "E! ", logging.WARNING: "W! ", logging.INFO: "I! ", logging.DEBUG: "D! "}
 # A thread named "kvm-telegraf <host>" (one per hypervisor) starts its lines with "<host>: ".
 HOST_THREAD_PREFIX = "kvm-telegraf "
+# What a line may echo (README: Security). One value a person, a guest or a file gave (a URI, a path, a name, an
+# option's value) is cut to VALUE_MAX_CHARS; libvirt's own error text to LIBVIRT_TEXT_MAX_CHARS; a whole line to
+# LINE_MAX_BYTES, under PIPE_BUF (4096), so its one write(2) to Telegraf's pipe never mixes with another's.
+VALUE_MAX_CHARS = 256
+LIBVIRT_TEXT_MAX_CHARS = 1024
+LINE_MAX_BYTES = 4000
+
+
+def clip(value: str, limit: int = VALUE_MAX_CHARS) -> str:
+    """*value* as a line may echo it: its first *limit* characters, and how many were cut.
+
+    >>> clip("x" * 300)[-30:]
+    'xxxx...(44 more characters)'
+    """
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}...({len(value) - limit} more characters)"
+
+
+def clip_line(line: str, limit: int = LINE_MAX_BYTES) -> str:
+    """The line within *limit* bytes of UTF-8: its start and its end (the fix, the hint), the middle cut out."""
+    data = line.encode("utf-8", "backslashreplace")
+    if len(data) <= limit:
+        return line
+    keep = limit - len(f" ...({len(data)} bytes cut)... ")
+    head = data[: keep * 3 // 4].decode("utf-8", "ignore")  # "ignore": no character cut in two
+    tail = data[len(data) - (keep - keep * 3 // 4) :].decode("utf-8", "ignore")
+    cut = len(data) - len(head.encode()) - len(tail.encode())
+    return f"{head} ...({cut} bytes cut)... {tail}"
 
 
 class TelegrafFormatter(logging.Formatter):
@@ -26,7 +55,7 @@ class TelegrafFormatter(logging.Formatter):
         if record.exc_info and record.levelno <= logging.DEBUG:
             message = f"{message}: {self.formatException(record.exc_info)}"
         prefix = _PREFIXES.get(record.levelno, "E! " if record.levelno > logging.ERROR else "D! ")
-        return prefix + " | ".join(line for line in message.splitlines() if line.strip())
+        return clip_line(prefix + " | ".join(line for line in message.splitlines() if line.strip()))
 
 
 class SafeStreamHandler(logging.StreamHandler):

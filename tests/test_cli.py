@@ -12,6 +12,7 @@ import pytest
 
 from kvm_telegraf import __version__
 from kvm_telegraf.cli import main
+from kvm_telegraf.log import LINE_MAX_BYTES
 from kvm_telegraf.snapshot import snapshots_from_json
 from tests.conftest import load_snapshots
 from tests.harness.cli import runner
@@ -273,6 +274,66 @@ def test_a_uri_on_the_command_line_wins_over_an_empty_one_in_the_environment(rep
         main, ["--uri", "qemu:///system", "--once"], env={"KVM_TELEGRAF_URI": ""}, obj={"opener": lambda _uri: replay}
     )
     assert result.exit_code == 0, result.stderr
+
+
+HUGE = "x" * 200_000  # what an argument may hold: Linux takes up to 128 KiB per argument
+
+
+@pytest.mark.parametrize(
+    ("args", "kept"),
+    [
+        (["--timeout", HUGE], "Invalid value for '--timeout': not a duration: 'xxx"),
+        (["--measurement", HUGE], "Invalid value for '--measurement': 'xxx"),  # click's own message
+        (["--collect", HUGE], "Invalid value for '--collect': 'xxx"),
+        (["--metadata-tag", HUGE], "Invalid value for '--metadata-tag': expected TAG=XPATH, got 'xxx"),
+        (["--metadata-tag", f"t=/x{HUGE}"], "Invalid value for '--metadata-tag': XPath '/x"),
+        (["--uri", "test:///" + HUGE, "--uri", "test:///" + HUGE], "Invalid value for '--uri': test:///xxx"),
+        (["--config", "/nonexistent/" + HUGE], "Invalid value for --config: cannot read /nonexistent/xxx"),
+        (["--domain", HUGE, "--log-level", HUGE], "Invalid value for '--log-level': 'xxx"),
+    ],
+    ids=["duration", "choice", "collect", "metadata-tag", "xpath", "uri-twice", "config-path", "log-level"],
+)
+def test_a_usage_error_echoing_a_huge_value_is_one_line_within_the_bound(args, kept):
+    result = invoke([*args, "--once"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! " + kept) and len(line.encode()) <= LINE_MAX_BYTES, line[:200]
+    assert "more characters" in line or " bytes cut)... " in line
+
+
+def test_a_config_file_with_thousands_of_unknown_keys_is_one_line_within_the_bound(tmp_path):
+    path = tmp_path / "kvm.toml"
+    path.write_text("".join(f'key{i} = "{"y" * 100}"\n' for i in range(5_000)))
+    result = invoke(["--config", str(path), "--once"])
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! Invalid value for --config: unknown key(s) key0, key1")
+    assert len(line.encode()) <= LINE_MAX_BYTES and "more characters" in line
+
+
+def test_a_huge_uri_in_a_config_file_gives_a_connect_error_line_within_the_bound(tmp_path):
+    uri = "qemu+tcp://h/system?name=" + "z" * 1_000_000  # just under the config file's 1 MiB
+
+    def refuse(uri):
+        raise OSError(f"Unable to parse URI {uri}")  # libvirt echoes the URI in its error
+
+    path = tmp_path / "kvm.toml"
+    path.write_text(f'uri = "{uri}"\n')
+    result = runner().invoke(main, ["--config", str(path), "--once"], obj={"opener": refuse})
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! cannot connect to qemu+tcp://h/system?name=zzz") and len(line.encode()) <= LINE_MAX_BYTES
+
+
+def test_libvirts_own_error_text_echoing_a_huge_uri_is_clipped_in_a_real_process():
+    uri = "qemu+unix:///system?socket=/nonexistent/" + "y" * 100_000
+    argv = [str(Path(sys.executable).with_name("kvm-telegraf")), "--once", "--uri", uri]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("E! cannot connect to qemu+unix:///system?socket=/nonexistent/yyy")
+    assert ": Path /nonexistent/yyy" in line and line.endswith(" more characters)")  # libvirt's text, clipped
+    assert len(line.encode()) <= LINE_MAX_BYTES
 
 
 def test_a_repeated_uri_that_names_credentials_is_refused_without_showing_them():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 
-from kvm_telegraf.log import HOST_THREAD_PREFIX, get_logger
+import pytest
+
+from kvm_telegraf.log import HOST_THREAD_PREFIX, LINE_MAX_BYTES, VALUE_MAX_CHARS, clip, clip_line, get_logger
 from tests.harness.loglines import log_lines
 
 
@@ -22,3 +24,30 @@ def test_a_line_logged_on_a_host_s_thread_names_that_host_and_others_do_not():
         "W! qemu+ssh://***@kvm1/system: stats call did not return within 5s",
         "W! no host here",
     ]
+
+
+def test_a_huge_message_is_one_line_within_the_line_bound_keeping_its_start_and_its_end():
+    logger = get_logger("kvm_telegraf.collect")
+    with log_lines() as lines:
+        logger.warning("cannot read the configuration of domain %s: %s", "web" + "\u00e9" * 5_000_000, "fix: nothing")
+    (line,) = lines
+    assert len(line.encode()) <= LINE_MAX_BYTES
+    assert line.startswith("W! cannot read the configuration of domain web\u00e9\u00e9") and line.endswith(
+        ": fix: nothing"
+    )
+    assert " bytes cut)... " in line
+
+
+@pytest.mark.parametrize("size", [0, 1, VALUE_MAX_CHARS - 1, VALUE_MAX_CHARS])
+def test_a_value_within_its_bound_is_echoed_whole(size):
+    assert clip("x" * size) == "x" * size
+
+
+@pytest.mark.parametrize("size", [VALUE_MAX_CHARS + 1, 50_000_000])
+def test_a_value_past_its_bound_is_cut_saying_how_much_was_cut(size):
+    assert clip("x" * size) == "x" * VALUE_MAX_CHARS + f"...({size - VALUE_MAX_CHARS} more characters)"
+
+
+def test_a_line_within_the_bound_is_left_as_it_is():
+    line = "E! " + "\u00e9" * ((LINE_MAX_BYTES - 3) // 2)
+    assert clip_line(line) == line
