@@ -113,7 +113,9 @@ class Collector:
                 if not _is_alive(conn):
                     self.connection.close()
                 if attempt == 2:
-                    raise LibvirtUnavailableError(f"stats call failed: {error_message(exc)}") from None
+                    raise LibvirtUnavailableError(
+                        f"stats call failed: {error_message(exc, self.connection.uri)}"
+                    ) from None
         raise AssertionError("unreachable")
 
     def _check_groups(self, conn: Any) -> Tuple[Group, ...]:

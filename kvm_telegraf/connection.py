@@ -3,39 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import re
 from typing import Any, Callable, Optional
 
 from kvm_telegraf.log import LIBVIRT_TEXT_MAX_CHARS, clip
+from kvm_telegraf.redact import redact
 
 # Called with a fresh connection and what to call when libvirt finds it dead; returns how to undo it.
 Subscriber = Callable[[Any, Callable[[], None]], Callable[[], None]]
-
-_USERINFO = re.compile(r"(?<=://)[^/@]*@")
 
 
 class LibvirtUnavailableError(Exception):
     """libvirt could not be reached; the message is one line, safe to log."""
 
 
-def _redacted(text: str) -> str:
-    return _USERINFO.sub("***@", text)
-
-
 def redact_uri(uri: str) -> str:
-    """The URI as lines show it: without user or password, so credentials never reach a log, and clipped.
+    """The URI as lines show it: without user information or secret query values (kvm_telegraf.redact), clipped.
 
     >>> redact_uri("qemu+ssh://root:secret@kvm1/system")
     'qemu+ssh://***@kvm1/system'
     """
-    return clip(_redacted(uri))
+    return clip(redact(uri, uri, min_chars=1))
 
 
-def error_message(exc: BaseException) -> str:
-    """libvirt's message on one line, with credentials out of it, clipped to LIBVIRT_TEXT_MAX_CHARS."""
+def error_message(exc: BaseException, uri: Optional[str] = None) -> str:
+    """libvirt's message on one line, clipped to LIBVIRT_TEXT_MAX_CHARS, with every URI's credentials out of it,
+    and *uri*'s (the connection's) wherever libvirt or ssh quote them."""
     text = exc.get_error_message() if hasattr(exc, "get_error_message") else None
     # libvirt's last error can be unset (a binding-side failure): then the exception's own text
-    return clip(_redacted(" ".join(str(text or exc).split()) or exc.__class__.__name__), LIBVIRT_TEXT_MAX_CHARS)
+    return clip(redact(" ".join(str(text or exc).split()) or exc.__class__.__name__, uri), LIBVIRT_TEXT_MAX_CHARS)
 
 
 def quiet_libvirt_errors(libvirt: Any) -> None:
@@ -89,7 +84,7 @@ class Connection:
                 self._conn = self.opener(self.uri)
             except Exception as exc:  # libvirtError, or ImportError without the binding
                 raise LibvirtUnavailableError(
-                    f"cannot connect to {redact_uri(self.uri)}: {error_message(exc)}"
+                    f"cannot connect to {redact_uri(self.uri)}: {error_message(exc, self.uri)}"
                 ) from None
             if self.subscriber is not None:
                 self._unsubscribe = self.subscriber(self._conn, self._died)
@@ -103,7 +98,7 @@ class Connection:
                 self._hostname = str(conn.getHostname())
             except Exception as exc:  # libvirtError: the daemon went away
                 raise LibvirtUnavailableError(
-                    f"cannot get the hostname of {redact_uri(self.uri)}: {error_message(exc)}"
+                    f"cannot get the hostname of {redact_uri(self.uri)}: {error_message(exc, self.uri)}"
                 ) from None
         return self._hostname
 

@@ -36,6 +36,7 @@ from kvm_telegraf.libvirt_facts import (
     error_code,
     version_text,
 )
+from kvm_telegraf.redact import redact_argv
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 from kvm_telegraf.worker import Worker, answer_by
@@ -77,7 +78,8 @@ def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -
 
 
 def own_command(argv: Sequence[str]) -> str:
-    """This very command line, as another user's shell can run it: the executable by absolute path.
+    """This very command line, as another user's shell can run it: the executable by absolute path, and
+    credentials in its arguments hidden (``--uri qemu+ssh://***@kvm1/system``: the user puts them back).
 
     Telegraf's user has its own PATH, which may well lack the venv or prefix that
     holds kvm-telegraf; ``python -m kvm_telegraf`` stays an interpreter run.
@@ -85,8 +87,8 @@ def own_command(argv: Sequence[str]) -> str:
     program, args = (argv[0], list(argv[1:])) if argv else ("", ["doctor"])
     found = program if os.sep in program else shutil.which(program) or program
     if os.path.basename(program) == "__main__.py" or not os.path.isfile(found):  # python -m, -c, an embedder
-        return shlex.join([sys.executable, "-m", "kvm_telegraf", *args])
-    return shlex.join([os.path.abspath(found), *args])
+        return shlex.join([sys.executable, "-m", "kvm_telegraf", *redact_argv(args)])
+    return shlex.join([os.path.abspath(found), *redact_argv(args)])
 
 
 def connect_hint(message: str, user: str, argv: Sequence[str] = ()) -> str:
@@ -379,12 +381,12 @@ def call_cost(group: Group) -> str:
     return "no extra call"
 
 
-def _libvirt_findings(conn: Any) -> Iterator[Finding]:
+def _libvirt_findings(conn: Any, uri: str) -> Iterator[Finding]:
     """The daemon's versions and its stats groups."""
     try:
         lib_version = conn.getLibVersion()
     except Exception as exc:  # libvirtError
-        yield Finding(WARN, f"cannot read the libvirt version: {error_message(exc)}")
+        yield Finding(WARN, f"cannot read the libvirt version: {error_message(exc, uri)}")
         lib_version = 0
     else:
         try:
@@ -402,7 +404,7 @@ def _libvirt_findings(conn: Any) -> Iterator[Finding]:
     try:
         yield groups_finding(*supported_groups(conn))
     except Exception as exc:  # libvirtError: the connection broke mid-probe
-        yield Finding(WARN, f"cannot probe the stats groups: {error_message(exc)}")
+        yield Finding(WARN, f"cannot probe the stats groups: {error_message(exc, uri)}")
 
 
 def _timed_cycle(collector: Collector, encoder: LineEncoder, history: dict) -> Tuple[float, Snapshot, int, dict]:
@@ -439,7 +441,7 @@ def diagnose(
             "libvirt lets root in whatever its socket and polkit say; Telegraf runs kvm-telegraf as user "
             f"telegraf: check that user too with runuser -u telegraf -- {own_command(argv)}",
         )
-    yield from _libvirt_findings(conn)
+    yield from _libvirt_findings(conn, uri)
     encoder = LineEncoder()
     try:
         first_s, _, _, history = _timed_cycle(collector, encoder, {})

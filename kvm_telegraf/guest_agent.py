@@ -108,7 +108,7 @@ class GuestAgents:
             conn = self.connection.get()
             self._types = guest_info_types(conn.getLibVersion())
         except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent calls this refresh
-            log.debug("guest agent calls: %s", error_message(exc))
+            log.debug("guest agent calls: %s", error_message(exc, self.connection.uri))
             self.connection.close()
             return
         with self._lock:
@@ -152,7 +152,7 @@ class GuestAgents:
             try:
                 answer = dict(conn.lookupByUUIDString(uuid).guestInfo(self._types, 0))
             except Exception as exc:  # libvirtError: no agent, an agent error, the domain gone
-                log.debug("guest agent of %s: %s", uuid, error_message(exc))
+                log.debug("guest agent of %s: %s", uuid, error_message(exc, self.connection.uri))
             with self._lock:
                 del self._out[uuid]
                 if answer is None:
