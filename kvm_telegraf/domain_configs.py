@@ -14,7 +14,7 @@ import queue
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Set, Tuple, Union
 
 from kvm_telegraf.connection import error_message
 from kvm_telegraf.domain_xml import MetadataTag
@@ -65,6 +65,7 @@ class ConfigCache:
     _results: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)
     _stale: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)  # UUIDs an event made stale
     _forget: bool = field(default=False, init=False)
+    _costly_xml: Set[str] = field(default_factory=set, init=False)  # domains whose metadata tags were cut: said once
 
     def forget(self) -> None:
         """Have the next cycle read every configuration again (SIGHUP); safe from another thread."""
@@ -113,6 +114,7 @@ class ConfigCache:
         """Forget the domains that are gone (or filtered out)."""
         for uuid in [uuid for uuid in self._entries if uuid not in seen]:
             del self._entries[uuid]
+        self._costly_xml &= seen
 
     def _read(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
         for dom, uuid, domain_id, taps in wanted:
@@ -127,10 +129,23 @@ class ConfigCache:
                 return
             if isinstance(result, DomainConfig):
                 self._entries[uuid] = _Entry(domain_id, fetched_at, result, taps)
+                self._note_costly_xml(uuid, name, result)
                 continue
             self._entries.pop(uuid, None)  # only this domain loses vm_features
             if error_code(result) != ERR_NO_DOMAIN:  # a domain that vanished mid-cycle is no news
                 log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
+
+    def _note_costly_xml(self, uuid: str, name: str, config: DomainConfig) -> None:
+        """One W! per domain whose XML would cost a --metadata-tag more than kvm_telegraf.xpath allows."""
+        skipped = config.facts.metadata_skipped if config.facts is not None else ()
+        if skipped and uuid not in self._costly_xml:
+            self._costly_xml.add(uuid)
+            log.warning(
+                "domain %s: --metadata-tag %s not read (%s); its other tags and vm_features are",
+                name,
+                ", ".join(tag for tag, _ in skipped),
+                "; ".join(sorted({why for _, why in skipped})),
+            )
 
     def _drop_stale(self) -> None:
         while True:

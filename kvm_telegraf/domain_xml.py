@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ElementTree
-from dataclasses import dataclass
-from typing import Iterable, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Iterable, List, Optional, Tuple
 
 from kvm_telegraf.log import clip
+from kvm_telegraf.xpath import (
+    MAX_STEPS,
+    MAX_VISITS,
+    Step,
+    XPathTooCostlyError,
+    compile_path,
+    descends,
+    first_match,
+    visits,
+)
 
 # Prefixes a metadata XPath may use. Nova has written two namespaces (Nova 18 wrote 1.0,
 # Nova 25 writes 1.1); ``nova:`` matches either, the newer first.
@@ -29,11 +39,20 @@ class MetadataTag:
     name: str
     path: str
     attribute: Optional[str] = None
+    # The path compiled once per namespace map it is read with (kvm_telegraf.xpath bounds its work).
+    steps: Tuple[List[Step], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        maps = NAMESPACE_MAPS if "nova:" in self.path else NAMESPACE_MAPS[:1]
+        object.__setattr__(self, "steps", tuple(compile_path(self.path, namespaces) for namespaces in maps))
 
     def read(self, root: ElementTree.Element) -> Optional[str]:
-        """The stripped text or attribute of the first match; None when absent or empty."""
-        for namespaces in NAMESPACE_MAPS if "nova:" in self.path else NAMESPACE_MAPS[:1]:
-            element = root.find(self.path, namespaces)
+        """The stripped text or attribute of the first match; None when absent or empty.
+
+        XPathTooCostlyError when the path needs more than xpath.MAX_STEPS steps on this document.
+        """
+        for steps in self.steps:
+            element = first_match(root, steps)
             if element is not None:
                 value = element.get(self.attribute) if self.attribute else element.text
                 return (value or "").strip() or None
@@ -72,14 +91,15 @@ def parse_metadata_tag(spec: str) -> MetadataTag:
             path += f"/*[@{attribute}]"
         path = path or "."
     try:
-        ElementTree.fromstring("<domain><metadata/></domain>").find(path, NAMESPACE_MAPS[0])
+        tag = MetadataTag(name, path, attribute)
+        tag.read(ElementTree.fromstring("<domain><metadata/></domain>"))
     except _PATH_ERRORS as exc:
         reason = f": {exc}" if isinstance(exc, SyntaxError) else ""
         known = ", ".join(NAMESPACE_MAPS[0])
         raise ValueError(
             f"XPath {clip(repr(xpath))} is not one ElementTree can evaluate{reason} (namespace prefixes: {known})"
         ) from None
-    return MetadataTag(name, path, attribute)
+    return tag
 
 
 # --nova: the instance's display name, project name and flavor name as Nova records them.
@@ -103,6 +123,8 @@ class DomainFacts:
     balloon_period: Optional[int] = None  # <memballoon><stats period> in s (0: none set); None: no balloon
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
+    # (tag, why) per --metadata-tag not read here: its XPath would cost more than kvm_telegraf.xpath allows.
+    metadata_skipped: Tuple[Tuple[str, str], ...] = ()
     disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
     vcpu_cpuset: Optional[str] = None  # <vcpu cpuset>: where every vCPU without a <vcpupin> may run
     vcpu_pins: Tuple[Tuple[int, str], ...] = ()  # (vCPU, cpuset) of each <cputune><vcpupin>
@@ -175,15 +197,34 @@ def _agent_state(root: ElementTree.Element) -> Optional[str]:
     return None
 
 
-def metadata_values(root: ElementTree.Element, tags: Iterable[MetadataTag]) -> Tuple[Tuple[str, str], ...]:
-    """(tag, value) for each tag that matched; a tag given twice takes the first path that matches."""
-    values = {}
+def metadata_values(
+    root: ElementTree.Element, tags: Iterable[MetadataTag]
+) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, str], ...]]:
+    """(tag, value) for each tag that matched, and (tag, why) for each whose XPath was not run to its end.
+
+    A tag given twice takes the first path that matches. A path with ``//`` does not run where one such step
+    could visit more than xpath.MAX_VISITS elements, and no path runs past xpath.MAX_STEPS: such a domain
+    costs only its own tag.
+    """
+    values, skipped = {}, {}
+    most: Optional[int] = None
     for tag in tags:
-        if tag.name not in values:
+        if tag.name in values:
+            continue
+        if descends(tag.path):
+            most = visits(root) if most is None else most
+            if most > MAX_VISITS:
+                skipped[tag.name] = f"one // step could visit {most} elements of its XML (elements x depth)"
+                continue
+        try:
             value = tag.read(root)
-            if value is not None:
-                values[tag.name] = value
-    return tuple(values.items())
+        except XPathTooCostlyError:
+            skipped[tag.name] = f"its XPath passed more than {MAX_STEPS} elements from step to step"
+            continue
+        if value is not None:
+            values[tag.name] = value
+            skipped.pop(tag.name, None)
+    return tuple(values.items()), tuple(skipped.items())
 
 
 def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> DomainFacts:
@@ -198,6 +239,7 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
     os_element = root.find("os")
     os_type = os_element.find("type") if os_element is not None else None
     features = root.find("features")
+    metadata, metadata_skipped = metadata_values(root, metadata_tags)
     return DomainFacts(
         os_type=os_type.text if os_type is not None else None,
         arch=os_type.get("arch") if os_type is not None else None,
@@ -211,7 +253,8 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         features=tuple(
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),
-        metadata=metadata_values(root, metadata_tags),
+        metadata=metadata,
+        metadata_skipped=metadata_skipped,
         disks=_disk_targets(root),
         vcpu_cpuset=root.find("vcpu").get("cpuset") if root.find("vcpu") is not None else None,
         vcpu_pins=_vcpu_pins(root),

@@ -18,6 +18,7 @@ from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.domain_filter import DomainFilter
+from kvm_telegraf.domain_xml import parse_metadata_tag
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
@@ -467,3 +468,45 @@ def test_a_domain_whose_xml_cannot_be_read_loses_only_its_configuration_and_a_re
     configs = {d.name: d.config for d in snapshot.domains}
     assert configs["ktlab-01"] is not None and configs["ktlab-02"] is None
     assert logged == lines
+
+
+class DeepMetadataDomain:
+    """A replayed domain whose XML holds 250 levels of <metadata>, as libvirt keeps whatever it is given."""
+
+    def __init__(self, domain: Any) -> None:
+        self._domain = domain
+
+    def XMLDesc(self, flags: int) -> str:  # noqa: N802 - libvirt's API
+        chain = "<k:a>" * 250 + "</k:a>" * 250
+        return self._domain.XMLDesc(flags).replace(
+            "</domain>", f"<metadata><k:x xmlns:k='urn:kt'>{chain}</k:x></metadata></domain>"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._domain, name)
+
+
+class DeepMetadataReplay(ReplayConnection):
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        records = super().getAllDomainStats(stats, flags)
+        return [(DeepMetadataDomain(dom) if dom.name() == "ktlab-02" else dom, s) for dom, s in records]
+
+
+def test_a_domain_whose_xml_makes_a_metadata_xpath_too_costly_loses_only_that_tag_with_one_warning(logged):
+    heavy = parse_metadata_tag("deep=metadata//{urn:kt}a//{urn:kt}a//{urn:kt}a//{urn:kt}a//{urn:kt}a//{urn:kt}b")
+    arch = parse_metadata_tag("arch=os/type/@arch")
+    clock = Clock()
+    source = DeepMetadataReplay(load_snapshots("lab-running.json"))
+    configs = ConfigCache(60, (heavy, arch), monotonic=clock)
+    collector = Collector(Connection("replay:///", lambda _uri: source), configs=configs)
+    for _ in range(2):  # the XML is read again after the refresh period: still one warning
+        snapshot = collector.collect()
+        clock.now += 61
+    facts = {d.name: d.config.facts for d in snapshot.domains if d.config is not None and d.config.facts is not None}
+    assert set(facts) == {"ktlab-01", "ktlab-02"}  # every domain keeps its vm_features
+    assert dict(facts["ktlab-02"].metadata) == {"arch": "x86_64"} and facts["ktlab-02"].max_vcpus == 2
+    assert dict(facts["ktlab-01"].metadata) == {"arch": "x86_64"}
+    assert logged == [
+        "W! domain ktlab-02: --metadata-tag deep not read (its XPath passed more than 100000 elements from step to "
+        "step); its other tags and vm_features are"
+    ]
