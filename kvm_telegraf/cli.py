@@ -28,7 +28,7 @@ from kvm_telegraf.config import (
     load_config_file,
 )
 from kvm_telegraf.groups import ALL, GROUPS
-from kvm_telegraf.log import clip_line
+from kvm_telegraf.log import safe_line
 from kvm_telegraf.measurements import MEASUREMENTS
 from kvm_telegraf.settings import Settings, SettingsError
 
@@ -113,7 +113,7 @@ class TelegrafGroup(click.Group):
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as exc:
             hint = " (see kvm-telegraf --help)" if isinstance(exc, click.UsageError) else ""
-            click.echo(clip_line(f"E! {' '.join(exc.format_message().split())}{hint}"), err=True)
+            click.echo(safe_line(f"E! {' '.join(exc.format_message().split())}{hint}"), err=True)
             sys.exit(exc.exit_code)
         except click.Abort:
             sys.exit(130)

@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 
+from kvm_telegraf.redact import redact
+
 LOGGER_NAME = "kvm_telegraf"
 LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 _PREFIXES = {logging.ERROR: "E! ", logging.WARNING: "W! ", logging.INFO: "I! ", logging.DEBUG: "D! "}
@@ -47,6 +49,12 @@ def clip_line(line: str, limit: int = LINE_MAX_BYTES) -> str:
     return f"{head} ...({cut} bytes cut)... {tail}"
 
 
+def safe_line(line: str) -> str:
+    """What any line we print may show: the credentials of every URI in it hidden (kvm_telegraf.redact, a last
+    pass over whatever text reached the line, an exception's included), cut to LINE_MAX_BYTES."""
+    return clip_line(redact(line))
+
+
 class TelegrafFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
@@ -55,7 +63,7 @@ class TelegrafFormatter(logging.Formatter):
         if record.exc_info and record.levelno <= logging.DEBUG:
             message = f"{message}: {self.formatException(record.exc_info)}"
         prefix = _PREFIXES.get(record.levelno, "E! " if record.levelno > logging.ERROR else "D! ")
-        return clip_line(prefix + " | ".join(line for line in message.splitlines() if line.strip()))
+        return safe_line(prefix + " | ".join(line for line in message.splitlines() if line.strip()))
 
 
 class SafeStreamHandler(logging.StreamHandler):

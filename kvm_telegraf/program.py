@@ -18,7 +18,7 @@ from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_re
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.events import EventQueue, start_event_loop, subscribe
 from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
-from kvm_telegraf.log import clip_line, get_logger, setup_logging
+from kvm_telegraf.log import get_logger, safe_line, setup_logging
 from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.settings import Settings
 from kvm_telegraf.snapshot import SnapshotSource
@@ -158,7 +158,7 @@ def doctor(settings: Settings, interval_s: Optional[float], opener: Optional[Ope
     try:
         for collector in collectors:  # one host after the other, each from its "connected" line on
             for finding in diagnose(collector, interval_s, user, read_write=settings.read_write):
-                print(clip_line(str(finding)), flush=True)
+                print(safe_line(str(finding)), flush=True)
                 failed = failed or finding.level == FAIL
     finally:
         source.close()

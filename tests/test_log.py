@@ -51,3 +51,11 @@ def test_a_value_past_its_bound_is_cut_saying_how_much_was_cut(size):
 def test_a_line_within_the_bound_is_left_as_it_is():
     line = "E! " + "\u00e9" * ((LINE_MAX_BYTES - 3) // 2)
     assert clip_line(line) == line
+
+
+def test_a_line_hides_the_credentials_of_any_uri_in_it_whatever_text_brought_it():
+    """An unexpected exception's text, say libvirt's, reaches the line through no redact_uri of ours."""
+    logger = get_logger("kvm_telegraf.pipeline")
+    with log_lines() as lines:
+        logger.error("cycle failed: %s", "internal error: Unable to parse URI qemu+ssh://root:s3cr3tPW/x@kvm1/system")
+    assert lines == ["E! cycle failed: internal error: Unable to parse URI qemu+ssh://***@kvm1/system"]
