@@ -253,3 +253,36 @@ def test_nova_names_tag_every_point_of_an_openstack_guest_read_from_two_uris(nov
     for _, tags, _, _ in points:
         assert (tags["nova_name"], tags["nova_project"], tags["nova_flavor"]) == ("db\\ primary", "billing", "m1.small")
         assert tags["hypervisor"] and tags["vm"] == nova_guest
+
+
+DEEP_NS = "urn:kvm-telegraf:deep"
+DEEP_XPATH = "deep=metadata" + f"//{{{DEEP_NS}}}a" * 5 + f"//{{{DEEP_NS}}}b"
+
+
+@pytest.fixture(scope="module")
+def deep_guest(lab) -> Iterator[str]:
+    """A shut-off domain whose <metadata> nests 250 levels deep: libvirt keeps what it is given."""
+    name = "ktdeep-e2e"
+    xml = f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory><os><type>hvm</type></os></domain>"
+    subprocess.run(["virsh", "-q", "define", "/dev/stdin"], input=xml, text=True, check=True, capture_output=True)
+    chain = "<a>" * 250 + "</a>" * 250
+    metadata = ["virsh", "-q", "metadata", name, "--config", "--uri", DEEP_NS, "--key", "deep", "--set", chain]
+    try:
+        subprocess.run(metadata, check=True, capture_output=True)
+        yield name
+    finally:
+        subprocess.run(["virsh", "-q", "undefine", name], capture_output=True)
+
+
+def test_a_domain_whose_metadata_makes_an_xpath_too_costly_loses_only_that_tag_with_one_warning(lab, deep_guest):
+    """Before the bound this ran for minutes on one core, and every domain lost vm_features meanwhile."""
+    argv = [KVM_TELEGRAF, "--once", "--metadata-tag", DEEP_XPATH, "--metadata-tag", "arch=os/type/@arch"]
+    result = subprocess.run([*argv, *only([deep_guest, lab[0]])], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        f"W! domain {deep_guest}: --metadata-tag deep not read (its XPath passed more than 100000 elements from step "
+        "to step); its other tags and vm_features are"
+    ]
+    features = {tags["vm"]: tags for m, tags, _, _ in map(parse_line, result.stdout.splitlines()) if m == "vm_features"}
+    assert set(features) == {deep_guest, lab[0]}
+    assert all(tags["arch"] == "x86_64" and "deep" not in tags for tags in features.values())
