@@ -1,15 +1,19 @@
 """``--collect guest``: each domain's own view through its QEMU guest agent, read on a slow cadence.
 
 One virDomainGetGuestInfo call per domain whose agent channel is connected, once
-per ``--guest-refresh`` at most, on threads and a connection of their own:
-libvirt 9.0 waits for an agent that does not answer for as long as it takes (no
-timeout by default), so such a call may never come back. A call out for longer
-than GUEST_CALL_DEADLINE_S marks its domain ``agent_responding=false``, another
-thread serves the domains behind it, and the domain is not asked again until its
-call returns. On its own connection, a call that hangs does not hold one of the
-few requests libvirtd serves at once per client (``max_client_requests``, 5 by
-default) that the stats calls need. What each domain last answered is kept, as
-plain data, until the next refresh.
+per ``--guest-refresh`` at most, on threads of their own, each with a connection
+of its own: libvirt 9.0 waits for an agent that does not answer for as long as it
+takes (no timeout by default), so such a call may never come back. A call out for
+longer than GUEST_CALL_DEADLINE_S marks its domain ``agent_responding=false``,
+another thread serves the domains behind it, and the domain is not asked again
+until its call returns. Off the stats connection, a call that hangs does not hold
+one of the few requests libvirtd serves at once per client (``max_client_requests``,
+5 by default) that the stats calls need. One connection per thread, because
+libvirt's client loses the wake-up of a call queued while another thread's call
+holds the connection's I/O: beside a hung call, a healthy agent's call on the same
+connection reached libvirtd only when something else woke that loop (3.1 s and
+4.1 s late on the lab, and two CI runs in nine flapped). What each domain last
+answered is kept, as plain data, until the next refresh.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class GuestAgents:
     from the queue and put their answers, under the one lock.
     """
 
-    connection: Connection  # of its own: see the module's docstring
+    connection: Connection  # off the stats connection, for the version; each call thread opens one of its own
     refresh_s: float = 60.0
     monotonic: Callable[[], float] = time.monotonic  # the refresh cadence; the calls' deadlines use real time
     _lock: threading.Condition = field(default_factory=threading.Condition, init=False)
@@ -117,7 +121,7 @@ class GuestAgents:
                     self._queue.append(uuid)
         while True:
             with self._lock:
-                moving = self._spawn(conn)
+                moving = self._spawn()
                 waiting = (self._queue and moving) or any(
                     time.monotonic() - started < GUEST_CALL_DEADLINE_S for started in self._out.values()
                 )
@@ -126,7 +130,7 @@ class GuestAgents:
                     return
                 self._lock.wait(min(GUEST_WAIT_STEP_S, remaining))
 
-    def _spawn(self, conn: Any) -> bool:
+    def _spawn(self) -> bool:
         """One more call thread when domains wait and every thread is held past the deadline (under the lock).
 
         False when none is moving and no more may start (every one waits on an agent that does not answer).
@@ -137,30 +141,35 @@ class GuestAgents:
         if self._queue and moving <= 0 and self._threads < GUEST_MAX_THREADS:
             self._threads += 1
             moving += 1
-            threading.Thread(target=self._serve, args=(conn,), name="guest-agent", daemon=True).start()
+            threading.Thread(target=self._serve, name="guest-agent", daemon=True).start()
         return moving > 0
 
-    def _serve(self, conn: Any) -> None:
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._threads -= 1
-                    return
-                uuid = self._queue.popleft()
-                self._out[uuid] = time.monotonic()
-            answer: Optional[Dict[str, Any]] = None
-            try:
-                answer = dict(conn.lookupByUUIDString(uuid).guestInfo(self._types, 0))
-            except Exception as exc:  # libvirtError: no agent, an agent error, the domain gone
-                log.debug("guest agent of %s: %s", uuid, error_message(exc, self.connection.uri))
-            with self._lock:
-                del self._out[uuid]
-                if answer is None:
-                    self._failed.add(uuid)
-                else:
-                    self._answers[uuid] = answer
-                    self._failed.discard(uuid)
-                self._lock.notify_all()
+    def _serve(self) -> None:
+        """Serve the queue on a connection of this thread's own, closed when the queue is empty (see the module)."""
+        own = Connection(self.connection.uri, self.connection.opener)
+        try:
+            while True:
+                with self._lock:
+                    if not self._queue:
+                        self._threads -= 1
+                        return
+                    uuid = self._queue.popleft()
+                    self._out[uuid] = time.monotonic()
+                answer: Optional[Dict[str, Any]] = None
+                try:
+                    answer = dict(own.get().lookupByUUIDString(uuid).guestInfo(self._types, 0))
+                except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent, an agent error, gone
+                    log.debug("guest agent of %s: %s", uuid, error_message(exc, own.uri))
+                with self._lock:
+                    del self._out[uuid]
+                    if answer is None:
+                        self._failed.add(uuid)
+                    else:
+                        self._answers[uuid] = answer
+                        self._failed.discard(uuid)
+                    self._lock.notify_all()
+        finally:
+            own.close()
 
     def results(self, uuids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """Per domain whose agent is connected: ``{"responding": bool, "info": {...}}``, as the Snapshot keeps it.

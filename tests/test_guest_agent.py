@@ -101,6 +101,45 @@ def test_a_hung_agent_costs_its_own_answer_only_and_the_domains_behind_it_still_
     assert DEADLINE_S <= waited < 2.0  # the wait ends at the hung call's deadline, not at the cycle's
 
 
+class RecordingHost(AgentHost):
+    """A connection that records the agents asked on it and whether it was closed."""
+
+    def __init__(self, agents: Dict[str, Agent]) -> None:
+        super().__init__(agents)
+        self.asked: List[str] = []
+        self.closed = False
+
+    def lookupByUUIDString(self, uuid: str) -> Agent:  # noqa: N802 - libvirt's API
+        self.asked.append(uuid)
+        return super().lookupByUUIDString(uuid)
+
+    def close(self) -> int:
+        self.closed = True
+        return 0
+
+
+def test_each_call_thread_asks_on_a_connection_of_its_own_and_closes_it_when_done(agents):
+    """libvirt's client loses the wake-up of a call queued beside another thread's call that holds the connection's
+    I/O: a healthy agent's call beside a hung one must not share its connection (tests/test_e2e_guest.py)."""
+    opened: List[RecordingHost] = []
+
+    def opener(_uri: str) -> RecordingHost:
+        opened.append(RecordingHost(agents))
+        return opened[-1]
+
+    calls = GuestAgents(Connection("test:///", opener), 60.0)
+    calls.ask(["a", "b"], time.monotonic() + 5.0)  # "a" hangs on one thread; "b" is served by another
+    assert calls.results(["b"]) == {"b": {"responding": True, "info": ANSWER}}
+    by_agent = {uuid: host for host in opened for uuid in host.asked}
+    assert by_agent["a"] is not by_agent["b"] and opened[0].asked == []  # the shared one: the version only
+    assert by_agent["b"].closed and not by_agent["a"].closed  # the hung call's thread still waits on its own
+    agents["a"].release.set()
+    deadline = time.monotonic() + 2.0
+    while calls.pending()[1] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert by_agent["a"].closed
+
+
 def test_a_domain_whose_call_is_still_out_is_not_asked_again_until_it_returns(agents):
     clock = Clock()
     calls = agents_of(agents, lambda: clock(), refresh_s=60.0)

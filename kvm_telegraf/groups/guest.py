@@ -1,8 +1,8 @@
 """``--collect guest``: vm_guest and vm_filesystems, the guest's own view through its QEMU guest agent.
 
 libvirt answers agent calls on a read-write connection only, so the group needs
-``--read-write`` and ``all`` leaves it out. The calls run on threads and a
-connection of their own (kvm_telegraf/guest_agent.py): an agent may never answer.
+``--read-write`` and ``all`` leaves it out. The calls run on threads of their own,
+each with its own connection (kvm_telegraf/guest_agent.py): an agent may never answer.
 """
 
 from __future__ import annotations
