@@ -230,6 +230,37 @@ def test_a_libvirtd_restart_logs_one_error_and_one_recovery_and_points_resume_wi
     assert len([m for m in telegraf.plugin_log("I") if "answers again" in m]) == 1
 
 
+@pytest.mark.parametrize("phase", [0.3, 0.94 * INTERVAL], ids=["early", "just-before-the-next-tick"])
+def test_a_sighup_reload_restarts_the_plugin_at_once_and_costs_at_most_the_tick_telegraf_loses(
+    telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path, phase: float
+):
+    """Telegraf's reload closes the plugin's stdin, waits for it to exit and starts it again; the new agent's first
+    tick is the next boundary of its interval (round_interval). A reload that ends after a boundary loses that tick,
+    so the points either side of it are two intervals apart: Telegraf's part. Ours is how fast the plugin exits and
+    how late the first batch is stamped after its tick."""
+    with gathering(telegraf_binary, tmp_path, influx, lab) as (telegraf, db):
+        plugin = telegraf.plugin_pid()
+        last = max(gathers(influx, db, lab[0]))
+        tick = last - last % int(INTERVAL * SECOND)  # the batch's tick: round_interval aligns them to the interval
+        while time.time_ns() < tick + int(INTERVAL * SECOND):  # the next tick, so its batch lands before the reload
+            time.sleep(0.01)
+        tick += int(INTERVAL * SECOND)
+        assert wait_until(lambda: max(gathers(influx, db, lab[0])) >= tick, 2 * INTERVAL), telegraf.log_text()
+        time.sleep(max(0.0, (tick + phase * SECOND - time.time_ns()) / SECOND))
+        assert telegraf.proc is not None
+        telegraf.proc.send_signal(signal.SIGHUP)
+        reloaded = time.monotonic()
+        assert wait_until(lambda: telegraf.children() not in ([], [plugin]), 5, every=0.01), telegraf.log_text()
+        restarted = time.monotonic() - reloaded
+        before = [t for t in gathers(influx, db, lab[0]) if t < tick + phase * SECOND]
+        assert wait_for_gathers(influx, db, lab, len(before) + 2, 0, 4 * INTERVAL + 5), telegraf.log_text()
+    stamps = gathers(influx, db, lab[0])
+    gap = (stamps[len(before)] - stamps[len(before) - 1]) / SECOND
+    assert restarted < 0.5, f"the plugin ran on {restarted:.2f}s after the SIGHUP"
+    assert gap < 2 * INTERVAL + 0.25, f"{gap:.2f}s between the points either side of the reload"
+    assert telegraf.plugin_log("E") + telegraf.plugin_log("W") == []
+
+
 def test_sigterm_to_telegraf_ends_the_plugin_within_telegrafs_window_and_leaves_no_process(
     telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
 ):
