@@ -7,6 +7,8 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
 from typing import Iterable, Optional, Tuple
 
+from kvm_telegraf.device_xml import DiskIdentity, HostDevice, NicIdentity, disk_identities, host_devices, nic_identities
+
 # Prefixes a metadata XPath may use. Nova has written two namespaces (Nova 18 wrote 1.0,
 # Nova 25 writes 1.1); ``nova:`` matches either, the newer first.
 NOVA_NAMESPACES = ("http://openstack.org/xmlns/libvirt/nova/1.1", "http://openstack.org/xmlns/libvirt/nova/1.0")
@@ -100,6 +102,9 @@ class DomainFacts:
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
     disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
+    disk_identities: Tuple[DiskIdentity, ...] = ()  # each disk's image, bus, format, serial, kind
+    nic_identities: Tuple[NicIdentity, ...] = ()  # each NIC's bridge, network, model, MTU, tap, Neutron port
+    host_devices: Tuple[HostDevice, ...] = ()  # the host's devices passed through (GPUs, SR-IOV NICs, mdevs)
     vcpu_cpuset: Optional[str] = None  # <vcpu cpuset>: where every vCPU without a <vcpupin> may run
     vcpu_pins: Tuple[Tuple[int, str], ...] = ()  # (vCPU, cpuset) of each <cputune><vcpupin>
     # The guest agent channel's state in the live XML: "connected", "disconnected"; None without a channel.
@@ -209,6 +214,9 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         ),
         metadata=metadata_values(root, metadata_tags),
         disks=_disk_targets(root),
+        disk_identities=disk_identities(root),
+        nic_identities=nic_identities(root),
+        host_devices=host_devices(root),
         vcpu_cpuset=root.find("vcpu").get("cpuset") if root.find("vcpu") is not None else None,
         vcpu_pins=_vcpu_pins(root),
         agent_state=_agent_state(root),
