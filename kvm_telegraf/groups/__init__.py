@@ -15,10 +15,13 @@ from kvm_telegraf.groups import (
     balloon,
     block_limits,
     cache_monitor,
+    device_info,
     dirtyrate,
+    disk_errors,
     events,
     guest,
     host,
+    hostdevs,
     iothread,
     jobs,
     kvm,
@@ -43,6 +46,9 @@ GROUPS: Tuple[Group, ...] = (
     cache_monitor.GROUP,
     backing.GROUP,
     balloon.GROUP,
+    device_info.GROUP,
+    disk_errors.GROUP,
+    hostdevs.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
