@@ -164,6 +164,21 @@ class TelegrafGroup(click.Group):
     "--exclude-domain", cls=Option, multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable)."
 )
 @click.option(
+    "--device",
+    cls=Option,
+    multiple=True,
+    metavar="GLOB",
+    help="Only devices (disks, NICs) whose device tag matches GLOB get vm_devices points (repeatable); "
+    "vm_totals still counts every device.",
+)
+@click.option(
+    "--exclude-device",
+    cls=Option,
+    multiple=True,
+    metavar="GLOB",
+    help="No vm_devices point for devices whose device tag matches GLOB, e.g. 'hd[c-d]' for IDE CD-ROMs (repeatable).",
+)
+@click.option(
     "--measurement",
     cls=Option,
     non_empty=True,

@@ -207,6 +207,8 @@ def test_a_config_file_may_set_every_long_option_of_a_drop_in_each_as_its_type_i
         "timeout": DURATION,
         "domain": STRINGS,
         "exclude_domain": STRINGS,
+        "device": STRINGS,
+        "exclude_device": STRINGS,
         "measurement": SOME_STRINGS,
         "collect": STRINGS,
         "features_refresh": DURATION,
