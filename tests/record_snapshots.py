@@ -195,6 +195,40 @@ def record_guest() -> None:
         lab_with_prefix(GUEST_PREFIX, "down")
 
 
+IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX = "ktanci-", "ktancf-", "ktanch-"
+
+
+def wait_paused_by_io_error(name: str, timeout: float = 90.0) -> None:
+    """Until the full variant's guest has filled its disk and QEMU paused it (state paused, reason I/O error)."""
+    deadline = time.monotonic() + timeout
+    while lab.virsh("domstate", name, "--reason").strip() != "paused (I/O error)":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not pause on its full disk within {timeout:.0f} s")
+        time.sleep(1)
+
+
+def record_anchors() -> None:
+    """--collect all on three guests: one with a serial, a CD-ROM, a NIC on a libvirt network with a Neutron-style
+    port UUID, a dirty-rate calculation and a dump in progress; one paused by its full disk (error_policy stop);
+    one defined with host devices (a PCI device of this machine, an mdev, a USB device, an SR-IOV NIC)."""
+    (identity,) = lab_with_prefix(IDENTITY_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
+    (full,) = lab_with_prefix(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
+    (hostdevs,) = lab_with_prefix(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
+    try:
+        wait_paused_by_io_error(full)
+        lab.virsh("domdirtyrate-calc", identity, "--seconds", "1")
+        time.sleep(3)  # the calculation has ended; the guest's loops have run
+        dump = lab.dump_slowly(identity)
+        try:
+            time.sleep(1)  # the job has begun; two cycles 2 s apart see it move, a third may see it finish
+            record("lab-anchors.json", [identity, full, hostdevs], ("--collect", "all"), cycles=3)
+        finally:
+            dump.wait()
+    finally:
+        for prefix in (IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX):
+            lab_with_prefix(prefix, "down")
+
+
 SCENARIOS = {
     "lab": record_lab,
     "nova": record_nova,
@@ -202,6 +236,7 @@ SCENARIOS = {
     "events": record_events,
     "backing": record_backing,
     "guest": record_guest,
+    "anchors": record_anchors,
 }
 
 
