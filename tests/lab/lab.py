@@ -242,12 +242,19 @@ def virsh(*args: str, check: bool = True, readonly: bool = False) -> str:
 
 
 def _pids(comm: str, arg: str | None = None) -> list[int]:
-    """Pids whose /proc/PID/comm is comm (and whose argv holds arg, if given)."""
+    """Pids of this PID namespace whose /proc/PID/comm is comm (and whose argv holds arg, if given).
+
+    A daemon of another namespace (a flavour tree's libvirtd, which /proc shows too) is not ours:
+    counting it as the host's would leave the host's libvirtd unstarted after a restart.
+    """
+    own_namespace = os.readlink("/proc/self/ns/pid")
     out = []
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
         try:
+            if os.readlink(f"/proc/{d}/ns/pid") != own_namespace:
+                continue
             with open(f"/proc/{d}/comm") as f:
                 if f.read().strip() != comm:
                     continue
