@@ -1,0 +1,70 @@
+"""Containerised libvirt (docs/configuration.md): a daemon whose sockets are not the default ones, reached by
+naming its read-only socket, as Telegraf's user.
+
+The matrix's tree daemons (tests/lab/flavours.py) are set up as a container's: sockets under their own root,
+``auth_unix_ro = "none"``, the read-only socket at mode 0777, no polkit. The host's daemon is named by its
+socket path too, so the recipe is checked on every flavour.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+import subprocess
+from typing import Iterator
+
+import pytest
+
+from tests.harness.cli import KVM_TELEGRAF, only, parse_line
+from tests.harness.matrix import HOST, Daemon, flavours
+
+pytestmark = pytest.mark.lab
+
+
+def read_only_uri(daemon: Daemon) -> str:
+    return f"qemu+unix:///system?socket={flavours.socket_path(daemon.flavour, read_only=True)}"
+
+
+def as_telegraf(*argv: str) -> subprocess.CompletedProcess:
+    runuser = shutil.which("runuser")
+    assert runuser, "runuser is part of util-linux"
+    return subprocess.run([runuser, "-u", "telegraf", "--", *argv], capture_output=True, text=True, timeout=180)
+
+
+def test_telegrafs_user_reads_the_daemon_over_its_named_read_only_socket(daemon):
+    uri = read_only_uri(daemon)
+    done = as_telegraf(KVM_TELEGRAF, "--uri", uri, "--timeout", "30s", "--once", *only(daemon.guests))
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    lines = [parse_line(line) for line in done.stdout.splitlines()]
+    assert sorted(tags["vm"] for measurement, tags, _, _ in lines if measurement == "vm_metrics") == sorted(
+        daemon.guests
+    )
+    doctor = as_telegraf(KVM_TELEGRAF, "--uri", uri, "--timeout", "30s", *only(daemon.guests), "doctor")
+    first = doctor.stdout.splitlines()[0]
+    socket = flavours.socket_path(daemon.flavour, read_only=True)
+    assert first.startswith("ok") and f"read-only over {socket}, as user telegraf" in first, doctor.stdout
+    assert doctor.returncode == 0, doctor.stdout
+
+
+@contextlib.contextmanager
+def socket_mode(path: str, mode: int) -> Iterator[None]:
+    """The socket's mode changed for the block, and given back after it."""
+    before = stat.S_IMODE(os.stat(path).st_mode)
+    os.chmod(path, mode)
+    try:
+        yield
+    finally:
+        os.chmod(path, before)
+
+
+def test_a_read_only_socket_closed_to_others_fails_doctor_with_the_permission_hint(daemon):
+    if daemon.flavour == HOST:
+        pytest.skip("the host's own socket is everyone's: its mode is not the test's to change")
+    socket = flavours.socket_path(daemon.flavour, read_only=True)
+    with socket_mode(socket, 0o700):
+        doctor = as_telegraf(KVM_TELEGRAF, "--uri", read_only_uri(daemon), *only(daemon.guests), "doctor")
+    (line,) = doctor.stdout.splitlines()
+    assert doctor.returncode == 1 and line.startswith("FAIL") and "Permission denied" in line, doctor.stdout
+    assert "the socket does not let user telegraf in" in line
