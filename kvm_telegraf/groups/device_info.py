@@ -7,7 +7,7 @@ traffic by Neutron port) while vm_devices' series stay as they are.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.group import DomainView, Group, Stats
@@ -18,8 +18,9 @@ DISK_FIELDS = ("source", "bus", "format", "serial", "kind")
 NIC_FIELDS = ("kind", "bridge", "network", "model", "mtu", "target", "interface_id")
 
 
-def _fields(identity: tuple, names: tuple) -> Dict[str, FieldValue]:
-    return {name: value for name, value in zip(identity._fields, identity) if name in names and value is not None}
+def _fields(identity: Any, names: Tuple[str, ...]) -> Dict[str, FieldValue]:
+    """The identity's attributes of *names*, in that order, where the XML gives them."""
+    return {name: getattr(identity, name) for name in names if getattr(identity, name) is not None}
 
 
 def vm_device_info(view: DomainView) -> List[Point]:

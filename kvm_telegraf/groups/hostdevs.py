@@ -27,7 +27,7 @@ XML_FIELDS = ("pci_address", "vendor_id", "product_id", "mdev_uuid", "model", "m
 NODE_FIELDS = ("vendor_id", "product_id", "vendor", "product", "driver")
 
 
-def _node_device(xml: str) -> Optional[Dict[str, Any]]:
+def parse_node_device(xml: str) -> Optional[Dict[str, Any]]:
     """A PCI device's address, ids, names and driver, or an mdev's UUID, parent and type, from its XML."""
     try:
         root = ElementTree.fromstring(xml)
@@ -69,7 +69,7 @@ def node_devices(conn: Any) -> Dict[str, Dict[str, Any]]:
     found: Dict[str, Dict[str, Any]] = {"pci": {}, "mdev": {}}
     names: Dict[str, str] = {}  # node device name (pci_0000_03_00_0) -> PCI address
     for device in conn.listAllDevices(NODE_DEVICES_PCI | NODE_DEVICES_MDEV):
-        entry = _node_device(or_none(lambda device=device: device.XMLDesc(0)) or "")
+        entry = parse_node_device(or_none(lambda device=device: device.XMLDesc(0)) or "")
         if entry is None:
             continue
         kind, address = entry.pop("kind"), entry.pop("address")
@@ -91,7 +91,7 @@ def call(conn: Any, memo: HostMemo) -> Dict[str, Any]:
 
 def hostdev_fields(device: HostDevice, nodes: Mapping[str, Any]) -> Dict[str, FieldValue]:
     fields: Dict[str, FieldValue] = {
-        name: value for name, value in zip(device._fields, device) if name in XML_FIELDS and value is not None
+        name: getattr(device, name) for name in XML_FIELDS if getattr(device, name) is not None
     }
     if device.kind == "mdev":
         mdev = (nodes.get("mdev") or {}).get(device.address) or {}
