@@ -158,10 +158,12 @@ def test_a_dump_reports_its_memory_progress_in_consecutive_batches_and_its_end_o
     finished = [job for job in jobs if job["completed"] == "true"]
     assert len(running) >= 2 and len(finished) == 1
     processed = [job["memory_processed_bytes"] for job in running]
+    remaining = [job["memory_remaining_bytes"] for job in running]
     assert processed == sorted(processed) and processed[0] < processed[-1]
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] > remaining[-1]
     for job in running:
-        assert job["memory_total_bytes"] == job["memory_processed_bytes"] + job["memory_remaining_bytes"]
         assert job["memory_page_size_bytes"] == 4096 and job["memory_bytes_per_s"] > 0
+        assert job["memory_normal_bytes"] == job["memory_normal_pages"] * 4096
     assert finished[0]["success"] == "true" and finished[0]["memory_remaining_bytes"] == 0
 
 
