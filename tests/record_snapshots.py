@@ -220,8 +220,8 @@ def record_anchors() -> None:
         time.sleep(3)  # the calculation has ended; the guest's loops have run
         dump = lab.dump_slowly(identity)
         try:
-            time.sleep(1)  # the job has begun; two cycles 2 s apart see it move, a third may see it finish
-            record("lab-anchors.json", [identity, full, hostdevs], ("--collect", "all"), cycles=3)
+            time.sleep(1)  # the job has begun; 8 cycles 2 s apart see it move and finish (~10 s at 10 MiB/s)
+            record("lab-anchors.json", [identity, full, hostdevs], ("--collect", "all"), cycles=8)
         finally:
             dump.wait()
     finally:
