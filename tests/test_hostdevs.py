@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from kvm_telegraf.group import HostMemo
 from kvm_telegraf.groups import resolve
-from kvm_telegraf.groups.hostdevs import node_devices, parse_node_device
+from kvm_telegraf.groups.hostdevs import call, node_devices, parse_node_device
 from kvm_telegraf.shape import shape_snapshot
 from tests.conftest import load_snapshots
 
@@ -143,3 +144,25 @@ def test_the_recorded_guest_holds_four_host_devices_named_as_the_host_names_them
 
 def test_without_hostdevs_a_domain_has_no_vm_hostdevs_point():
     assert hostdevs("lab-running.json") == {}
+
+
+class RefusingDaemon:
+    """A modular host without virtnodedevd: the node device listing fails."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def listAllDevices(self, _flags: int) -> list:  # noqa: N802 - libvirt's API
+        self.asked += 1
+        raise RuntimeError("Failed to connect socket to '/var/run/libvirt/virtnodedevd-sock-ro'")
+
+
+def test_a_daemon_that_refuses_the_node_devices_is_asked_again_only_after_features_refresh():
+    now = [0.0]
+    memo = HostMemo(300.0, monotonic=lambda: now[0])
+    daemon = RefusingDaemon()
+    answers = []
+    for at in (0.0, 10.0, 20.0, 301.0):
+        now[0] = at
+        answers.append(call(daemon, memo))
+    assert daemon.asked == 2 and answers[0] == {"node_devices": {"pci": {}, "mdev": {}}}

@@ -84,9 +84,13 @@ def node_devices(conn: Any) -> Dict[str, Dict[str, Any]]:
 
 
 def call(conn: Any, memo: HostMemo) -> Dict[str, Any]:
-    """``{"node_devices": {...}}``: the last good listing, read again once ``--features-refresh`` has passed."""
-    devices = memo.every("node_devices", lambda: or_none(lambda: node_devices(conn)))
-    return {"node_devices": devices} if devices is not None else {}
+    """``{"node_devices": {...}}``, read again once ``--features-refresh`` has passed.
+
+    A daemon that refuses the listing (a modular host without virtnodedevd) is asked again only then too,
+    not every cycle: the devices then show what the domain XML alone says.
+    """
+    listing = memo.every("node_devices", lambda: or_none(lambda: node_devices(conn)) or {"pci": {}, "mdev": {}})
+    return {"node_devices": listing}
 
 
 def hostdev_fields(device: HostDevice, nodes: Mapping[str, Any]) -> Dict[str, FieldValue]:
