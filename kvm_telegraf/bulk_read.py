@@ -196,9 +196,8 @@ class Episodes:
     A frozen guest is still named if the episode began otherwise.
     """
 
-    def __init__(self, timeout_s: float, chosen: Optional[Chosen] = None) -> None:
+    def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
-        self.chosen = chosen  # None: read every domain in one call
         self._kinds: Set[str] = set()
 
     def note(self, read: BulkRead) -> None:
