@@ -195,7 +195,7 @@ def record_guest() -> None:
         lab_with_prefix(GUEST_PREFIX, "down")
 
 
-IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX = "ktanci-", "ktancf-", "ktanch-"
+IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX = "ktanci-", "ktancf-", "ktanch-", "ktancd-"
 
 
 def wait_paused_by_io_error(name: str, timeout: float = 90.0) -> None:
@@ -208,24 +208,28 @@ def wait_paused_by_io_error(name: str, timeout: float = 90.0) -> None:
 
 
 def record_anchors() -> None:
-    """--collect all on three guests: one with a serial, a CD-ROM, a NIC on a libvirt network with a Neutron-style
-    port UUID, a dirty-rate calculation and a dump in progress; one paused by its full disk (error_policy stop);
-    one defined with host devices (a PCI device of this machine, an mdev, a USB device, an SR-IOV NIC)."""
-    (identity,) = lab_with_prefix(IDENTITY_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
-    (full,) = lab_with_prefix(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
-    (hostdevs,) = lab_with_prefix(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
+    """--collect all on four guests: one with a serial, a CD-ROM, a NIC on a libvirt network, a NIC with a
+    Neutron-style port UUID, a page-sampling dirty-rate calculation and a dump in progress (read until it ends);
+    one paused by its full disk (error_policy stop); one defined with host devices (a PCI device of this machine,
+    an mdev, a USB device, an SR-IOV NIC); a type='kvm' one with KVM's dirty ring and a dirty-ring calculation."""
+    prefixes = (IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX)
     try:
+        (identity,) = lab_with_prefix(IDENTITY_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
+        (full,) = lab_with_prefix(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
+        (hostdevs,) = lab_with_prefix(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
+        (ring,) = lab_with_prefix(RING_PREFIX, "up", "1", "--kvm", "--variant", "dirtyring", "--no-wait")
         wait_paused_by_io_error(full)
         lab.virsh("domdirtyrate-calc", identity, "--seconds", "1")
-        time.sleep(3)  # the calculation has ended; the guest's loops have run
+        lab.virsh("domdirtyrate-calc", ring, "--seconds", "1", "--mode", "dirty-ring")
+        time.sleep(3)  # the calculations have ended; the guests' loops have run
         dump = lab.dump_slowly(identity)
         try:
             time.sleep(1)  # the job has begun; 8 cycles 2 s apart see it move and finish (~10 s at 10 MiB/s)
-            record("lab-anchors.json", [identity, full, hostdevs], ("--collect", "all"), cycles=8)
+            record("lab-anchors.json", [identity, full, hostdevs, ring], ("--collect", "all"), cycles=8)
         finally:
             dump.wait()
     finally:
-        for prefix in (IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX):
+        for prefix in prefixes:
             lab_with_prefix(prefix, "down")
 
 

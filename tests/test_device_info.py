@@ -67,8 +67,10 @@ def test_the_recorded_identity_guest_has_its_serial_cdrom_network_mtu_and_neutro
     assert info["vda"]["serial"] == "KTLAB-VDA-0001"
     assert info["hdc"] == {"bus": "ide", "format": "raw", "kind": "cdrom"}  # an empty drive: no source
     (on_network,) = [fields for fields in info.values() if fields.get("kind") == "network"]
-    assert on_network["network"] == "ktanci-net" and on_network["mtu"] == 1400
-    assert on_network["interface_id"] == "8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d" and on_network["bridge"]
+    assert on_network["network"] == "ktanci-net" and on_network["mtu"] == 1400 and on_network["bridge"]
+    (port,) = [(device, fields) for device, fields in info.items() if fields.get("kind") == "bridge"]
+    assert port[1]["interface_id"] == "8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d"
+    assert port[0] == port[1]["target"] and port[1]["bridge"] == on_network["bridge"]  # its own tap name: the tag
 
 
 @pytest.mark.parametrize(

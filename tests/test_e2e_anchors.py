@@ -21,7 +21,7 @@ from tests.harness.execd import ExecdDriver
 
 pytestmark = pytest.mark.lab
 
-ID_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX = "ktid-", "ktfull-", "kthd-"
+ID_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX = "ktid-", "ktfull-", "kthd-", "ktring-"
 
 
 def lab_module():
@@ -34,20 +34,21 @@ def lab_module():
 @pytest.fixture(scope="module")
 def guests() -> Iterator[Dict[str, str]]:
     try:
-        (identity,) = run_lab(ID_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
-        (full,) = run_lab(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
-        (hostdevs,) = run_lab(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
-    except Exception as exc:  # no libvirt, no QEMU, no root
-        need(False, f"lab could not start: {exc}")
-    try:
+        try:
+            (identity,) = run_lab(ID_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
+            (full,) = run_lab(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
+            (hostdevs,) = run_lab(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
+            (ring,) = run_lab(RING_PREFIX, "up", "1", "--kvm", "--variant", "dirtyring", "--no-wait")
+        except Exception as exc:  # no libvirt, no QEMU, no root
+            need(False, f"lab could not start: {exc}")
         deadline = time.monotonic() + 90
         while virsh("domstate", full, "--reason").strip() != "paused (I/O error)":
             assert time.monotonic() < deadline, f"{full} did not pause on its full disk"
             time.sleep(1)
-        yield {"identity": identity, "full": full, "hostdevs": hostdevs}
+        yield {"identity": identity, "full": full, "hostdevs": hostdevs, "ring": ring}
     finally:
         if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
-            for prefix in (ID_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX):
+            for prefix in (ID_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX):
                 run_lab(prefix, "down")
 
 
@@ -85,19 +86,23 @@ def test_each_disk_and_nic_gets_its_identity_with_exactly_its_vm_devices_tags(gu
     assert device(lines, "vm_device_info", name, "hdc") == {"bus": '"ide"', "format": '"raw"', "kind": '"cdrom"'}
     iflist = [row.split() for row in virsh("domiflist", name).splitlines()]  # interface type source model mac
     on_network = next(row for row in iflist if row[1] == "network")
-    nic = device(lines, "vm_device_info", name, on_network[4])
     bridge = virsh("net-info", on_network[2]).split("Bridge:")[1].split()[0]
-    assert nic == {
+    assert device(lines, "vm_device_info", name, on_network[4]) == {
         "kind": '"network"',
         "bridge": f'"{bridge}"',
         "network": f'"{on_network[2]}"',
         "model": '"virtio"',
         "mtu": 1400,
         "target": f'"{on_network[0]}"',
+    }
+    on_bridge = next(row for row in iflist if row[1] == "bridge")  # with a target dev of its own: the device tag
+    assert device(lines, "vm_device_info", name, on_bridge[0]) == {
+        "kind": '"bridge"',
+        "bridge": f'"{bridge}"',
+        "model": '"virtio"',
+        "target": f'"{on_bridge[0]}"',
         "interface_id": f'"{lab_module().INTERFACE_ID}"',
     }
-    own_target = next(row for row in iflist if row[1] == "ethernet")[0]
-    assert device(lines, "vm_device_info", name, own_target)["target"] == f'"{own_target}"'  # the device tag too
 
 
 def test_exclude_device_leaves_out_the_cd_rom_and_vdb_but_vm_totals_still_counts_every_disk(guests):
@@ -181,6 +186,21 @@ def test_a_dirty_rate_calculation_reports_its_mode_period_and_start_on_the_hosts
     )
     assert uptime - 10 < totals["dirtyrate_calc_start_s"] <= uptime
     assert totals["dirtyrate_mib_per_s"] >= 0
+
+
+def test_a_dirty_ring_calculation_gives_each_vcpu_its_rate_on_vm_vcpus(guests):
+    name = guests["ring"]  # type='kvm' with KVM's dirty ring on
+    subprocess.run(
+        ["virsh", "domdirtyrate-calc", name, "--seconds", "1", "--mode", "dirty-ring"], check=True, capture_output=True
+    )
+    time.sleep(2.5)
+    lines = once([name], "--collect", "dirtyrate", "--collect", "vcpu")
+    ((_, _, totals, _),) = of(lines, "vm_totals", name)
+    assert totals["dirtyrate_calc_mode"] == '"dirty-ring"'
+    stats = virsh("domstats", "--dirtyrate", name)
+    vcpus = {tags["vcpu"]: fields for _, tags, fields, _ in of(lines, "vm_vcpus", name)}
+    assert vcpus and all(f"dirtyrate.vcpu.{n}.megabytes_per_second=" in stats for n in vcpus)
+    assert all(isinstance(fields["dirtyrate_mib_per_s"], int) for fields in vcpus.values())
 
 
 def proc_stat_ns() -> Dict[str, int]:

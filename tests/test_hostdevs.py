@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Dict, List
 
+from kvm_telegraf.cli import main
 from kvm_telegraf.group import HostMemo
 from kvm_telegraf.groups import resolve
 from kvm_telegraf.groups.hostdevs import call, node_devices, parse_node_device
 from kvm_telegraf.shape import shape_snapshot
 from tests.conftest import load_snapshots
+from tests.harness.cli import runner
+from tests.replay import ReplayConnection
 
 LAB_PCI = """<device>
   <name>pci_0000_00_02_0</name>
@@ -166,3 +169,18 @@ def test_a_daemon_that_refuses_the_node_devices_is_asked_again_only_after_featur
         now[0] = at
         answers.append(call(daemon, memo))
     assert daemon.asked == 2 and answers[0] == {"node_devices": {"pci": {}, "mdev": {}}}
+
+
+def test_doctor_has_a_line_for_each_new_group_saying_where_it_is_on_and_what_it_calls():
+    anchors = load_snapshots("lab-anchors.json")
+    result = runner().invoke(
+        main, ["--collect", "hostdevs", "doctor"], obj={"opener": lambda _uri: ReplayConnection(anchors)}
+    )
+    lines = {line.split(":", 1)[0][6:]: line for line in result.stdout.splitlines() if line[6:].startswith("group ")}
+    assert lines["group hostdevs"] == (
+        "ok    group hostdevs: on (--collect); supported (needs libvirt 3.4.0, found 9.0.0); enabled on 1 of 3 "
+        "domain(s); extra calls: virConnectListAllNodeDevices, virNodeDeviceGetXMLDesc"
+    )
+    assert lines["group device_info"].startswith("ok    group device_info: off; supported")
+    assert "enabled on 3 of 3 domain(s)" in lines["group device_info"]
+    assert lines["group disk_errors"].endswith("extra calls: virDomainGetDiskErrors")

@@ -985,11 +985,16 @@ def network_name() -> str:
     return f"{LAB_PREFIX}net"
 
 
+def network_bridge() -> str:
+    """The bridge of this prefix's libvirt network."""
+    return _stable_name(network_name(), 12)
+
+
 def network_up() -> str:
     """This prefix's started libvirt network: a bridge with no address, so no dnsmasq (and MTU 1400)."""
     name = network_name()
     if name not in virsh("net-list", "--all", "--name"):
-        bridge = _stable_name(name, 12)
+        bridge = network_bridge()
         xml = f"<network><name>{escape(name)}</name><bridge name='{bridge}' stp='off'/><mtu size='1400'/></network>"
         with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
             f.write(xml)
@@ -1015,8 +1020,9 @@ INTERFACE_ID = "8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d"
 
 def identity_variant(xml: str) -> str:
     """The guest for ``--collect device_info``: vda with a serial, an empty IDE CD-ROM (hdc), the first NIC on
-    this prefix's libvirt network (MTU 1400, an OpenStack-style interfaceid), the second with a target dev of
-    its own. Its CD-ROM never reads or writes: start it with --no-wait."""
+    this prefix's libvirt network (MTU 1400), the second on that network's bridge as a ``bridge`` NIC with an
+    OpenStack-style interfaceid and a target dev of its own (libvirt takes a virtualport on a network's NIC
+    only where the network forwards to Open vSwitch). Its CD-ROM never reads or writes: start it with --no-wait."""
     name = re.search(r"<name>(.*?)</name>", xml)
     if name is None:
         raise LabError("identity variant: no <name> in the domain XML")
@@ -1031,25 +1037,27 @@ def identity_variant(xml: str) -> str:
         "    </disk>\n"
     )
     xml = xml.replace("    <interface type='ethernet'>", cdrom + "    <interface type='ethernet'>", 1)
-    first = re.search(r"    <interface type='ethernet'>\n(      <mac [^\n]*\n)      <model type='virtio'/>\n", xml)
-    if first is None:
-        raise LabError("identity variant: no NIC in the domain XML")
-    xml = xml.replace(
-        first.group(0),
+    nics = list(
+        re.finditer(r"    <interface type='ethernet'>\n(      <mac [^\n]*\n)      <model type='virtio'/>\n", xml)
+    )
+    if len(nics) != 2:
+        raise LabError("identity variant: the guest should have two NICs")
+    on_network = (
         "    <interface type='network'>\n"
-        f"{first.group(1)}"
+        f"{nics[0].group(1)}"
         f"      <source network='{network}'/>\n"
         "      <model type='virtio'/>\n"
         "      <mtu size='1400'/>\n"
-        f"      <virtualport><parameters interfaceid='{INTERFACE_ID}'/></virtualport>\n",
-        1,
     )
-    tap = _stable_name(name.group(1), 12)
-    return xml.replace(
-        "      <model type='virtio'/>\n    </interface>\n    <serial",
-        f"      <target dev='{tap}'/>\n      <model type='virtio'/>\n    </interface>\n    <serial",
-        1,
+    on_bridge = (
+        "    <interface type='bridge'>\n"
+        f"{nics[1].group(1)}"
+        f"      <source bridge='{network_bridge()}'/>\n"
+        f"      <virtualport><parameters interfaceid='{INTERFACE_ID}'/></virtualport>\n"
+        f"      <target dev='{_stable_name(name.group(1), 12)}'/>\n"
+        "      <model type='virtio'/>\n"
     )
+    return xml.replace(nics[1].group(0), on_bridge, 1).replace(nics[0].group(0), on_network, 1)
 
 
 FULL_DISK_KIB = 1024  # the tmpfs under vdb's image: the guest's loop writes past it within ~20 s
@@ -1123,6 +1131,7 @@ def hostdevs_variant(xml: str) -> str:
         f"      <source>{address(pci[-2])}</source>\n"
         "    </interface>\n"
     )
+    xml = xml.replace("    <controller type='usb' model='none'/>\n", "")  # a USB host device needs a controller
     return xml.replace("    <serial type='file'>", devices + "    <serial type='file'>", 1)
 
 
