@@ -16,8 +16,9 @@ would pass old values off as new and skew every rate.
 With ``--domain`` / ``--exclude-domain`` each tier asks for the chosen domains
 only: the domain list (one call, no QEMU), then virDomainListGetStats on those,
 both on the tier's worker under its deadline. On 20 guests choosing 5 that costs
-libvirtd and this process about a quarter of reading all 20 and filtering
-(docs/performance.md, benchmarks/domain_list.py).
+libvirtd and the QEMUs a quarter of reading all 20 and filtering, and this process
+30 % less; one left out of 20 costs the same either way (docs/performance.md,
+benchmarks/domain_list.py).
 
 The read returns a BulkRead: which tier answered, and why not the full one
 (a frozen guest, a call slower than --timeout, a saturated host). Collect logs
