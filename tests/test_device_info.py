@@ -7,6 +7,7 @@ serial, an IDE CD-ROM and a NIC on a libvirt network with an interfaceid (tests/
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Tuple
 
 import pytest
@@ -18,6 +19,7 @@ from kvm_telegraf.points import Point
 from kvm_telegraf.shape import EVERY_DEVICE, shape_snapshot
 from tests.conftest import load_snapshots
 from tests.harness.cli import runner
+from tests.harness.nova import NOVA_OVS_NIC
 from tests.replay import ReplayConnection
 
 DEVICE_INFO = resolve(["device_info"])
@@ -61,7 +63,7 @@ def test_a_disk_is_named_by_its_image_and_a_nic_by_its_model_and_tap():
     assert nic["kind"] == "ethernet" and nic["model"] == "virtio" and nic["target"] in taps
 
 
-def test_the_recorded_identity_guest_has_its_serial_cdrom_network_mtu_and_neutron_port():
+def test_the_recorded_identity_guest_has_its_serial_cdrom_network_mtu_and_bridge():
     points = [p for p in shaped("lab-anchors.json") if dict(p.tags)["vm"].startswith("ktanci-")]
     info = {dict(p.tags)["device"]: p.fields for p in points if p.measurement == "vm_device_info"}
     assert info["vda"]["serial"] == "KTLAB-VDA-0001"
@@ -69,8 +71,25 @@ def test_the_recorded_identity_guest_has_its_serial_cdrom_network_mtu_and_neutro
     (on_network,) = [fields for fields in info.values() if fields.get("kind") == "network"]
     assert on_network["network"] == "ktanci-net" and on_network["mtu"] == 1400 and on_network["bridge"]
     (port,) = [(device, fields) for device, fields in info.items() if fields.get("kind") == "bridge"]
-    assert port[1]["interface_id"] == "8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d"
     assert port[0] == port[1]["target"] and port[1]["bridge"] == on_network["bridge"]  # its own tap name: the tag
+
+
+def test_a_nova_nic_on_open_vswitch_is_tagged_as_vm_devices_tags_it_and_carries_its_neutron_port():
+    """Nova's NIC XML (tests/test_device_xml.py) in place of the recorded guest's first NIC: the lab has no
+    Open vSwitch, which libvirt needs to start a NIC with an interfaceid."""
+    snapshot = load_snapshots("lab-running.json")[-1]
+    domain = snapshot.domains[0]
+    first_nic = domain.config.xml.split("<interface type='ethernet'>")[1].split("</interface>")[0]
+    tap = domain.stats["net.0.name"]
+    mac = first_nic.split("address='")[1].split("'")[0]
+    nova = NOVA_OVS_NIC.replace("FA:16:3E:4C:2C:30", mac).replace("tap8d7c6b5a-4e", tap)
+    xml = domain.config.xml.replace(f"<interface type='ethernet'>{first_nic}</interface>", nova)
+    config = dataclasses.replace(domain.config, xml=xml)
+    points, _ = shape_snapshot(dataclasses.replace(snapshot, domains=(dataclasses.replace(domain, config=config),)), {},
+                               groups=DEVICE_INFO)  # fmt: skip
+    info = {dict(p.tags)["device"]: p.fields for p in points if p.measurement == "vm_device_info"}
+    assert info[mac] == {"kind": "bridge", "bridge": "br-int", "model": "virtio", "mtu": 1450, "target": tap,
+                         "interface_id": "8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

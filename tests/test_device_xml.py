@@ -8,6 +8,7 @@ import pytest
 from kvm_telegraf.device_xml import DiskIdentity, HostDevice, NicIdentity
 from kvm_telegraf.domain_xml import parse_domain_xml
 from tests.conftest import load_snapshots
+from tests.harness.nova import NOVA_OVS_NIC
 
 
 @pytest.fixture(scope="module")
@@ -75,20 +76,6 @@ def test_every_kind_of_disk_source_is_named_as_an_operator_names_it(running_xml,
 def test_a_disk_without_a_target_has_no_identity(running_xml):
     xml = with_device(running_xml, "<disk type='file' device='floppy'><source file='/tmp/f.img'/></disk>")
     assert [disk.target for disk in parse_domain_xml(xml).disk_identities] == ["vda", "vdb"]
-
-
-# Nova's NIC on Open vSwitch, as its LibvirtConfigGuestInterface writes it.
-NOVA_OVS_NIC = """<interface type="bridge">
-      <mac address="FA:16:3E:4C:2C:30"/>
-      <model type="virtio"/>
-      <driver name="vhost" rx_queue_size="512"/>
-      <source bridge="br-int"/>
-      <mtu size="1450"/>
-      <target dev="tap8d7c6b5a-4e"/>
-      <virtualport type="openvswitch">
-        <parameters interfaceid="8d7c6b5a-4e3f-4a2b-9c1d-0e9f8a7b6c5d"/>
-      </virtualport>
-    </interface>"""
 
 
 @pytest.mark.parametrize(

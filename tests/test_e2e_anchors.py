@@ -101,7 +101,6 @@ def test_each_disk_and_nic_gets_its_identity_with_exactly_its_vm_devices_tags(gu
         "bridge": f'"{bridge}"',
         "model": '"virtio"',
         "target": f'"{on_bridge[0]}"',
-        "interface_id": f'"{lab_module().INTERFACE_ID}"',
     }
 
 
