@@ -67,7 +67,7 @@ def test_the_recorded_identity_guest_has_its_serial_cdrom_network_mtu_and_bridge
     points = [p for p in shaped("lab-anchors.json") if dict(p.tags)["vm"].startswith("ktanci-")]
     info = {dict(p.tags)["device"]: p.fields for p in points if p.measurement == "vm_device_info"}
     assert info["vda"]["serial"] == "KTLAB-VDA-0001"
-    assert info["hdc"] == {"bus": "ide", "format": "raw", "kind": "cdrom"}  # an empty drive: no source
+    assert info["hdc"] == {"bus": "ide", "kind": "cdrom"}  # an empty drive: no source, and live, no driver
     (on_network,) = [fields for fields in info.values() if fields.get("kind") == "network"]
     assert on_network["network"] == "ktanci-net" and on_network["mtu"] == 1400 and on_network["bridge"]
     (port,) = [(device, fields) for device, fields in info.items() if fields.get("kind") == "bridge"]

@@ -60,12 +60,13 @@ def test_a_dumps_page_counts_agree_with_its_bytes_and_its_page_size():
         assert fields["memory_processed_bytes"] <= fields["memory_total_bytes"]
 
 
-def test_the_recorded_dump_is_reported_running_then_once_as_finished_and_successful():
+def test_the_recorded_dump_is_reported_running_then_once_as_finished():
     jobs = [p.fields for p in shaped("lab-anchors.json", resolve(["jobs"])) if p.measurement == "vm_jobs"]
     running = [fields for fields in jobs if not fields["completed"]]
     (finished,) = [fields for fields in jobs if fields["completed"]]
     assert running and all(fields["type"] == "unbounded" for fields in running)
-    assert finished["type"] == "completed" and finished["success"] is True and "error" not in finished
+    assert finished["type"] == "completed" and finished["memory_remaining_bytes"] == 0
+    assert "success" not in finished and "error" not in finished  # libvirt 9.0 gives neither for a dump
     assert finished["memory_processed_bytes"] >= running[-1]["memory_processed_bytes"]
 
 

@@ -178,9 +178,9 @@ def test_doctor_has_a_line_for_each_new_group_saying_where_it_is_on_and_what_it_
     )
     lines = {line.split(":", 1)[0][6:]: line for line in result.stdout.splitlines() if line[6:].startswith("group ")}
     assert lines["group hostdevs"] == (
-        "ok    group hostdevs: on (--collect); supported (needs libvirt 3.4.0, found 9.0.0); enabled on 1 of 3 "
+        "ok    group hostdevs: on (--collect); supported (needs libvirt 3.4.0, found 9.0.0); enabled on 1 of 4 "
         "domain(s); extra calls: virConnectListAllNodeDevices, virNodeDeviceGetXMLDesc"
     )
     assert lines["group device_info"].startswith("ok    group device_info: off; supported")
-    assert "enabled on 3 of 3 domain(s)" in lines["group device_info"]
+    assert "enabled on 4 of 4 domain(s)" in lines["group device_info"]
     assert lines["group disk_errors"].endswith("extra calls: virDomainGetDiskErrors")
