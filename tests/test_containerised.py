@@ -39,22 +39,30 @@ def as_telegraf(*argv: str) -> subprocess.CompletedProcess:
 
 @contextlib.contextmanager
 def known_to_the_daemon(daemon: Daemon) -> Iterator[None]:
-    """The host's telegraf user, by its uid, in the tree's /etc/passwd for the block (as an operator adds it in
-    the container); the file as it was afterwards. The host's daemon knows it already."""
+    """The host's telegraf user and group, by their numbers, in the tree's /etc/passwd and /etc/group for the
+    block (as an operator adds them in the container: libvirt 7.0 looks the group up too); the files as they
+    were afterwards. The host's daemon knows them already."""
     if daemon.flavour == HOST:
         yield
         return
-    passwd = flavours.root(daemon.flavour) + "/etc/passwd"
     entry = pwd.getpwnam(TELEGRAF)
-    with open(passwd, encoding="utf-8") as f:
-        before = f.read()
-    with open(passwd, "a", encoding="utf-8") as f:
-        f.write(f"{TELEGRAF}:x:{entry.pw_uid}:{entry.pw_gid}::/nonexistent:/usr/sbin/nologin\n")
+    records = {
+        "/etc/passwd": f"{TELEGRAF}:x:{entry.pw_uid}:{entry.pw_gid}::/nonexistent:/usr/sbin/nologin\n",
+        "/etc/group": f"{TELEGRAF}:x:{entry.pw_gid}:\n",
+    }
+    before = {}
+    for name, record in records.items():
+        path = flavours.root(daemon.flavour) + name
+        with open(path, encoding="utf-8") as f:
+            before[path] = f.read()
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(record)
     try:
         yield
     finally:
-        with open(passwd, "w", encoding="utf-8") as f:
-            f.write(before)
+        for path, text in before.items():
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
 
 
 def test_telegrafs_user_reads_the_daemon_over_its_named_read_only_socket(daemon):
@@ -82,7 +90,7 @@ def test_a_daemon_that_has_no_user_record_for_telegrafs_uid_refuses_it_and_docto
     assert done.stderr == f"E! cannot connect to {uri}: Failed to find user record for uid '{uid}'\n"
     doctor = as_telegraf(KVM_TELEGRAF, "--uri", uri, *only(daemon.guests), "doctor")
     (line,) = doctor.stdout.splitlines()
-    assert doctor.returncode == 1 and line.startswith("FAIL") and "add a user with that uid inside it" in line
+    assert doctor.returncode == 1 and line.startswith("FAIL") and "add a group and a user with those numbers" in line
 
 
 @contextlib.contextmanager
