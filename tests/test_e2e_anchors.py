@@ -172,27 +172,6 @@ def test_a_dump_reports_its_memory_progress_in_consecutive_batches_and_its_end_o
     assert finished[0]["type"] == '"completed"' and finished[0]["memory_remaining_bytes"] == 0
 
 
-def test_an_aborted_dump_is_reported_once_as_cancelled_with_what_it_had_done(guests):
-    name = guests["identity"]
-    dump = lab_module().dump_slowly(name)
-    try:
-        time.sleep(2.0)
-        subprocess.run(["virsh", "domjobabort", name], check=True, capture_output=True)
-    finally:
-        dump.wait(timeout=60)
-    driver = ExecdDriver([KVM_TELEGRAF, *only([name]), "--collect", "jobs"])
-    driver.start()
-    try:
-        batches = [next_batch(driver) for _ in range(2)]
-    finally:
-        driver.stop()
-    jobs = [[fields for _, tags, fields, _ in batch if tags.get("operation") == "dump"] for batch in batches]
-    assert len(jobs[0]) == 1 and jobs[1] == []  # once
-    (aborted,) = jobs[0]
-    assert (aborted["completed"], aborted["type"]) == ("true", '"cancelled"'), aborted
-    assert aborted["memory_processed_bytes"] > 0 and aborted["memory_remaining_bytes"] > 0
-
-
 def test_a_dirty_rate_calculation_reports_its_mode_period_and_start_on_the_hosts_clock(guests):
     name = guests["identity"]
     subprocess.run(["virsh", "domdirtyrate-calc", name, "--seconds", "1"], check=True, capture_output=True)
