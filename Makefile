@@ -6,7 +6,7 @@ VENV          ?= .venv
 PY            := $(VENV)/bin/python
 LAB           := $(PY) tests/lab/lab.py
 RUNTIME_DEBS  := python3-libvirt python3-click python3-venv libvirt-clients
-LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd
+LAB_DEBS      := libvirt-daemon-system qemu-system-x86 qemu-utils busybox-static cpio dbus polkitd debootstrap
 TEST_DEBS     := influxdb golang-go golang-github-influxdata-line-protocol-dev golang-github-influxdata-toml-dev
 # What `pip install` into a plain venv needs to build libvirt-python from source (tests/test_install.py).
 BUILD_DEBS    := libvirt-dev pkg-config gcc python3-dev
@@ -62,8 +62,10 @@ goldens: deps venv
 	$(PY) tests/record_snapshots.py
 	$(PY) -m pytest -q tests/test_shape.py --update-goldens
 
-# Side by side with collectd's virt plugin and the Prometheus libvirt exporter on 20 paused
-# ktbench-* guests (not part of `make test`); writes benchmarks/results.md. BENCH_ARGS=--keep-guests keeps them.
+# Issue #26's targets, each a ratio measured side by side in one run, and the split of the cost: Telegraf +
+# kvm-telegraf against Telegraf + inputs.libvirt (4 running, 20 paused ktbench-* guests), the bare call, the
+# peers, the stages, memory, callgrind, the synthetic host (about 9 min; not part of `make test`); writes
+# benchmarks/results.md. BENCH_ARGS=--scale adds 60 paused guests (about 8 min more); --keep-guests keeps them.
 bench: deps venv telegraf
 	./scripts/apt-ensure $(BENCH_DEBS)
 	KVM_TELEGRAF_TELEGRAF=$(abspath $(TELEGRAF)) $(PY) -m benchmarks.bench $(BENCH_ARGS)

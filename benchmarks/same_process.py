@@ -1,21 +1,19 @@
-"""CPU per cycle against the bare call's own client CPU, in one process, interleaved.
+"""CPU per cycle against the bare call's own client CPU, in one process, interleaved; and per stage.
 
 ``make bench`` runs this file with the Python of the kvm-telegraf it installed for the bench:
 
-    python same_process.py URI GLOB ROUNDS
+    python same_process.py URI GLOB ROUNDS              # prints one JSON object
+    python same_process.py URI GLOB ROUNDS --callgrind  # the stages under callgrind's markers (callgrind.py)
 
-Each round makes, one after the other (the order rotates from round to round):
-the bare ``getAllDomainStats`` with kvm-telegraf's groups and flags plus the
-name filter; one Pipeline cycle (shape_snapshot + encode: what the process
-runs); one cycle of a Pipeline whose batch comes from the compiled layouts of
-``layout_cache.py`` (the design tried and not shipped). Each
-is timed with ``time.process_time_ns()`` (CLOCK_PROCESS_CPUTIME_ID: the
-kernel's nanosecond run time, summed over the threads, the same count as
-schedstat; the pipelines make their call on a worker thread) and the wall
-clock. Prints one JSON object: per contender the per-round samples.
-
-Besides layout_cache.py next to it, only the kvm_telegraf package and libvirt are imported:
-it runs with the kvm-telegraf installed for the bench, outside this checkout.
+Each round makes, one after the other (the order rotates from round to round): the bare
+``getAllDomainStats`` with kvm-telegraf's groups and flags plus the name filter; one
+``Pipeline.cycle`` (what the process runs); one cycle of a second pipeline, built the same
+way, run stage by stage (collect, shape, encode, write) with each stage timed. Each is timed
+with ``time.process_time_ns()`` (CLOCK_PROCESS_CPUTIME_ID: the kernel's ns run time summed over
+the threads, the count schedstat gives too; collect makes its call on a worker thread) and the
+wall clock. ``gc.callbacks`` time every collection of the garbage collector in the thread it
+runs in. Only the kvm_telegraf package and libvirt are imported: it runs with the kvm-telegraf
+installed for the bench, outside this checkout (and gc_clock.py beside this file).
 """
 
 from __future__ import annotations
@@ -28,46 +26,108 @@ import time
 from typing import Callable, Dict, List
 
 import libvirt
+from gc_clock import GcClock  # this file's directory is on sys.path when it runs as a script
 
 from kvm_telegraf.cli import main as cli_main
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS
+from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.program import build_pipeline
 from kvm_telegraf.settings import Settings
+from kvm_telegraf.shape import shape_snapshot
+
+STAGES = ("collect", "shape", "encode", "write")
 
 
-def measure(rounds: int, contenders: Dict[str, Callable[[], None]], pause_s: float = 0.2) -> Dict[str, Dict]:
-    samples: Dict[str, Dict[str, List[float]]] = {name: {"cpu_s": [], "wall_s": []} for name in contenders}
+class StagedCycle:
+    """Pipeline.cycle's four stages, each timed; the same calls in the same order as Pipeline.cycle."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.history: Dict = {}
+        self.samples: Dict[str, List[float]] = {stage: [] for stage in STAGES}
+        self.domains: List[int] = []
+
+    def __call__(self, marker: Callable[[], None] = lambda: None) -> None:
+        p = self.pipeline
+        clock = time.process_time_ns
+        t0 = clock()
+        snapshot = p.source.collect()
+        t1 = clock()
+        marker()
+        points, self.history = shape_snapshot(snapshot, self.history, p.measurements, p.groups)
+        t2 = clock()
+        marker()
+        batch = p.encoder.encode(points, snapshot.timestamp_ns)
+        t3 = clock()
+        marker()
+        p.writer.write(batch)
+        t4 = clock()
+        marker()
+        for stage, start, end in zip(STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4)):
+            self.samples[stage].append((end - start) / 1e9)
+        self.domains.append(len(snapshot.domains))
+
+
+def measure(rounds: int, contenders: Dict[str, Callable[[], None]], gc_clock: GcClock, pause_s: float = 0.2) -> Dict:
+    keys = ("cpu_s", "wall_s", "gc_s", "gc_runs")
+    samples: Dict[str, Dict[str, List[float]]] = {name: {key: [] for key in keys} for name in contenders}
     names = list(contenders)
     for index in range(rounds):
         shift = index % len(names)
         for name in names[shift:] + names[:shift]:
+            gc_ns, gc_runs = gc_clock.ns, gc_clock.runs
             cpu, wall = time.process_time_ns(), time.perf_counter_ns()
             contenders[name]()
             samples[name]["wall_s"].append((time.perf_counter_ns() - wall) / 1e9)
             samples[name]["cpu_s"].append((time.process_time_ns() - cpu) / 1e9)
+            samples[name]["gc_s"].append((gc_clock.ns - gc_ns) / 1e9)
+            samples[name]["gc_runs"].append(gc_clock.runs - gc_runs)
             time.sleep(pause_s)
     return samples
 
 
+def callgrind_marker() -> None:
+    """The call callgrind.py's ``--dump-before=getpgrp`` cuts the count at: nothing else here calls getpgrp."""
+    os.getpgrp()
+
+
 def main(argv: List[str]) -> int:
     uri, glob, rounds = argv[0], argv[1], int(argv[2])
+    under_callgrind = "--callgrind" in argv
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     conn = libvirt.openReadOnly(uri)
+    kept: List[int] = []
 
     def bare() -> None:
         records = conn.getAllDomainStats(DEFAULT_STATS, 0)
-        [stats for dom, stats in records if fnmatch.fnmatchcase(dom.name(), glob)]
+        kept.append(len([stats for dom, stats in records if fnmatch.fnmatchcase(dom.name(), glob)]))
 
-    settings = Settings.from_options(cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob]).params)
+    # one more minute of deadline under valgrind, whose client side is some 50 times slower
+    timeout = ["--timeout", "60s"] if under_callgrind else []
+    options = cli_main.make_context("kvm-telegraf", ["--uri", uri, "--domain", glob, *timeout]).params
+    settings = Settings.from_options(options)
     sink = open(os.devnull, "wb")  # noqa: SIM115 - open for the whole run
     shipped = build_pipeline(settings, sink, libvirt.openReadOnly, events=False)
-    contenders = {"bare": bare, "reference": shipped.cycle}
-    for _ in range(2):  # warm-up: connections, domain XML, the layouts compiled, the encoders' caches
-        for contender in contenders.values():
-            contender()
-    samples = measure(rounds, contenders)
-    print(json.dumps(samples))
-    shipped.source.close()
+    staged = StagedCycle(build_pipeline(settings, sink, libvirt.openReadOnly, events=False))
+    for _ in range(2):  # warm-up: connections, domain XML, the encoders' caches, cpu_percent's history
+        bare()
+        shipped.cycle()
+        staged()
+    if under_callgrind:  # the order callgrind.py names the parts by: one marker after each
+        callgrind_marker()
+        for _ in range(rounds):
+            bare()
+            callgrind_marker()
+            staged(callgrind_marker)
+        print(json.dumps({"parts": ["setup"] + ["bare", *STAGES] * rounds}))
+    else:
+        gc_clock = GcClock()
+        samples = measure(rounds, {"bare": bare, "cycle": shipped.cycle, "staged": staged}, gc_clock)
+        samples["stages"] = staged.samples
+        samples["domains"] = {"read": staged.domains[-1], "kept_by_bare": kept[-1]}
+        print(json.dumps(samples))
+    for pipeline in (shipped, staged.pipeline):
+        pipeline.source.close()
     conn.close()
     return 0
 

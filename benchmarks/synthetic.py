@@ -1,33 +1,36 @@
-"""Shape + encode on their own, on a synthetic host of 1,000 domains: the reference path and compiled layouts.
+"""Shape + encode on their own, on a synthetic host of 1,000 domains: time, memory kept, and how they scale.
 
 The domains are the recorded real ones (tests/snapshots/*.json), replicated
 with new names and UUIDs. Three consecutive cycles: the two recorded ones and
 a third one interval on with the second's keys, as a long-running process sees
 a host; the third is timed, so cpu_percent and the disk latencies are computed
-as on a live host. The encoder (and the layout cache) are kept across
-batches, as in the long-running process. The --collect groups add cardinality:
-with ``vcpu`` and 8 vCPUs per domain, 7 more lines per running domain.
+as on a live host. The encoder and the history are kept across batches, as in
+the long-running process. The --collect groups add cardinality: with ``vcpu``
+and 8 vCPUs per domain, 7 more lines per running domain.
 
-    python -m benchmarks.synthetic              # both variants, groups off, vcpu, all
-    python -m benchmarks.synthetic --callgrind  # instructions per batch (valgrind)
+    python -m benchmarks.synthetic              # groups off, vcpu, all; then 100 to 3,000 domains
+    python -m benchmarks.synthetic --stages 1   # one batch, stage by stage, between callgrind's markers
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
+import json
+import os
 import pathlib
-import re
 import statistics
-import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from benchmarks.gc_clock import GcClock
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group
-from kvm_telegraf.groups import GROUPS
+from kvm_telegraf.groups import GROUPS, resolve
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
@@ -111,150 +114,162 @@ def steady_host(count: int, vcpus: Optional[int] = None, interval_ns: int = 10_0
 Batch = Callable[[], str]
 
 
-def reference_variant(cycles: Sequence[Snapshot], groups: Sequence[Group]) -> Batch:
-    """shape_snapshot + LineEncoder.encode of the last cycle; history and encoder caches from the cycles before."""
-    encoder, history = LineEncoder(), {}
-    for snapshot in cycles[:-1]:
-        points, history = shape_snapshot(snapshot, history, groups=groups)
-        encoder.encode(points, snapshot.timestamp_ns)
-    last = cycles[-1]
+class Steady:
+    """The long-running process's state over the synthetic host: the encoder and the history of the cycles before."""
 
-    def batch() -> str:
-        points, _ = shape_snapshot(last, history, groups=groups)
-        return encoder.encode(points, last.timestamp_ns)
+    def __init__(self, cycles: Sequence[Snapshot], groups: Sequence[Group]) -> None:
+        self.encoder, self.history, self.groups = LineEncoder(), {}, groups
+        for snapshot in cycles[:-1]:
+            points, self.history = shape_snapshot(snapshot, self.history, groups=groups)
+            self.encoder.encode(points, snapshot.timestamp_ns)
+        self.last = cycles[-1]
 
-    return batch
+    def shape(self) -> List:
+        return shape_snapshot(self.last, self.history, groups=self.groups)[0]
+
+    def encode(self, points: List) -> str:
+        return self.encoder.encode(points, self.last.timestamp_ns)
+
+    def batch(self) -> str:
+        """shape + encode of the last cycle, from the same state every time."""
+        return self.encode(self.shape())
 
 
-VARIANTS: Dict[str, Callable[[Sequence[Snapshot], Sequence[Group]], Batch]] = {
-    "reference": reference_variant,
-}
+def reference_batch(cycles: Sequence[Snapshot], groups: Sequence[Group]) -> Batch:
+    return Steady(cycles, groups).batch
+
+
 # The cardinality the --collect groups add: every group on, and 8 vCPUs per running domain (vm_vcpus).
 GROUPS_ON = GROUPS
 GROUPS_ON_VCPUS = 8
 
 
 def time_shape_encode(
-    count: int = 1000, repeats: int = 20, groups: Sequence[Group] = frozenset(), vcpus: Optional[int] = None
+    count: int = 1000, repeats: int = 20, groups: Sequence[Group] = (), vcpus: Optional[int] = None
 ) -> Dict[str, Any]:
-    """Seconds per batch (median) for shape + encode of the synthetic host's third cycle, each variant.
+    """Seconds per batch (median, CPU time) for shape + encode of the synthetic host's third cycle.
 
-    The variants run in interleaved rounds, so the machine's load drifts over
-    both alike; their batches must be byte-identical.
+    Also: the same points printed as bare ``key=value`` text (the floor no Python encoder gets under),
+    shape alone, the garbage collector's share, and the memory the long-running state keeps per domain.
     """
     cycles = steady_host(count, vcpus)
-    batches = {name: make(cycles, groups) for name, make in VARIANTS.items()}
-    texts = {name: batch() for name, batch in batches.items()}  # and a warm-up for the encoder's caches
-    timings: Dict[str, List[float]] = {name: [] for name in batches}
+    steady = Steady(cycles, groups)
+    text = steady.batch()  # and a warm-up for the encoder's caches
+    timings: Dict[str, List[float]] = {"batch": [], "shape": [], "floor": [], "gc": [], "gc_runs": []}
+    gc_clock = GcClock()
     for _ in range(repeats):
-        for name, batch in batches.items():
-            started = time.perf_counter()
-            batch()
-            timings[name].append(time.perf_counter() - started)
-    reference = texts["reference"]
-    points, _ = shape_snapshot(cycles[-1], shape_snapshot(cycles[-2], {}, groups=groups)[1], groups=groups)
-    floor = statistics.median(formatting_floor_s(points, cycles[-1].timestamp_ns) for _ in range(repeats))
-    result: Dict[str, Any] = {
+        gc_ns, gc_runs = gc_clock.ns, gc_clock.runs
+        started = time.process_time()
+        points = steady.shape()
+        shaped = time.process_time()
+        steady.encode(points)
+        timings["batch"].append(time.process_time() - started)
+        timings["shape"].append(shaped - started)
+        timings["gc"].append((gc_clock.ns - gc_ns) / 1e9)
+        timings["gc_runs"].append(gc_clock.runs - gc_runs)
+        timings["floor"].append(formatting_floor_s(points, steady.last.timestamp_ns))
+    gc_clock.remove()
+    medians = {name: statistics.median(values) for name, values in timings.items()}
+    return {
         "domains": count,
-        "groups": "all" if groups == GROUPS_ON else ",".join(sorted(group.name for group in groups)) or "none",
+        "groups": "all" if groups == GROUPS_ON else ",".join(group.name for group in groups) or "none",
         "vcpus": vcpus,
-        "floor_per_domain_us": floor / count * 1e6,
-        "lines": reference.count("\n"),
-        "bytes": len(reference.encode("utf-8")),
-        "identical": all(text == reference for text in texts.values()),
+        "lines": text.count("\n"),
+        "bytes": len(text.encode("utf-8")),
+        "batch_s": medians["batch"],
+        "per_domain_us": medians["batch"] / count * 1e6,
+        "shape_per_domain_us": medians["shape"] / count * 1e6,
+        "floor_per_domain_us": medians["floor"] / count * 1e6,
+        "gc_share": statistics.mean(timings["gc"]) / statistics.mean(timings["batch"]),  # the collector's share
+        "gc_runs": statistics.mean(timings["gc_runs"]),
+        "kept_per_domain_kib": kept_per_domain_kib(cycles, groups),
     }
-    for name, values in timings.items():
-        median = statistics.median(values)
-        result[f"{name}_batch_s"] = median
-        result[f"{name}_per_domain_us"] = median / count * 1e6
-    result["batch_s"], result["per_domain_us"] = result["reference_batch_s"], result["reference_per_domain_us"]
-    return result
 
 
 def formatting_floor_s(points, timestamp_ns: int) -> float:
-    """Seconds to print the same points as bare ``key=value`` text: no escaping, no type checks, no caches.
+    """CPU seconds to print the same points as bare ``key=value`` text: no escaping, no type checks, no caches.
 
     No Python encoder can do less per field; it shows what CPython costs on this machine.
     """
-    started = time.perf_counter()
+    started = time.process_time()
     "".join([f"{m} {','.join([f'{k}={v}' for k, v in fields.items()])} {timestamp_ns}\n" for m, _, fields, _ in points])
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
-CALLGRIND_COLLECTED = re.compile(r"Collected : (\d+)")
+def kept_per_domain_kib(cycles: Sequence[Snapshot], groups: Sequence[Group]) -> float:
+    """KiB the long-running state (history, encoder caches) keeps per domain after a batch (tracemalloc).
 
-
-def run_batches(variant: str, groups: Sequence[Group], vcpus: Optional[int], batches: int, count: int = 1000) -> None:
-    """Set up the synthetic host and one variant, then run *batches* batches (what callgrind counts)."""
-    batch = VARIANTS[variant](steady_host(count, vcpus), groups)
-    batch()  # the encoder's caches, as in a long-running process
-    for _ in range(batches):
-        batch()
-
-
-def callgrind_instructions(variant: str, groups: Sequence[Group], vcpus: Optional[int], count: int = 1000) -> int:
-    """Instructions of one batch under valgrind's callgrind: a run with 2 batches minus one with none, halved.
-
-    Repeatable to a few parts in a million, where timings on a shared machine are not.
+    The snapshots are built before tracing starts; the batch's points and text are dropped before the count.
     """
-    totals = []
-    for batches in (0, 2):
-        argv = [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-m",
-            "benchmarks.synthetic",
-            "--run",
-            variant,
-            "--groups",
-            ",".join(sorted(groups)) or "none",
-            "--vcpus",
-            str(vcpus or 0),
-            "--batches",
-            str(batches),
-            "--domains",
-            str(count),
-        ]
-        done = subprocess.run(argv, capture_output=True, text=True, check=True, cwd=REPO)
-        match = CALLGRIND_COLLECTED.search(done.stderr)
-        if match is None:
-            raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
-        totals.append(int(match.group(1)))
-    return (totals[1] - totals[0]) // 2
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        steady = Steady(cycles, groups)
+        steady.batch()
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    del steady
+    return kept / len(cycles[-1].domains) / 1024
+
+
+# How shape + encode grow with the host: the same setup at these sizes.
+SCALING_SIZES = (100, 300, 1000, 3000)
+
+
+def scaling(sizes: Sequence[int] = SCALING_SIZES, repeats: int = 7) -> List[Dict[str, Any]]:
+    return [time_shape_encode(size, repeats) for size in sizes]
+
+
+def callgrind_marker() -> None:
+    """Where callgrind.py's ``--dump-before=getpgrp`` cuts the count: nothing else in the run calls getpgrp."""
+    os.getpgrp()
+
+
+def run_stages(batches: int, count: int, groups: Sequence[Group], vcpus: Optional[int]) -> List[str]:
+    """Set up the synthetic host, then *batches* batches stage by stage, a marker after each; the parts' names."""
+    steady = Steady(steady_host(count, vcpus), groups)
+    steady.batch()  # the encoder's caches, as in a long-running process
+    sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit
+    callgrind_marker()
+    for _ in range(batches):
+        points = steady.shape()
+        callgrind_marker()
+        text = steady.encode(points)
+        callgrind_marker()
+        sink.write(text)
+        sink.flush()
+        callgrind_marker()
+    return ["setup"] + ["shape", "encode", "write"] * batches
 
 
 # The comparisons of benchmarks/README.md: groups off, vcpu with 8 vCPUs, every group with 8 vCPUs.
-SETUPS = (("none", frozenset(), None), ("vcpu", frozenset({"vcpu"}), 8), ("all", GROUPS_ON, GROUPS_ON_VCPUS))
+SETUPS = (("none", (), None), ("vcpu", resolve(["vcpu"]), 8), ("all", GROUPS_ON, GROUPS_ON_VCPUS))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--callgrind", action="store_true", help="instructions per batch, each variant and setup")
     parser.add_argument("--domains", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--run", choices=sorted(VARIANTS), help=argparse.SUPPRESS)  # what --callgrind runs
-    parser.add_argument("--groups", default="none", help=argparse.SUPPRESS)
-    parser.add_argument("--vcpus", type=int, default=0, help=argparse.SUPPRESS)
-    parser.add_argument("--batches", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--stages", type=int, default=0, help="run this many batches stage by stage (callgrind.py)")
+    parser.add_argument("--groups", default="none", help="with --stages: the --collect groups, comma-separated")
+    parser.add_argument("--vcpus", type=int, default=0, help="with --stages: vCPUs per running domain")
     args = parser.parse_args(argv)
-    if args.run:
-        groups = frozenset() if args.groups == "none" else frozenset(args.groups.split(","))
-        run_batches(args.run, groups, args.vcpus or None, args.batches, args.domains)
+    if args.stages:
+        groups = () if args.groups == "none" else resolve(args.groups.split(","))
+        print(json.dumps({"parts": run_stages(args.stages, args.domains, groups, args.vcpus or None)}))
         return 0
     for name, groups, vcpus in SETUPS:
-        if args.callgrind:
-            counts = {variant: callgrind_instructions(variant, groups, vcpus, args.domains) for variant in VARIANTS}
-            figures = ", ".join(f"{variant} {count / 1e6:,.0f} M" for variant, count in counts.items())
-            print(f"--collect {name}, vCPUs {vcpus or 'as recorded'}: instructions per batch: {figures}")
-        else:
-            timed = time_shape_encode(args.domains, args.repeats, groups, vcpus)
-            figures = ", ".join(f"{variant} {timed[f'{variant}_per_domain_us']:.1f} us" for variant in VARIANTS)
-            print(
-                f"--collect {name}, vCPUs {vcpus or 'as recorded'}: {timed['lines']:,} lines, per domain: {figures}; "
-                f"byte-identical: {timed['identical']}"
-            )
+        timed = time_shape_encode(args.domains, args.repeats, groups, vcpus)
+        print(
+            f"--collect {name}, vCPUs {vcpus or 'as recorded'}: {timed['lines']:,} lines, "
+            f"{timed['per_domain_us']:.1f} us per domain (shape {timed['shape_per_domain_us']:.1f} us), "
+            f"{timed['kept_per_domain_kib']:.1f} KiB kept per domain"
+        )
+    for timed in scaling():
+        print(f"{timed['domains']:,} domains: {timed['per_domain_us']:.1f} us per domain")
     return 0
 
 

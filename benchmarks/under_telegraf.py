@@ -1,19 +1,19 @@
-"""Telegraf as the host of both: its own ``inputs.libvirt``, and kvm-telegraf through ``inputs.execd``.
+"""One Telegraf (``make telegraf``) with one input block, in a cgroup of its own, writing to a capture file.
 
-Each setup is one Telegraf (``make telegraf``) writing with ``outputs.file`` to a capture; ``inputs.internal``
-adds its gather times to it. The capture gives lines and fields per gather, and, from one Telegraf running
-both inputs half an interval apart, whether their counters agree with ours (MAPPING: the table of
-docs/migrating-from-inputs-libvirt.md).
+Each setup writes with ``outputs.file`` to a capture; ``inputs.internal`` adds its gather times to it.
+The capture gives lines and fields per gather; the cgroup gives the CPU of Telegraf and of every
+child it starts (our execd process), in ns.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+from benchmarks.cgroup import CpuGroup
 from tests.harness.telegraf import Telegraf, children_of, wait_until
 
 # What our four measurements cover (issue #11): inputs.libvirt's groups of the same stats.
@@ -49,8 +49,11 @@ def libvirt_input(domains: Sequence[str], offset_s: float = 0.0) -> str:
     )
 
 
-def execd_input(argv: Sequence[str]) -> str:
-    return f'[[inputs.execd]]\n  command = {json.dumps(list(argv))}\n  signal = "STDIN"\n  data_format = "influx"\n'
+def execd_input(argv: Sequence[str], offset_s: float = 0.0) -> str:
+    return (
+        f'[[inputs.execd]]\n  command = {json.dumps(list(argv))}\n  signal = "STDIN"\n  data_format = "influx"\n'
+        f'  collection_offset = "{offset_s:g}s"\n'
+    )
 
 
 class Point(NamedTuple):
@@ -84,26 +87,46 @@ def read_capture(path: Path) -> List[Point]:
 
 @dataclass
 class Setup:
-    """One Telegraf with its input(s), its capture, and the prefix of the measurements it is about."""
+    """One Telegraf with its input(s), its capture, the prefix of the measurements it is about, and its cgroup."""
 
     name: str
     telegraf: Telegraf
     capture: Path
-    prefix: str  # the input's measurements: libvirt_ or vm_
+    prefix: str  # the input's measurements: libvirt_ or vm_ ("" for none)
+    group: Optional[CpuGroup] = None
 
     def pids(self) -> List[int]:
+        """Telegraf's pid, then its children's (the execd process)."""
         assert self.telegraf.proc is not None
         return [self.telegraf.proc.pid, *children_of(self.telegraf.proc.pid)]
 
     def wait_first_gather(self, timeout: float = 30.0) -> bool:
-        return wait_until(lambda: self.capture.exists() and self.prefix.encode() in self.capture.read_bytes(), timeout)
+        marker = (self.prefix or "internal_").encode()
+        return wait_until(lambda: self.capture.exists() and marker in self.capture.read_bytes(), timeout)
+
+    def stop(self) -> None:
+        self.telegraf.stop()
+        if self.group is not None:
+            self.group.close()
 
 
-def start_setup(name: str, binary: Path, workdir: Path, interval_s: float, input_block: str, prefix: str) -> Setup:
+def start_setup(
+    name: str, binary: Path, workdir: Path, interval_s: float, input_block: str, prefix: str, cgroup: str = ""
+) -> Setup:
+    """Telegraf with *input_block*; with *cgroup*, in a new cgroup of that name, before it starts any child.
+
+    Telegraf reads its configuration before it starts an execd child, so the child is forked
+    once its parent is in the group; a child already running is moved too.
+    """
     workdir.mkdir(parents=True)
     capture = workdir / "capture.lp"
+    group = CpuGroup(cgroup) if cgroup else None
     telegraf = Telegraf(binary, workdir, input_block, agent(interval_s, capture)).start()
-    return Setup(name, telegraf, capture, prefix)
+    setup = Setup(name, telegraf, capture, prefix, group)
+    if group is not None:
+        group.add(setup.pids()[:1])
+        group.add(setup.pids()[1:])
+    return setup
 
 
 def per_gather(points: List[Point], prefix: str, interval_s: float) -> Tuple[float, float]:
@@ -127,142 +150,3 @@ def gather_time_s(points: List[Point], input_name: str) -> Optional[float]:
         if p.measurement == "internal_gather" and p.tags.get("input") == input_name and p.fields.get("gather_time_ns")
     ]
     return statistics.median(times) / 1e9 if times else None  # type: ignore[arg-type]
-
-
-# Their measurement and field -> our measurement and field, and the factor from theirs to ours.
-# vm_devices rows are matched by the device name (their `name` field, our `device` tag).
-# Our fields that only grow: the rest are gauges (state, sizes, guest memory), which may move either way.
-COUNTERS = {
-    "cpu_time_ns", "cpu_user_ns", "cpu_system_ns", "vcpu_wait_ns", "vcpu_delay_ns",
-    "memory_swap_in_bytes", "memory_swap_out_bytes", "memory_major_faults", "memory_minor_faults",
-    "rx_bytes", "rx_packets", "rx_errors", "rx_drops", "tx_bytes", "tx_packets", "tx_errors", "tx_drops",
-    "read_requests", "read_bytes", "read_time_ns", "write_requests", "write_bytes", "write_time_ns",
-    "flush_requests", "flush_time_ns",
-}  # fmt: skip
-MAPPING: List[Tuple[str, str, str, str, int]] = [
-    ("libvirt_state", "state", "vm_metrics", "state", 1),
-    ("libvirt_state", "reason", "vm_metrics", "state_reason", 1),
-    ("libvirt_cpu", "time", "vm_metrics", "cpu_time_ns", 1),
-    ("libvirt_cpu", "user", "vm_totals", "cpu_user_ns", 1),
-    ("libvirt_cpu", "system", "vm_totals", "cpu_system_ns", 1),
-    ("libvirt_vcpu_total", "current", "vm_metrics", "vcpus", 1),
-    ("libvirt_balloon", "current", "vm_metrics", "memory_bytes", 1024),
-    ("libvirt_balloon", "maximum", "vm_metrics", "max_memory_bytes", 1024),
-    ("libvirt_balloon", "current", "vm_totals", "memory_actual_bytes", 1024),
-    ("libvirt_balloon", "unused", "vm_totals", "memory_unused_bytes", 1024),
-    ("libvirt_balloon", "available", "vm_totals", "memory_available_bytes", 1024),
-    ("libvirt_balloon", "usable", "vm_totals", "memory_usable_bytes", 1024),
-    ("libvirt_balloon", "disk_caches", "vm_totals", "memory_disk_caches_bytes", 1024),
-    ("libvirt_balloon", "rss", "vm_totals", "memory_rss_bytes", 1024),
-    ("libvirt_balloon", "swap_in", "vm_totals", "memory_swap_in_bytes", 1024),
-    ("libvirt_balloon", "swap_out", "vm_totals", "memory_swap_out_bytes", 1024),
-    ("libvirt_balloon", "major_fault", "vm_totals", "memory_major_faults", 1),
-    ("libvirt_balloon", "minor_fault", "vm_totals", "memory_minor_faults", 1),
-    ("libvirt_vcpu", "wait", "vm_totals", "vcpu_wait_ns", 1),  # summed over the vCPUs
-    ("libvirt_vcpu", "delay", "vm_totals", "vcpu_delay_ns", 1),  # summed over the vCPUs
-    ("libvirt_net", "rx_bytes", "vm_devices", "rx_bytes", 1),
-    ("libvirt_net", "rx_pkts", "vm_devices", "rx_packets", 1),
-    ("libvirt_net", "rx_errs", "vm_devices", "rx_errors", 1),
-    ("libvirt_net", "rx_drop", "vm_devices", "rx_drops", 1),
-    ("libvirt_net", "tx_bytes", "vm_devices", "tx_bytes", 1),
-    ("libvirt_net", "tx_pkts", "vm_devices", "tx_packets", 1),
-    ("libvirt_net", "tx_errs", "vm_devices", "tx_errors", 1),
-    ("libvirt_net", "tx_drop", "vm_devices", "tx_drops", 1),
-    ("libvirt_block", "rd_reqs", "vm_devices", "read_requests", 1),
-    ("libvirt_block", "rd_bytes", "vm_devices", "read_bytes", 1),
-    ("libvirt_block", "rd_times", "vm_devices", "read_time_ns", 1),
-    ("libvirt_block", "wr_reqs", "vm_devices", "write_requests", 1),
-    ("libvirt_block", "wr_bytes", "vm_devices", "write_bytes", 1),
-    ("libvirt_block", "wr_times", "vm_devices", "write_time_ns", 1),
-    ("libvirt_block", "fl_reqs", "vm_devices", "flush_requests", 1),
-    ("libvirt_block", "fl_times", "vm_devices", "flush_time_ns", 1),
-    ("libvirt_block", "allocation", "vm_devices", "allocation_bytes", 1),
-    ("libvirt_block", "capacity", "vm_devices", "capacity_bytes", 1),
-    ("libvirt_block", "physical", "vm_devices", "physical_bytes", 1),
-]
-
-
-def theirs_by_key(points: List[Point], interval_s: float) -> Dict[Tuple[int, str, str, str], float]:
-    """(time, vm, device, our field) -> their value in our unit; per-vCPU values summed per gather.
-
-    inputs.libvirt stamps each point when it adds it, so the points of one gather differ by microseconds:
-    a gather's values all get its earliest timestamp.
-    """
-    slot_ns = int(interval_s * SECOND_NS)
-    first: Dict[int, int] = {}
-    for point in points:
-        if point.measurement.startswith("libvirt_"):
-            slot = point.time // slot_ns
-            first[slot] = min(first.get(slot, point.time), point.time)
-    out: Dict[Tuple[int, str, str, str], float] = {}
-    for point in points:
-        if not point.measurement.startswith("libvirt_"):
-            continue
-        vm = point.tags.get("domain_name", "")
-        device = str(point.fields.get("name", "")) if point.measurement in ("libvirt_net", "libvirt_block") else ""
-        for measurement, theirs, _, ours, factor in MAPPING:
-            value = point.fields.get(theirs)
-            if measurement == point.measurement and isinstance(value, (int, float)) and not isinstance(value, bool):
-                key = (first[point.time // slot_ns], vm, device, ours)
-                out[key] = out.get(key, 0) + value * factor
-    return out
-
-
-def ours_by_key(points: List[Point]) -> Dict[Tuple[str, str, str], List[Tuple[int, float]]]:
-    """(vm, device, field) -> [(time, value)] of our points, in time order."""
-    out: Dict[Tuple[str, str, str], List[Tuple[int, float]]] = {}
-    for point in sorted(points, key=lambda p: p.time):
-        if not point.measurement.startswith("vm_"):
-            continue
-        # A NIC is theirs by its tap name: our device tag, or our tap field where the device tag is stable.
-        devices = {point.tags.get("device", ""), str(point.fields.get("tap", ""))} - {""}
-        for device in devices if point.measurement == "vm_devices" else {""}:
-            for name, value in point.fields.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    out.setdefault((point.tags["vm"], device, name), []).append((point.time, value))
-    return out
-
-
-@dataclass
-class Agreement:
-    """Their counters against our two readings that bracket them, and their gauges against the same two."""
-
-    counters: int = 0
-    bracketed: int = 0  # between our readings just before and just after their timestamp
-    one_further: int = 0  # the others, between our readings one further out on each side
-    gauges: int = 0
-    gauges_equal: int = 0  # equal to one of our two readings
-    unmatched: int = 0  # no reading of ours on both sides: the first and last gathers
-    misses: List[str] = field(default_factory=list)
-
-
-def agreement(points: List[Point], interval_s: float) -> Agreement:
-    """Each of their counters must sit between our two readings that bracket it in time.
-
-    Both sides stamp a point when their call has returned, so a reading taken early in a long call can
-    fall on the other side of a stamp: those are checked against our readings one further out.
-    """
-    ours = ours_by_key(points)
-    result = Agreement()
-    for (stamp, vm, device, name), value in sorted(theirs_by_key(points, interval_s).items()):
-        readings = [v for _, v in ours.get((vm, device, name), [])]
-        times = [t for t, _ in ours.get((vm, device, name), [])]
-        after = next((i for i, t in enumerate(times) if t >= stamp), None)
-        if not after:  # None: no reading after it; 0: none before it
-            result.unmatched += 1
-            continue
-        before = after - 1
-        if name not in COUNTERS:
-            result.gauges += 1
-            result.gauges_equal += value in (readings[before], readings[after])
-            continue
-        result.counters += 1
-        if readings[before] <= value <= readings[after]:
-            result.bracketed += 1
-        elif readings[max(before - 1, 0)] <= value <= readings[min(after + 1, len(readings) - 1)]:
-            result.one_further += 1
-        else:
-            result.misses.append(
-                f"{vm} {device or '-'} {name}: theirs {value:g}, ours {readings[before]:g} .. {readings[after]:g}"
-            )
-    return result

@@ -6,6 +6,10 @@ Every cycle asks all hosts at once and waits for them until one deadline:
 calls (while connecting) misses this one. A host that misses it or fails costs
 its own points only; the others' go out in the same batch, with one
 timestamp. Each host's trouble is logged once when it starts and once when it ends.
+
+Two hosts that report one hostname (an unconfigured ``localhost``, two URIs to one daemon, containerised
+daemons) would give their domains the same tag set (hypervisor, uuid, vm) and overwrite each other's series:
+the first ``--uri`` that reports a hostname keeps it, and each later one is left out with one W! line.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import dataclasses
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kvm_telegraf.collect import COLLECT_GRACE_S, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, redact_uri
@@ -35,6 +39,8 @@ class Host:
         self.collector = collector
         self.label = redact_uri(collector.connection.uri)
         self.trouble: Optional[str] = None  # why its domains are left out, while they are
+        self.hostname = ""  # what libvirt called the host at the last collection
+        self.shadowed_by: Optional[str] = None  # the --uri whose hostname it repeats, while it does
         self._worker = Worker(HOST_THREAD_PREFIX + self.label)  # log lines from this thread name the host
 
     def start(self) -> Optional[Future]:
@@ -44,6 +50,7 @@ class Host:
     def _collect(self) -> Snapshot:
         snapshot = self.collector.collect()
         hostname = self.collector.connection.hostname()  # cached; asked again after a reconnect
+        self.hostname = hostname  # read by HostSet once this future has answered
         domains = tuple(dataclasses.replace(domain, hypervisor=hostname) for domain in snapshot.domains)
         hosts = tuple({**host, "hypervisor": hostname} for host in snapshot.hosts)
         events = tuple(dataclasses.replace(event, hypervisor=hostname) for event in snapshot.events)
@@ -80,14 +87,14 @@ class HostSet:
         """
         started = [(host, host.start()) for host in self.hosts]
         deadline = self._monotonic() + self.deadline_s
-        parts: List[Snapshot] = []
+        answered: List[Tuple[Host, Snapshot]] = []
         failed: List[Tuple[Host, Callable[..., None], str]] = []
         for host, future in started:
             if future is None:  # still stuck in an earlier cycle: logged then, not waited for now
                 failed.append((host, log.warning, host.trouble or "still busy with an earlier collection"))
                 continue
             try:
-                parts.append(future.result(timeout=max(0.0, deadline - self._monotonic())))
+                answered.append((host, future.result(timeout=max(0.0, deadline - self._monotonic()))))
             except FutureTimeout:
                 failed.append((host, log.warning, f"did not answer within {self.deadline_s:g}s"))
             except Exception as exc:  # LibvirtUnavailableError, or a bug: either costs this host only
@@ -97,12 +104,13 @@ class HostSet:
                 if host.trouble is not None:
                     log.info("%s answers again; its domains are back", host.label)
                     host.trouble = None
-        if not parts:
+        if not answered:
             raise LibvirtUnavailableError("no hypervisor answered: " + "; ".join(h.describe(p) for h, _, p in failed))
         for host, report, problem in failed:
             if host.trouble is None:
                 report("%s; its domains are left out until it answers", host.describe(problem))
                 host.trouble = problem
+        parts = one_per_hostname(answered)
         starts = [part.started_ns for part in parts if part.started_ns is not None]
         return Snapshot(
             timestamp_ns=max(part.timestamp_ns for part in parts),
@@ -119,3 +127,29 @@ class HostSet:
     def close(self) -> None:
         for host in self.hosts:
             host.collector.close()
+
+
+def one_per_hostname(answered: Sequence[Tuple[Host, Snapshot]]) -> List[Snapshot]:
+    """Each hostname's snapshot from the first host (in --uri order) that reports it; a later one is left out,
+    with one W! when it starts repeating a hostname and one I! when it stops."""
+    owners: Dict[str, Host] = {}
+    kept = []
+    for host, snapshot in answered:
+        owner = owners.setdefault(host.hostname, host)
+        if owner is host:
+            if host.shadowed_by is not None:
+                log.info("%s now reports hostname %s of its own; its domains are back", host.label, host.hostname)
+                host.shadowed_by = None
+            kept.append(snapshot)
+            continue
+        if host.shadowed_by != owner.label:
+            log.warning(
+                "%s reports hostname %s, as %s does: their points would share one series (hypervisor, uuid, vm), "
+                "so its domains are left out; fix: give each hypervisor a hostname of its own, or drop one --uri "
+                "if both reach the same daemon",
+                host.label,
+                host.hostname,
+                owner.label,
+            )
+            host.shadowed_by = owner.label
+    return kept

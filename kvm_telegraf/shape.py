@@ -61,13 +61,17 @@ def shape_domain(
         previous = None
     if reading is not None:
         add_disk_latency(block_devices, previous)
+    groups = tuple(groups)
     carried = previous.carried if previous is not None else {}
-    group_tuple = tuple(groups)
-    views = [(group, DomainView(domain, tags, extra, group_tuple, carried.get(group.name))) for group in groups]
-    for group, view in views:
+    view = DomainView(domain, tags, extra, groups)
+    views = [
+        (group, DomainView(domain, tags, extra, groups, carried.get(group.name)) if group.carry else view)
+        for group in groups
+    ]
+    for group, group_view in views:
         if group.disk_fields is not None:
             for name, fields in block_devices:
-                fields.update(group.disk_fields(view, name))
+                fields.update(group.disk_fields(group_view, name))
     if "vm_metrics" in measurements:
         points.append(vm_metrics(domain, tags))
     if "vm_features" in measurements:
@@ -80,15 +84,15 @@ def shape_domain(
         percent = cpu_percent(reading, previous) if reading is not None else None
         totals = vm_totals(domain, tags, nics, block_devices, percent)
         added: Dict = {}
-        for group, view in views:
+        for group, group_view in views:
             if group.totals_fields is not None:
-                added.update(group.totals_fields(view))
+                added.update(group.totals_fields(group_view))
         points.append(totals._replace(fields={**totals.fields, **added}) if added else totals)
-    for group, view in views:
+    for group, group_view in views:
         if group.points is not None:
-            points += group.points(view)
+            points += group.points(group_view)
     if reading is not None:
-        kept = {group.name: group.carry(view) for group, view in views if group.carry is not None}
+        kept = {group.name: group.carry(group_view) for group, group_view in views if group.carry is not None}
         if kept:
             reading = reading._replace(carried=kept)
     if devices.active:

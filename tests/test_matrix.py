@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from typing import Dict, Iterator, List
 
@@ -20,7 +21,7 @@ import pytest
 
 from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, parse_line
 from tests.harness.execd import ExecdDriver
-from tests.harness.matrix import Daemon, qemu_pid
+from tests.harness.matrix import INSIDE, Daemon, compatibility_row, qemu_pid
 
 pytestmark = pytest.mark.lab
 
@@ -126,8 +127,15 @@ def test_doctor_names_the_daemons_libvirt_and_every_group_it_supports_and_a_run_
     groups = doctor_groups(doctor.stdout)
     unsupported = sorted(name for name, state in groups.items() if state == "unsupported")
     assert set(groups.values()) <= {"supported", "unsupported"} and "vcpu" in groups, doctor.stdout
+    row = compatibility_row(daemon.flavour)  # the table in docs/compatibility.md says what the tests see
+    assert (row["libvirt"], row["QEMU"]) == version.groups()
+    assert row["Groups the daemon lacks"] == (", ".join(unsupported) or "none")
+    if INSIDE:
+        assert row["Python"] == "{}.{}".format(*sys.version_info[:2]), "the tree's own Python runs this"
 
-    with ExecdDriver([KVM_TELEGRAF, *daemon.args(), "--collect", "all"]) as driver:
+    # Each group named on its own: one W! for each the daemon lacks (with ``all`` alone they are left out quietly).
+    every = [arg for name in groups if name != "guest" for arg in ("--collect", name)]
+    with ExecdDriver([KVM_TELEGRAF, *daemon.args(), *every]) as driver:
         batches = [next_batch(driver) for _ in range(3)]
         time.sleep(0.5)
         warnings = [message for level, message in driver.stderr if level in "WE"]

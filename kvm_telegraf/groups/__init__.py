@@ -7,7 +7,7 @@ in) and one line here.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Tuple
+from typing import Dict, FrozenSet, Iterable, Tuple
 
 from kvm_telegraf.group import Group
 from kvm_telegraf.groups import (
@@ -18,6 +18,8 @@ from kvm_telegraf.groups import (
     device_info,
     dirtyrate,
     disk_errors,
+    disk_latency,
+    energy,
     events,
     guest,
     host,
@@ -25,9 +27,11 @@ from kvm_telegraf.groups import (
     iothread,
     jobs,
     kvm,
+    latency_histogram,
     memory_bandwidth,
     perf,
     pools,
+    queue_limits,
     vcpu,
 )
 
@@ -46,6 +50,10 @@ GROUPS: Tuple[Group, ...] = (
     cache_monitor.GROUP,
     backing.GROUP,
     balloon.GROUP,
+    disk_latency.GROUP,
+    latency_histogram.GROUP,
+    queue_limits.GROUP,
+    energy.GROUP,
     device_info.GROUP,
     disk_errors.GROUP,
     hostdevs.GROUP,
@@ -53,6 +61,12 @@ GROUPS: Tuple[Group, ...] = (
 )
 ALL = "all"  # every group that a read-only connection serves
 BY_NAME: Dict[str, Group] = {group.name: group for group in GROUPS}
+
+
+def implied(names: Iterable[str]) -> FrozenSet[str]:
+    """The groups that only ``all`` brought in, none of them named: a daemon that lacks one leaves it out quietly."""
+    chosen = set(names)
+    return frozenset(group.name for group in resolve(chosen) if group.name not in chosen)
 
 
 def resolve(names: Iterable[str]) -> Tuple[Group, ...]:

@@ -18,6 +18,7 @@ NODE_INFO_KEYS = ("model", "memory_mib", "cpus", "mhz", "nodes", "sockets", "cor
 MEMORY_FIELDS = (
     ("memory_total_bytes", "total"),
     ("memory_free_bytes", "free"),
+    ("memory_available_bytes", "available"),  # the kernel's MemAvailable: where reported (seen on 12.8, not 9.0, 11.3)
     ("memory_buffers_bytes", "buffers"),
     ("memory_cached_bytes", "cached"),
 )

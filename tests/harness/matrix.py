@@ -136,9 +136,14 @@ def tree_env(extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
 
 
 def run_inside(
-    flavour: str, argv: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 1200
+    flavour: str,
+    argv: Sequence[str],
+    env: Optional[Dict[str, str]] = None,
+    timeout: float = 1200,
+    cwd: str = flavours.SOURCE,
 ) -> subprocess.CompletedProcess:
-    """argv in the flavour's namespaces, chrooted into its tree: its /proc, its daemon at qemu:///system."""
+    """argv in the flavour's namespaces, chrooted into its tree (in *cwd* there): its /proc, its daemon at
+    qemu:///system."""
     pid = flavours.ns_pid(flavour)
     assert pid, f"the {flavour} daemons are not running"
     command = [
@@ -154,6 +159,7 @@ def run_inside(
         flavours.root(flavour),
         "env",
         "-i",
+        f"--chdir={cwd}",
         *[f"{k}={v}" for k, v in tree_env(env).items()],
         *argv,
     ]
@@ -180,7 +186,7 @@ def install_checkout(flavour: str) -> None:
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(ROOT, dest, ignore=COPY_IGNORE, symlinks=True)
     pip = [f"{flavours.VENV}/bin/pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation"]
-    done = run_inside(flavour, [*pip, flavours.SOURCE], timeout=300)
+    done = run_inside(flavour, [*pip, flavours.SOURCE], timeout=300, cwd="/")
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -190,3 +196,16 @@ def pytest_counts(output: str) -> Dict[str, int]:
     if not lines:
         return {}
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", lines[-1])}
+
+
+COMPATIBILITY = ROOT / "docs" / "compatibility.md"
+
+
+def compatibility_row(flavour: str) -> Dict[str, str]:
+    """The flavour's row of docs/compatibility.md's "Tested flavours" table, by column name."""
+    lines = COMPATIBILITY.read_text().split("## Tested flavours", 1)[1].split("\n## ", 1)[0].splitlines()
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines if line.startswith("|")]
+    header, *body = [row for row in rows if not set("".join(row)) <= set("-")]
+    found = [dict(zip(header, row)) for row in body if row[0] == flavour]
+    assert len(found) == 1, f"docs/compatibility.md has {len(found)} rows for {flavour}"
+    return found[0]

@@ -13,7 +13,7 @@ venv with the test tools) into $KVM_TELEGRAF_LAB_CACHE/trees/NAME/root. Its virt
 chrooted in mount, pid, net and uts namespaces of their own, with a hostname of their own; the sockets
 stay inside the tree, reached from the host with ``qemu+unix:///system?socket=ROOT/run/libvirt/libvirt-sock``.
 The host's libvirtd, its guests, its network and its cgroups are never touched: the tree's daemon runs in a
-cgroup namespace whose root is a folder of its own (``kvm-telegraf-lab-NAME``) under the caller's cgroup in
+cgroup namespace whose root is a folder of its own (``kvm-telegraf-lab-NAME-HASH``) under the caller's cgroup in
 each hierarchy, so its ``machine`` partition is not the host libvirtd's, and its guests' taps live in the
 tree's network namespace.
 
@@ -23,6 +23,8 @@ Stdlib only (it runs on the host's /usr/bin/python3, before any venv exists).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import re
@@ -32,7 +34,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Dict, List, NamedTuple, Optional, Sequence
+from typing import Dict, Iterator, List, NamedTuple, Optional, Sequence
 
 CACHE_DIR = os.environ.get("KVM_TELEGRAF_LAB_CACHE", "/var/cache/kvm-telegraf-lab")
 HOST = "host"
@@ -49,11 +51,13 @@ TREE_PACKAGES = (
     "python3-venv",
 )
 # The test tools in the tree's venv (--system-site-packages: its own python3-libvirt and python3-click).
-TREE_PIP = ("pytest>=7", "pytest-golden>=0.2.2", "hypothesis>=6", "setuptools>=61", "wheel", "tomli")
+# click >= 8 as the package requires: Debian 11's python3-click is 7.1.2, which the .deb cannot use either
+# (docs/compatibility.md); pip keeps a tree's own click where it is recent enough.
+TREE_PIP = ("pytest>=7", "pytest-golden>=0.2.2", "hypothesis>=6", "setuptools>=61", "wheel", "tomli", "click>=8")
 VENV = "/opt/kvm-telegraf-lab/venv"
 SOURCE = "/opt/kvm-telegraf-lab/src"  # where the checkout is copied for a run inside the tree
 # Bump when the way a tree is built or configured changes: every tree is then built again.
-TREE_FORMAT = "1"
+TREE_FORMAT = "2"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -251,12 +255,23 @@ def build(name: str, force: bool = False) -> dict:
     FlavourError, with the step and its output, when it cannot be built: a flavour that cannot be built is a
     failure, never a skip.
     """
-    fl = flavour(name)
     if name == HOST:
         raise FlavourError("the host flavour is this machine's own libvirtd: nothing to build")
-    stamp = None if force else built(name)
-    if stamp is not None:
-        return stamp
+    with _locked(name):  # two sessions never build one tree at once: the second finds it built
+        stamp = None if force else built(name)
+        return stamp if stamp is not None else _build(name)
+
+
+@contextlib.contextmanager
+def _locked(name: str) -> Iterator[None]:
+    os.makedirs(tree_dir(name), exist_ok=True)
+    with open(os.path.join(tree_dir(name), "lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _build(name: str) -> dict:
+    fl = flavour(name)
     stop(name)
     if not shutil.which("debootstrap"):
         log("installing debootstrap")
@@ -379,7 +394,9 @@ def _own_cgroup(h: Hierarchy) -> str:
 def cgroup_dirs(name: str) -> List[str]:
     """The flavour's cgroup folders, one per hierarchy. They sit under the caller's own cgroups (so the
     machine's accounting still sees the tree's guests), never under the host libvirtd's ``machine``."""
-    return [os.path.join(h.mountpoint + _own_cgroup(h), f"kvm-telegraf-lab-{name}") for h in hierarchies()]
+    # Named for the tree's path too: two caches' trees of one flavour never share a folder.
+    tag = hashlib.sha256(tree_dir(name).encode()).hexdigest()[:8]
+    return [os.path.join(h.mountpoint + _own_cgroup(h), f"kvm-telegraf-lab-{name}-{tag}") for h in hierarchies()]
 
 
 def _make_cgroups(name: str) -> List[str]:
@@ -441,10 +458,14 @@ def answers(name: str) -> bool:
 
 def start(name: str, timeout: float = 60) -> None:
     """Start the flavour's virtlogd and libvirtd (building its tree first if need be); wait until it answers."""
-    fl = flavour(name)
     build(name)
-    if ns_pid(name) and answers(name):
-        return
+    with _locked(name):
+        if not (ns_pid(name) and answers(name)):
+            _start(name, timeout)
+
+
+def _start(name: str, timeout: float) -> None:
+    fl = flavour(name)
     stop(name)
     tree = root(name)
     for stale in ("/run/libvirtd.pid", "/run/virtlogd.pid"):

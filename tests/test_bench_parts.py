@@ -1,0 +1,193 @@
+"""The pure parts of ``make bench``'s issue #26 apparatus: cgroups, the split, callgrind's parts, the table."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.callgrind import part_totals, per_stage
+from benchmarks.cgroup import CpuGroup, hierarchy, usage_ns
+from benchmarks.figures import Results, in_process, telegraf_ratio
+from benchmarks.host import PartLoad, busy_share
+from benchmarks.memory import package_of
+from benchmarks.table import render
+from benchmarks.vs_peers import PeersResult, Series
+from benchmarks.vs_telegraf import TelegrafRun, chunk_s, split
+
+REPLAY = Path(__file__).resolve().parent.parent / "benchmarks" / "replay_lines.py"
+
+
+def test_a_cgroup_v1_group_reads_cpuacct_usage_in_nanoseconds(tmp_path):
+    (tmp_path / "cpuacct.usage").write_text("321093142\n")
+    assert usage_ns(tmp_path) == 321093142
+
+
+def test_a_cgroup_v2_group_reads_usage_usec_from_cpu_stat_as_nanoseconds(tmp_path):
+    (tmp_path / "cpu.stat").write_text("usage_usec 315725\nuser_usec 118397\nsystem_usec 197328\n")
+    assert usage_ns(tmp_path) == 315_725_000
+
+
+def test_a_cgroup_v2_cpu_stat_without_usage_is_an_error_that_says_so(tmp_path):
+    (tmp_path / "cpu.stat").write_text("nr_periods 0\n")
+    with pytest.raises(ValueError, match="usage_usec"):
+        usage_ns(tmp_path)
+
+
+def test_the_cpuacct_hierarchy_of_a_hybrid_host_wins_over_its_unified_mount(tmp_path):
+    for name, marker in (("cpuacct", "cpuacct.usage"), ("unified", "cgroup.controllers")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / marker).write_text("")
+    assert hierarchy(tmp_path) == tmp_path / "cpuacct"
+
+
+def test_a_pure_cgroup_v2_host_makes_its_groups_at_the_root(tmp_path):
+    (tmp_path / "cgroup.controllers").write_text("cpu memory\n")
+    assert hierarchy(tmp_path) == tmp_path
+
+
+def test_a_host_without_any_cpu_accounting_hierarchy_is_refused_by_name(tmp_path):
+    with pytest.raises(RuntimeError, match="no cpuacct"):
+        hierarchy(tmp_path)
+
+
+def test_a_group_writes_each_pid_it_takes_into_cgroup_procs(tmp_path):
+    (tmp_path / "cpuacct").mkdir()
+    (tmp_path / "cpuacct" / "cpuacct.usage").write_text("0\n")
+    group = CpuGroup("ktbench-x", tmp_path)
+    group.add([4242])
+    assert (tmp_path / "cpuacct" / "ktbench-x" / "cgroup.procs").read_text() == "4242\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a cgroup needs root")
+def test_a_real_cgroup_counts_the_cpu_of_a_child_started_after_its_parent_joined():
+    group = CpuGroup(f"ktbench-test-{os.getpid()}")
+    try:
+        burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\n"
+        parent = subprocess.Popen(
+            [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"]
+        )
+        group.add([parent.pid])
+        parent.wait()
+        assert group.usage_ns() >= 150_000_000
+    finally:
+        assert group.close() is None
+
+
+def test_a_chunk_holds_whole_intervals_and_whole_internal_periods():
+    assert chunk_s(2.0) == 10
+    assert chunk_s(4.0) == 20
+    assert chunk_s(5.0) == 5
+
+
+def telegraf_run(label: str = "20 paused") -> TelegrafRun:
+    return TelegrafRun(
+        label=label,
+        interval_s=2.0,
+        gathers=30,
+        cpu_s={"kvm-telegraf": 0.0075, "replay": 0.0035, "libvirt": 0.0063, "baseline": 0.0008},
+        chunk_ratios=[1.1, 1.2, 1.3],
+        child_s={"kvm-telegraf": 0.0046, "replay": 0.0001},
+        rss_mib={"kvm-telegraf": 59.6, "replay": 40.0, "libvirt": 27.7, "baseline": 25.0},
+        lines={"kvm-telegraf": 140, "replay": 140, "libvirt": 240},
+        fields={"kvm-telegraf": 1860, "replay": 1860, "libvirt": 1520},
+        gather_s={},
+        log_problems={"kvm-telegraf": [], "replay": [], "libvirt": ["W! [inputs.libvirt] slow"], "baseline": []},
+    )
+
+
+def test_the_split_of_telegraf_with_our_block_adds_up_to_its_cgroup():
+    parts = split(telegraf_run())
+    assert parts.parse == pytest.approx(0.0035 - 0.0001 - 0.0008)
+    assert parts.ours == 0.0046
+    assert parts.baseline + parts.parse + parts.execd_rest + parts.ours == pytest.approx(parts.total)
+    assert parts.theirs_gather == pytest.approx(0.0063 - 0.0008)
+    assert telegraf_ratio(telegraf_run()) == pytest.approx(0.0075 / 0.0063)
+
+
+def test_the_in_process_figures_are_medians_and_the_ratio_is_the_median_of_the_per_round_ratios():
+    same = {
+        "bare": {"cpu_s": [1.0, 1.0, 2.0], "wall_s": [1.0, 1.0, 1.0]},
+        "cycle": {"cpu_s": [3.0, 2.0, 10.0], "wall_s": [1.0, 1.0, 1.0], "gc_s": [0.0, 0.1, 0.2], "gc_runs": [0, 1, 2]},
+        "staged": {"cpu_s": [3.0, 3.0, 3.0], "wall_s": [1.0, 1.0, 1.0], "gc_s": [0.0, 0.0, 0.3], "gc_runs": [0, 0, 3]},
+        "stages": {stage: [0.5, 0.7, 0.9] for stage in ("collect", "shape", "encode", "write")},
+    }
+    figures = in_process(same)
+    assert figures["cycle"] == 3.0 and figures["bare"] == 1.0
+    assert figures["ratio"] == 3.0  # per round: 3, 2, 5
+    assert figures["gc"] == pytest.approx(0.1) and figures["gc_runs"] == 1.0
+    assert figures["shape"] == 0.7
+
+
+def test_callgrinds_parts_are_named_in_order_and_each_stage_takes_the_median_of_its_repetitions(tmp_path):
+    for part, total in ((1, 900), (2, 10), (3, 20), (4, 12), (5, 22), (6, 14), (7, 99), (8, 5)):
+        (tmp_path / f"cg.out.{part}").write_text(
+            f"version: 1\npart: {part}\ndesc: x\nsummary: {total}\ntotals: {total}\n"
+        )
+    names = ["setup", "shape", "encode", "shape", "encode", "shape", "encode"]
+    assert per_stage(names, part_totals(tmp_path)) == {"setup": 900, "shape": 12, "encode": 22}
+
+
+def test_the_replayer_prints_the_recorded_batch_once_per_newline_under_a_new_timestamp(tmp_path):
+    batch = tmp_path / "batch.lp"
+    batch.write_text(
+        "vm_metrics,vm=a state=1i 1700000000000000000\nvm_totals,vm=a cpu_user_ns=5i 1700000000000000000\n"
+    )
+    done = subprocess.run([sys.executable, str(REPLAY), str(batch)], input="\n\n", capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    assert [line.rsplit(" ", 1)[0] for line in lines[:2]] == [
+        "vm_metrics,vm=a state=1i",
+        "vm_totals,vm=a cpu_user_ns=5i",
+    ]
+    assert all(int(line.rsplit(" ", 1)[1]) > 1700000000000000000 for line in lines)
+
+
+def test_the_machines_busy_share_is_busy_jiffies_over_all_jiffies():
+    assert busy_share((100, 1000), (150, 1200)) == 0.25
+    assert busy_share((0, 0), (0, 0)) == 0.0
+
+
+def test_the_table_shows_each_target_with_its_verdict_and_says_what_was_not_measured():
+    peers = PeersResult(
+        paused={
+            name: Series(wall_s=[0.2], cpu_s=[0.004], paired_ratio=[0.98])
+            for name in ("bare", "kvm", "collectd", "exporter")
+        },
+        live={name: Series() for name in ("bare", "kvm", "collectd")},
+        start_s=[0.39],
+        rss_mib={"bare": 27.6, "kvm": 33.8, "collectd": 18.7, "exporter": 32.7},
+        stat_mean_s={"bare": 0.001, "kvm": 0.005, "collectd": 0.003, "exporter": 0.03},
+        domains_on_host=28,
+        exporter_domains=26,
+        lines_per_batch=140,
+    )
+    results = Results(
+        machine={"nproc": "2", "cpu": "x", "kernel": "6", "libvirt": "9.0.0", "qemu": "7.2", "python": "3.11",
+                 "telegraf": "1.37.2", "date": "2026-12-05 05:00 UTC"},
+        guests=20,
+        cycles=30,
+        load=[PartLoad("a part", 61.0, 0.55, 2.5)],
+        peers=peers,
+        telegraf={"4 running": None, "20 paused": telegraf_run()},
+    )  # fmt: skip
+    table = render(results)
+    assert "| Telegraf + kvm-telegraf to Telegraf + `inputs.libvirt`, CPU per gather, 20 paused guests | 1.19x" in table
+    assert "| <= 0.8x | missed by 49% |" in table
+    assert "4 running guests | n/a | <= 1.0x | not measured |" in table
+    assert "| Peak RSS | 33.8 MiB (bare process: 27.6 MiB) | <= 30 MiB | missed by 13% |" in table
+    assert "| Start to first batch | 0.39 s | <= 0.5 s | met |" in table
+    assert "In one process: not measured" in table
+    assert "| a part | 61 s | 55% | 2.50 |" in table
+
+
+def test_the_python_heap_is_put_down_to_the_package_or_stdlib_module_that_allocated_it():
+    assert package_of("/usr/lib/python3/dist-packages/click/core.py") == "click"
+    assert package_of("/tmp/v/lib/python3.11/site-packages/kvm_telegraf/shape.py") == "kvm_telegraf"
+    assert package_of("/usr/lib/python3.11/xml/etree/ElementTree.py") == "stdlib:xml"
+    assert package_of("/usr/lib/python3.11/logging/__init__.py") == "stdlib:logging"
+    assert package_of("/usr/lib/python3.11/dataclasses.py") == "stdlib:dataclasses"
+    assert package_of("<frozen importlib._bootstrap_external>").startswith("code objects")
