@@ -123,6 +123,7 @@ class TelegrafGroup(click.Group):
     cls=Option,
     non_empty=True,
     multiple=True,
+    type=str,  # click 7 takes a tuple default for a tuple type, which it then refuses: "composite type"
     default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
     show_default=True,
