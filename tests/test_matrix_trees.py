@@ -137,7 +137,8 @@ def test_the_deb_installs_with_the_trees_apt_runs_as_telegraf_with_a_config_file
     Path(flavours.root(daemon.flavour) + config).write_text("uri = qemu:///system\n")
     refused = run_inside(daemon.flavour, [*as_telegraf, "--config", config, "--once"], cwd="/")
     assert (refused.returncode, refused.stdout) == (2, "")
-    assert refused.stderr == f"E! Invalid value for --config: {config} is not valid TOML: {NOT_TOML[daemon.flavour]}\n"
+    not_toml = f"{config} is not valid TOML: {NOT_TOML[daemon.flavour]}"
+    assert refused.stderr == f"E! Invalid value for --config: {not_toml} (see kvm-telegraf --help)\n"
 
     # The packaged bash completion, on the tree's own click (7.1.2 on Debian 11).
     words = ["kvm-telegraf", "--log-level", ""]
