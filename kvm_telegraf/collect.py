@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.bulk_read import FULL, STATE_ONLY, BulkRead, Episodes, TieredRead
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
@@ -38,6 +38,7 @@ class Collector:
     timeout_s: float = 5.0
     configs: Optional[ConfigCache] = field(default_factory=ConfigCache)  # None: nothing needs the domains' XML
     groups: Tuple[Group, ...] = ()  # --collect: the groups asked for
+    implied_groups: FrozenSet[str] = frozenset()  # those only ``all`` asked for: no warning where the daemon lacks one
     events: Optional[EventQueue] = None  # vm_events: what libvirt pushed, for the next batch
     own_connection: Optional[Callable[[], Connection]] = None  # for the groups whose calls run on their own
     features_refresh_s: float = 300.0  # how long the groups' host calls keep what rarely changes (pools)
@@ -118,7 +119,7 @@ class Collector:
     def _check_groups(self, conn: Any) -> Tuple[Group, ...]:
         """The groups the daemon serves, found once per process (served_groups says which it does not)."""
         if self._active is None:
-            self._active = served_groups(conn, self.groups, redact_uri(self.connection.uri))
+            self._active = served_groups(conn, self.groups, redact_uri(self.connection.uri), self.implied_groups)
             own = self.own_connection or (lambda: Connection(self.connection.uri, self.connection.opener))
             self._calls = GroupCalls(self._active, self.features_refresh_s, own, self.own_refresh_s)
         return self._active

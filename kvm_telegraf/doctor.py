@@ -115,6 +115,16 @@ def connect_hint(message: str, user: str, argv: Sequence[str] = ()) -> str:
     return "check --uri and that libvirtd answers: virsh -r -c URI list --all"
 
 
+def read_failed_hint(message: str, uri: str) -> str:
+    """What to do about a connection that opened but whose stats call failed."""
+    if "not supported by the connection driver" in message:  # libvirt's VIR_ERR_NO_SUPPORT wording
+        return (
+            "this libvirt driver has no bulk statistics call (virConnectGetAllDomainStats; libvirt 7.0's test "
+            "driver lacks it): point --uri at a QEMU/KVM daemon, such as qemu:///system"
+        )
+    return f"check that libvirtd answers: virsh -r -c {uri} list --all"
+
+
 def period_fix(domain: DomainSample, period_s: int) -> str:
     """The virsh command that sets a stats period: live for a running domain, in the config for a persistent one."""
     flags = []
@@ -344,7 +354,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
         except Exception:  # libvirtError: the connection broke
             supported = False
         if not supported:
-            level = WARN if group.name in asked else NOTE
+            level = WARN if group.name in asked - collector.implied_groups else NOTE  # all: what the daemon serves
             yield Finding(level, f"group {group.name}: {wanted}; this daemon does not support it ({needs})")
             continue
         level, enabled = OK, ""
@@ -353,7 +363,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
             enabled = f"; enabled on {count} of {len(records)} domain(s)"
             if not count:
                 enabled += f" (to enable: {group.enable_hint})"
-                if group.name in asked:
+                if group.name in asked - collector.implied_groups:  # all: whatever this host has
                     level, enabled = WARN, enabled + ", so it adds nothing until one has it"
         yield Finding(level, f"group {group.name}: {wanted}; supported ({needs}){enabled}; {call_cost(group)}")
 
@@ -435,7 +445,7 @@ def diagnose(
         first_s, _, _, history = _timed_cycle(collector, encoder, {})
         steady_s, snapshot, lines, _ = _timed_cycle(collector, encoder, history)
     except LibvirtUnavailableError as exc:
-        yield Finding(FAIL, f"{exc}; fix: check that libvirtd answers: virsh -r -c {redact_uri(uri)} list --all")
+        yield Finding(FAIL, f"{exc}; fix: {read_failed_hint(str(exc), redact_uri(uri))}")
         return
     yield domains_finding(snapshot)
     yield from group_findings(conn, collector, snapshot, read_write)

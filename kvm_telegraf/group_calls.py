@@ -16,7 +16,7 @@ import queue
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.domain_xml import DomainFacts
@@ -32,12 +32,18 @@ DomainCalls = Dict[str, Any]  # what one domain's calls read: {"pcpus": {...}, "
 HOST_KEY = ""  # no UUID is empty
 
 
-def served_groups(conn: Any, groups: Sequence[Group], where: str) -> Tuple[Group, ...]:
-    """The groups the daemon behind *conn* serves; one W! for each it does not, naming the version it needs."""
+def served_groups(
+    conn: Any, groups: Sequence[Group], where: str, implied: AbstractSet[str] = frozenset()
+) -> Tuple[Group, ...]:
+    """The groups the daemon behind *conn* serves; one W! for each it does not, naming the version it needs.
+
+    A group that only ``--collect all`` brought in (*implied*) is left out with a debug line: ``all`` means
+    every group this daemon serves, and doctor lists the others.
+    """
     served = tuple(group for group in groups if group.supported_by(conn))
     for group in groups:
         if group not in served:
-            log.warning(
+            (log.debug if group.name in implied else log.warning)(
                 "--collect %s: libvirt on %s does not support it (it needs libvirt %s or later and a driver that "
                 "offers it); not collected",
                 group.name,

@@ -115,6 +115,14 @@ EVENT_DEVICE_ADDED = 19
 EVENT_MIGRATION_ITERATION = 20
 EVENT_JOB_COMPLETED = 21
 EVENT_METADATA_CHANGE = 23
+# ... and the ones that say more than a name: registered where both the daemon and the binding have them.
+EVENT_CONTROL_ERROR = 7
+EVENT_BALLOON_CHANGE = 13
+EVENT_BLOCK_JOB_2 = 16  # the disk by its target (vda); BLOCK_JOB (8) names it by path
+EVENT_BLOCK_THRESHOLD = 24  # libvirt 3.2
+EVENT_MEMORY_FAILURE = 25  # libvirt 6.9
+EVENT_MEMORY_DEVICE_SIZE_CHANGE = 26  # libvirt 7.9
+EVENT_NIC_MAC_CHANGE = 27  # libvirt 11.2
 
 # virDomainEventType, each with its virDomainEvent*DetailType, as the words of vm_events.
 LIFECYCLE_EVENTS = (
@@ -147,6 +155,14 @@ IO_ERROR_ACTIONS = ("none", "pause", "report")
 # virConnectDomainEventAgentLifecycleState (from 1) and its reason.
 AGENT_STATES = {1: "agent_connected", 2: "agent_disconnected"}
 AGENT_REASONS = ("unknown", "domain_started", "channel")
+# virDomainBlockJobType and virConnectDomainEventBlockJobStatus.
+BLOCK_JOB_TYPES = ("unknown", "pull", "copy", "commit", "active_commit", "backup")
+BLOCK_JOB_STATUSES = ("completed", "failed", "canceled", "ready")
+# virDomainMemoryFailureRecipientType, virDomainMemoryFailureActionType and virDomainMemoryFailureFlags.
+MEMORY_FAILURE_RECIPIENTS = ("hypervisor", "guest")
+MEMORY_FAILURE_ACTIONS = ("ignore", "inject", "fatal", "reset")
+MEMORY_FAILURE_ACTION_REQUIRED = 1
+MEMORY_FAILURE_RECURSIVE = 2
 
 
 def word(names: tuple, number: int) -> str:

@@ -168,23 +168,27 @@ def disk_fields(stats: Mapping[str, StatValue], prefix: str) -> Dict[str, FieldV
     return fields
 
 
-def disks(stats: Mapping[str, StatValue]) -> List[Device]:
-    """(device name, fields) per disk, leaving out backing-chain entries.
+def disk_entries(stats: Mapping[str, StatValue]) -> List[Tuple[str, str]]:
+    """(device name, key prefix ``block.<i>.``) per disk, leaving out backing-chain entries.
 
     With the BACKING flag ``block.count`` also counts backing images, which
     repeat their disk's name after the top image: summing them would count the
     same I/O twice. (``backingIndex`` cannot tell them apart: the top image
     carries one too.)
     """
-    count = counter(stats.get("block.count")) or 0
     seen = set()
-    result = []
-    for i in range(count):
+    entries = []
+    for i in range(counter(stats.get("block.count")) or 0):
         name = stats.get(f"block.{i}.name") or f"disk{i}"
         if name not in seen:
             seen.add(name)
-            result.append((name, disk_fields(stats, f"block.{i}.")))
-    return result
+            entries.append((name, f"block.{i}."))
+    return entries
+
+
+def disks(stats: Mapping[str, StatValue]) -> List[Device]:
+    """(device name, fields) per disk, backing-chain entries left out."""
+    return [(name, disk_fields(stats, prefix)) for name, prefix in disk_entries(stats)]
 
 
 def sum_devices(devices: List[Device], totals: Sequence[Tuple[str, str]]) -> Dict[str, FieldValue]:

@@ -57,6 +57,7 @@ def build_source(
             timeout_s=settings.timeout_s,
             configs=ConfigCache(settings.features_refresh_s, settings.metadata_tags) if want_config else None,
             groups=settings.groups,
+            implied_groups=settings.implied_groups,
             events=EventQueue() if events and settings.wants_events else None,
             own_connection=partial(Connection, uri, opener),
             features_refresh_s=settings.features_refresh_s,

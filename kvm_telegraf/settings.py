@@ -14,7 +14,7 @@ from typing import Any, FrozenSet, Mapping, Optional, Tuple
 from kvm_telegraf.domain_filter import DomainFilter
 from kvm_telegraf.domain_xml import NOVA_TAGS, MetadataTag
 from kvm_telegraf.group import Group
-from kvm_telegraf.groups import resolve
+from kvm_telegraf.groups import implied, resolve
 from kvm_telegraf.measurements import MEASUREMENTS
 
 # The measurements whose fields come from the domain XML: vm_features, and vm_devices (a NIC's MAC).
@@ -35,6 +35,7 @@ class Settings:
     domain_filter: DomainFilter = field(default_factory=DomainFilter)
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     groups: Tuple[Group, ...] = ()  # --collect, resolved, in registry order
+    implied_groups: FrozenSet[str] = frozenset()  # the ones only ``all`` brought in: quiet where the daemon lacks them
     features_refresh_s: float = 300.0
     guest_refresh_s: float = 60.0
     hypervisor_tag: bool = False
@@ -55,6 +56,7 @@ class Settings:
             domain_filter=DomainFilter(tuple(options["domain"]), tuple(options["exclude_domain"])),
             measurements=frozenset(options["measurement"] or MEASUREMENTS),
             groups=resolve(options["collect"] or ()),
+            implied_groups=implied(options["collect"] or ()),
             features_refresh_s=options["features_refresh"],
             guest_refresh_s=options["guest_refresh"],
             hypervisor_tag=options["hypervisor_tag"],

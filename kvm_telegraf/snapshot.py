@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Protocol, Tuple
 
 from kvm_telegraf.domain_xml import DomainFacts, MetadataTag, parse_domain_xml
+from kvm_telegraf.points import FieldValue
 
 SNAPSHOT_FORMAT = "kvm-telegraf-snapshot/1"
 
@@ -85,6 +86,8 @@ class DomainEvent:
     action: Optional[str] = None  # I/O error and watchdog
     reason: Optional[str] = None  # I/O error (enospc, ...) and agent events
     hypervisor: Optional[str] = None  # as DomainSample.hypervisor
+    # What else the event carries, as vm_events fields: a threshold's bytes, a balloon's size, a NIC's MACs, ...
+    values: Tuple[Tuple[str, FieldValue], ...] = ()
 
 
 _EVENT_FIELDS = ("detail", "device", "action", "reason", "hypervisor")
@@ -125,6 +128,8 @@ def _event_to_dict(event: DomainEvent) -> Dict[str, Any]:
     raw: Dict[str, Any] = {"timestamp_ns": event.timestamp_ns, "uuid": event.uuid, "name": event.name}
     raw["event"] = event.event
     raw.update({key: getattr(event, key) for key in _EVENT_FIELDS if getattr(event, key) is not None})
+    if event.values:  # absent for the events that carry nothing else, so earlier files stay as they were
+        raw["values"] = [list(pair) for pair in event.values]  # pairs: JSON would sort an object's keys
     return raw
 
 
@@ -135,6 +140,7 @@ def _event_from_dict(raw: Dict[str, Any]) -> DomainEvent:
         name=raw["name"],
         event=raw["event"],
         **{key: raw[key] for key in _EVENT_FIELDS if key in raw},
+        values=tuple((name, value) for name, value in raw.get("values", ())),
     )
 
 

@@ -8,8 +8,10 @@ after this is a schema change: the README must say so.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "lab"))
 
+import flavours  # noqa: E402 - tests/lab/flavours.py
 import lab  # noqa: E402
 
 KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
@@ -25,13 +28,15 @@ KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 HOSTILE_NAME = 'ktlab-03 ünïcødé, a=b "q" \\x\\'
 
 
-def record(name: str, domains: list, options: tuple = (), cycles: int = 2) -> None:
+def record(name: str, domains: list, options: tuple = (), cycles: int = 2, every: str = "2s") -> None:
+    subprocess.run(record_argv(name, domains, options, cycles, every), check=True)
+
+
+def record_argv(name: str, domains: list, options: tuple = (), cycles: int = 2, every: str = "2s") -> list:
     selectors = [arg for domain in domains for arg in ("--domain", domain)]
     out = TESTS / "snapshots" / name
     out.parent.mkdir(exist_ok=True)
-    subprocess.run(
-        [KVM_TELEGRAF, *selectors, *options, "record", str(out), "--cycles", str(cycles), "--every", "2s"], check=True
-    )
+    return [KVM_TELEGRAF, *selectors, *options, "record", str(out), "--cycles", str(cycles), "--every", every]
 
 
 NOVA_PREFIX = "ktnova-"
@@ -195,6 +200,115 @@ def record_guest() -> None:
         lab_with_prefix(GUEST_PREFIX, "down")
 
 
+SID_STATS_PREFIX = "ktsidst-"
+SID_GROUPS_PREFIX = "ktsidgr-"
+
+
+def lab_on(flavour: str, prefix: str, *args: str) -> list:
+    """tests/lab/lab.py under a flavour's libvirtd (tests/lab/flavours.py) and a name prefix of its own."""
+    env = {**os.environ, "KVM_TELEGRAF_LAB_FLAVOUR": flavour, "KVM_TELEGRAF_LAB_PREFIX": prefix}
+    done = subprocess.run(
+        [sys.executable, str(TESTS / "lab" / "lab.py"), *args], env=env, check=True, stdout=subprocess.PIPE
+    )
+    return done.stdout.decode().split()
+
+
+def record_sid() -> None:
+    """``--collect all`` on the sid flavour (libvirt 12.8, QEMU 11.1), four cycles 5 s apart: a guest whose disks
+    have timed statistics and latency histograms (the stats variant) and one with two IOThreads (the groups
+    variant). Between the second and third cycle vdb's histogram is restarted (``virsh update-device`` with its
+    own XML, as libvirt documents), a counter reset as a re-plugged disk makes."""
+    uri = flavours.uri("sid")
+    (stats,) = lab_on("sid", SID_STATS_PREFIX, "up", "1", "--variant", "stats")
+    (groups,) = lab_on("sid", SID_GROUPS_PREFIX, "up", "1", "--variant", "groups")
+    try:
+        time.sleep(12)  # the 10 s interval has a full window of the guest's I/O loop
+        vdb = disk_xml(uri, stats, "vdb")
+        recording = subprocess.Popen(
+            record_argv("sid-stats.json", [stats, groups], ("--uri", uri, "--collect", "all"), 4, "5s")
+        )
+        time.sleep(7)  # after the second cycle
+        subprocess.run(["virsh", "-q", "-c", uri, "update-device", stats, "/dev/stdin", "--live"], input=vdb.encode())
+        if recording.wait(timeout=60):
+            raise SystemExit("record failed")
+    finally:
+        lab_on("sid", SID_GROUPS_PREFIX, "down")
+        lab_on("sid", SID_STATS_PREFIX, "down")
+
+
+SID_GUEST_PREFIX = "ktsidag-"
+
+
+def record_sid_guest() -> None:
+    """``--read-write --collect guest`` on the sid flavour: a guest whose agent is sid's qemu-ga, which answers
+    libvirt 12.8's request for the load averages (guest-get-load)."""
+    (name,) = lab_on("sid", SID_GUEST_PREFIX, "up", "1", "--variant", "agent")
+    try:
+        time.sleep(3)  # the agent has connected and the guest's loop has run
+        record("sid-guest.json", [name], ("--uri", flavours.uri("sid"), "--read-write", "--collect", "guest"))
+    finally:
+        lab_on("sid", SID_GUEST_PREFIX, "down")
+
+
+SID_EVENTS_PREFIX = "ktsidev-"
+SID_INSIDE_URI = "qemu+unix:///system?socket=/run/libvirt/libvirt-sock"  # the sid daemon, from inside its tree
+TRUSTED_MAC = "52:54:00:6b:aa:01"
+
+
+def record_sid_events() -> None:
+    """``--collect events`` on the sid flavour over three cycles 10 s apart, recorded by kvm-telegraf on sid's own
+    Python and libvirt-python 12.8 inside the tree (the host's 9.0 binding has no NIC_MAC_CHANGE): a balloon
+    change (``virsh setmem``), the guest changing eth0's MAC (through its agent, with trustGuestRxFilters), a write
+    past ``domblkthreshold``, then a block copy of vdb run to its end (``blockcopy --finish``)."""
+    uri, root = flavours.uri("sid"), flavours.root("sid")
+    (name,) = lab_on("sid", SID_EVENTS_PREFIX, "up", "1", "--variant", "agent")
+    inside = os.path.join(root, "tmp", "kvm-telegraf-record")
+    try:
+        xml = virsh_on(uri, "dumpxml", name, "--inactive")
+        trusted = xml.replace("<interface type='ethernet'>", "<interface type='ethernet' trustGuestRxFilters='yes'>")
+        virsh_on(uri, "define", "/dev/stdin", stdin=trusted)
+        virsh_on(uri, "destroy", name)
+        virsh_on(uri, "start", name)
+        time.sleep(15)  # booted, the agent connected
+        shutil.rmtree(inside, ignore_errors=True)
+        shutil.copytree(TESTS.parent / "kvm_telegraf", os.path.join(inside, "kvm_telegraf"))
+        out = "/tmp/kvm-telegraf-record/sid-events.json"
+        argv = ["chroot", root, "env", "PYTHONPATH=/tmp/kvm-telegraf-record", flavours.VENV + "/bin/python"]
+        argv += ["-m", "kvm_telegraf", "--uri", SID_INSIDE_URI, "--collect", "events", "--domain", name]
+        recording = subprocess.Popen([*argv, "record", out, "--cycles", "3", "--every", "10s"])
+        time.sleep(3)  # after the first cycle, which subscribed
+        virsh_on(uri, "setmem", name, "94M", "--live")
+        exec_in_guest(uri, name, "ip", "link", "set", "eth0", "address", TRUSTED_MAC)
+        virsh_on(uri, "domblkthreshold", name, "vda", "65536")  # the loop's next write beyond 64 KiB
+        time.sleep(10)  # the second cycle
+        copy = os.path.join(lab.guest_dir(name), "vdb-copy.img")
+        virsh_on(uri, "blockcopy", name, "vdb", copy, "--transient-job", "--wait", "--finish")
+        if recording.wait(timeout=60):
+            raise SystemExit("record failed")
+        shutil.copy(root + out, TESTS / "snapshots" / "sid-events.json")
+    finally:
+        shutil.rmtree(inside, ignore_errors=True)
+        lab_on("sid", SID_EVENTS_PREFIX, "down")
+
+
+def virsh_on(uri: str, *args: str, stdin: str = "") -> str:
+    done = subprocess.run(["virsh", "-q", "-c", uri, *args], input=stdin, capture_output=True, text=True, check=True)
+    return done.stdout
+
+
+def exec_in_guest(uri: str, name: str, *argv: str) -> None:
+    """A busybox command in the guest, through its agent's guest-exec."""
+    command = {"execute": "guest-exec", "arguments": {"path": "/bin/busybox", "arg": list(argv)}}
+    virsh_on(uri, "qemu-agent-command", name, json.dumps(command))
+
+
+def disk_xml(uri: str, domain: str, target: str) -> str:
+    """The live <disk> element of one target, as ``virsh update-device`` takes it."""
+    xml = subprocess.run(["virsh", "-q", "-c", uri, "dumpxml", domain], check=True, capture_output=True, text=True)
+    (disk,) = [d for d in re.findall(r"<disk .*?</disk>", xml.stdout, re.S) if f"<target dev='{target}'" in d]
+    return disk
+
+
 def record_flavour(flavour: str) -> None:
     """``--collect all`` on a newer libvirt's own daemon (tests/lab/flavours.py): the default guest and the groups
     variant (two pinned vCPUs, two IOThreads), so the offline suite pins what 11.3 and 12.8 send too."""
@@ -225,6 +339,9 @@ SCENARIOS = {
     "events": record_events,
     "backing": record_backing,
     "guest": record_guest,
+    "sid-stats": record_sid,
+    "sid-guest": record_sid_guest,
+    "sid-events": record_sid_events,
     "trixie": lambda: record_flavour("trixie"),
     "sid": lambda: record_flavour("sid"),
 }

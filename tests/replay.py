@@ -113,15 +113,16 @@ class ReplayConnection:
         snapshot = self._snapshots[max(0, min(len(self.calls), len(self._snapshots)) - 1)]
         return ReplayDomain(next(d for d in snapshot.domains if d.uuid == uuid))
 
-    # The versions of the lab that recorded the snapshots (Debian 12): libvirt 9.0.0, QEMU 7.2.22.
+    # The versions the recording's host group read (libvirt 12.8.0 for the sid flavour's), else the lab's that
+    # recorded the snapshots without it (Debian 12): libvirt 9.0.0, QEMU 7.2.22.
     def getLibVersion(self) -> int:  # noqa: N802 - libvirt's API
-        return 9_000_000
+        return self._host().get("node", {}).get("libvirt_version") or 9_000_000
 
     def getType(self) -> str:  # noqa: N802 - libvirt's API
         return "QEMU"
 
     def getVersion(self) -> int:  # noqa: N802 - libvirt's API
-        return 7_002_022
+        return self._host().get("node", {}).get("hypervisor_version") or 7_002_022
 
     def getHostname(self) -> str:  # noqa: N802 - libvirt's API
         return self._hostname

@@ -178,6 +178,20 @@ def test_a_group_the_daemon_lacks_is_one_warning_naming_the_version_then_nothing
     assert all(not stats & STATS_VM for stats, flags in source.calls)
 
 
+@pytest.mark.parametrize(
+    "collect,warned",
+    [(["all"], []), (["all", "kvm"], ["kvm"]), (["kvm", "vcpu"], ["kvm"])],
+    ids=["all-alone", "all-and-named", "named"],
+)
+def test_a_group_only_all_asked_for_is_left_out_quietly_where_the_daemon_lacks_it(recorded, collect, warned):
+    args = [arg for name in collect for arg in ("--collect", name)]
+    result = runner().invoke(main, [*args, "--once"], obj={"opener": lambda _uri: NoKvmStats(recorded)})
+    assert result.exit_code == 0
+    assert [line.split()[2] for line in result.stderr.splitlines() if "does not support it" in line] == [
+        f"{name}:" for name in warned
+    ]
+
+
 def test_each_vcpu_gets_its_state_times_pcpu_and_affinity_from_the_pinning(recorded):
     vcpus = only(points_of(domain_named(recorded[0], "ktgroups-"), recorded[0]), "vm_vcpus")
     assert [dict(p.tags)["vcpu"] for p in vcpus] == ["0", "1"]
@@ -255,6 +269,16 @@ def test_iothreads_are_one_point_each_tagged_with_their_id(recorded):
     assert threads[0].fields == {"poll_max_ns": 32768, "poll_grow": 0, "poll_shrink": 0}
 
 
+def test_libvirt_12_adds_each_iothreads_poll_weight():
+    sid = load_snapshots("sid-stats.json")  # tests/record_snapshots.py sid-stats: libvirt 12.8, QEMU 11.1
+    domain = domain_named(sid[0], "ktsidgr-")
+    threads = only(points_of(domain, sid[0], groups=resolve(["iothread"])), "vm_iothreads")
+    assert [(dict(p.tags)["iothread"], p.fields) for p in threads] == [
+        (str(n), {"poll_max_ns": 32768, "poll_grow": 2, "poll_shrink": 2, "poll_weight": 3}) for n in (1, 2)
+    ]
+    assert domain.stats["iothread.1.poll-weight"] == 3  # QEMU's default shift: the newest interval counts 1/8
+
+
 def test_perf_events_become_perf_fields_from_the_documented_keys(recorded):
     # Not verified on live hardware: perf events cannot be enabled in this VM (virsh perf --enable fails).
     domain = domain_named(recorded[0], "ktgroups-")
@@ -308,6 +332,16 @@ def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(r
     assert fields["memory_total_bytes"] > fields["memory_free_bytes"] > 0
     assert fields["libvirt_version"] == "9.0.0" and fields["cycle_ns"] == 1234
     assert fields["nowait_fallback"] is False and fields["domains_not_responding"] == 0 and fields["collect_ns"] > 0
+    assert "memory_available_bytes" not in fields  # libvirt 9.0 reports total, free, buffers and cached only
+
+
+def test_a_daemon_that_reports_the_hosts_available_memory_gets_it_on_the_host_point():
+    sid = load_snapshots("sid-stats.json")  # libvirt 12.8's virNodeGetMemoryStats has "available" (KiB)
+    points, _ = shape_snapshot(sid[0], {}, groups=resolve(["host"]))
+    (host,) = only(points, "vm_host")
+    assert host.fields["memory_available_bytes"] == sid[0].hosts[0]["memory"]["available"] * 1024
+    assert host.fields["memory_free_bytes"] < host.fields["memory_available_bytes"] < host.fields["memory_total_bytes"]
+    assert host.fields["libvirt_version"] == "12.8.0"
 
 
 def test_a_storage_pool_is_one_point_tagged_with_its_name(recorded):

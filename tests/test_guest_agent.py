@@ -162,16 +162,31 @@ def test_without_collect_guest_the_recorded_answers_make_no_point(recorded):
     assert {p.measurement for p in points} == {"vm_metrics", "vm_features", "vm_devices", "vm_totals"}
 
 
+def test_load_averages_recorded_on_the_sid_flavour_come_from_the_agent_as_floats():
+    # tests/record_snapshots.py sid-guest: libvirt 12.8 asks sid's qemu-ga 11.1 for guest-get-load.
+    sid = load_snapshots("sid-guest.json")
+    history: dict = {}
+    for snapshot in sid:
+        points, history = shape_snapshot(snapshot, history, groups=resolve(["guest"]))
+        (guest,) = [p for p in points if p.measurement == "vm_guest"]
+        info = snapshot.domains[0].calls["guest"]["info"]
+        assert [guest.fields[f"load_{m}"] for m in ("1m", "5m", "15m")] == [
+            info[f"load.{m}"] for m in ("1m", "5m", "15m")
+        ]
+        assert all(type(guest.fields[f"load_{m}"]) is float for m in ("1m", "5m", "15m"))
+        assert guest.fields["agent_responding"] is True
+
+
 def test_load_averages_come_from_the_documented_keys_of_libvirt_11_2_as_floats(recorded):
-    # Not verified on live hardware: libvirt 9.0 here has no load averages. The keys are libvirt's
-    # VIR_DOMAIN_GUEST_INFO_LOAD_1M/5M/15M (load.1m, load.5m, load.15m), doubles.
+    # The keys are libvirt's VIR_DOMAIN_GUEST_INFO_LOAD_1M/5M/15M (load.1m, load.5m, load.15m), doubles;
+    # an integer load (a daemon that sends one) is written as a float too, so the field keeps one type.
     domain = next(d for d in recorded[0].domains if d.calls["guest"]["responding"])
     info = {**domain.calls["guest"]["info"], "load.1m": 0.5, "load.5m": 0.25, "load.15m": 1}
     domain = dataclasses.replace(domain, calls={"guest": {"responding": True, "info": info}})
     points, _ = shape_snapshot(dataclasses.replace(recorded[0], domains=(domain,)), {}, groups=resolve(["guest"]))
     (guest,) = [p for p in points if p.measurement == "vm_guest"]
-    assert (guest.fields["load1"], guest.fields["load5"], guest.fields["load15"]) == (0.5, 0.25, 1.0)
-    assert type(guest.fields["load15"]) is float
+    assert (guest.fields["load_1m"], guest.fields["load_5m"], guest.fields["load_15m"]) == (0.5, 0.25, 1.0)
+    assert type(guest.fields["load_15m"]) is float
 
 
 def test_a_filesystem_without_sizes_still_has_its_point_with_its_disks(recorded):

@@ -135,7 +135,9 @@ def test_doctor_names_the_daemons_libvirt_and_every_group_it_supports_and_a_run_
         assert row["Python"] == "{}.{}".format(*sys.version_info[:2]), "the tree's own Python runs this"
         assert row["click"] == importlib.metadata.version("click"), "and its own click"
 
-    with ExecdDriver([KVM_TELEGRAF, *daemon.args(), "--collect", "all"]) as driver:
+    # Each group named on its own: one W! for each the daemon lacks (with ``all`` alone they are left out quietly).
+    every = [arg for name in groups if name != "guest" for arg in ("--collect", name)]
+    with ExecdDriver([KVM_TELEGRAF, *daemon.args(), *every]) as driver:
         batches = [next_batch(driver) for _ in range(3)]
         time.sleep(0.5)
         warnings = [message for level, message in driver.stderr if level in "WE"]

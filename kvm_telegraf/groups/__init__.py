@@ -7,7 +7,7 @@ in) and one line here.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Tuple
+from typing import Dict, FrozenSet, Iterable, Tuple
 
 from kvm_telegraf.group import Group
 from kvm_telegraf.groups import (
@@ -16,15 +16,19 @@ from kvm_telegraf.groups import (
     block_limits,
     cache_monitor,
     dirtyrate,
+    disk_latency,
+    energy,
     events,
     guest,
     host,
     iothread,
     jobs,
     kvm,
+    latency_histogram,
     memory_bandwidth,
     perf,
     pools,
+    queue_limits,
     vcpu,
 )
 
@@ -43,10 +47,20 @@ GROUPS: Tuple[Group, ...] = (
     cache_monitor.GROUP,
     backing.GROUP,
     balloon.GROUP,
+    disk_latency.GROUP,
+    latency_histogram.GROUP,
+    queue_limits.GROUP,
+    energy.GROUP,
     guest.GROUP,
 )
 ALL = "all"  # every group that a read-only connection serves
 BY_NAME: Dict[str, Group] = {group.name: group for group in GROUPS}
+
+
+def implied(names: Iterable[str]) -> FrozenSet[str]:
+    """The groups that only ``all`` brought in, none of them named: a daemon that lacks one leaves it out quietly."""
+    chosen = set(names)
+    return frozenset(group.name for group in resolve(chosen) if group.name not in chosen)
 
 
 def resolve(names: Iterable[str]) -> Tuple[Group, ...]:

@@ -23,6 +23,7 @@ def event_fields(event: DomainEvent) -> Dict[str, FieldValue]:
         value = getattr(event, name)
         if value is not None:
             fields[name] = value
+    fields.update(event.values)
     fields["count"] = 1  # so sum() counts events in every query language
     return fields
 

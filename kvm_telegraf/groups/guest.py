@@ -24,7 +24,7 @@ GUEST_STRING_FIELDS = (
     ("hostname", "hostname"),
     ("timezone", "timezone.name"),
 )
-GUEST_LOAD_FIELDS = (("load1", "load.1m"), ("load5", "load.5m"), ("load15", "load.15m"))
+GUEST_LOAD_FIELDS = (("load_1m", "load.1m"), ("load_5m", "load.5m"), ("load_15m", "load.15m"))
 
 
 def vm_guest(view: DomainView) -> List[Point]:

@@ -12,13 +12,19 @@ from kvm_telegraf.libvirt_facts import STATS_IOTHREAD
 from kvm_telegraf.points import FieldValue, Point
 
 _IOTHREAD_KEY = re.compile(r"iothread\.(\d+)\.poll-max-ns\Z")
-IOTHREAD_FIELDS = (("poll_max_ns", "poll-max-ns"), ("poll_grow", "poll-grow"), ("poll_shrink", "poll-shrink"))
+# poll-weight: libvirt 12.6 and QEMU 10.2 or later
+IOTHREAD_FIELDS = (
+    ("poll_max_ns", "poll-max-ns"),
+    ("poll_grow", "poll-grow"),
+    ("poll_shrink", "poll-shrink"),
+    ("poll_weight", "poll-weight"),
+)
 
 
 def vm_iothreads(view: DomainView) -> List[Point]:
     """One point per IOThread, tagged with its id: its adaptive polling settings.
 
-    ``vm_iothreads,iothread=1,uuid=1b4e…,vm=web01 poll_max_ns=32768i,poll_grow=0i,poll_shrink=0i``
+    ``vm_iothreads,iothread=1,uuid=1b4e…,vm=web01 poll_max_ns=32768i,poll_grow=0i,poll_shrink=0i,poll_weight=0i``
     """
     stats = view.domain.stats
     ids = sorted(int(m.group(1)) for m in map(_IOTHREAD_KEY.match, stats) if m)

@@ -157,7 +157,9 @@ AGENT_MODULES = ("virtio_console", "crc16", "crc32c_generic", "mbcache", "jbd2",
 AGENT_PACKAGE = "qemu-guest-agent"
 AGENT_DISK = "vdc"
 AGENT_DISK_MIB = 16
-AGENT_INITRD = "initrd-agent.img"
+# Under a flavour's daemon the agent comes from that Debian release (libvirt 11.2 asks newer agents for the
+# load averages, guest-get-load), in an initramfs of its own.
+AGENT_INITRD = "initrd-agent.img" if FLAVOUR == flavours.HOST else f"initrd-agent-{FLAVOUR}.img"
 # Written by the host at this offset of vda.img: the guest's loop reads it and stops (SIGSTOP) or
 # resumes (SIGCONT) its agent. The guest's own I/O loop only touches vda's first 4 MiB.
 AGENT_MARK_OFFSET = 7 << 20
@@ -739,7 +741,7 @@ def _fetch_agent(kver: str, dest: str) -> None:
         staging = _ensure_dir(os.path.join(tmp, "x"))
         mdir = _ensure_dir(os.path.join(staging, "modules"))
         wanted = {"usr/sbin/qemu-ga": os.path.join(staging, "qemu-ga")}
-        for deb in (_download(tmp, AGENT_PACKAGE), _download(tmp, "linux-image-" + kver)):
+        for deb in (_agent_package(tmp), _download(tmp, "linux-image-" + kver)):
             proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", deb], stdout=subprocess.PIPE)
             with tarfile.open(fileobj=proc.stdout, mode="r|") as tf:
                 for m in tf:
@@ -766,9 +768,37 @@ def _fetch_agent(kver: str, dest: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _agent_package(tmp: str) -> str:
+    """The qemu-guest-agent .deb of the daemon's Debian release: the host's, or apt-get download in the tree."""
+    if FLAVOUR == flavours.HOST:
+        return _download(tmp, AGENT_PACKAGE)
+    inside = tempfile.mkdtemp(prefix="ktlab-agent-", dir=on_host("/tmp"))
+    try:
+        os.chmod(inside, 0o777)  # apt's sandbox user writes there
+        log(f"apt-get download {AGENT_PACKAGE} in the {FLAVOUR} tree")
+        _run(["chroot", ROOT, "sh", "-c", f"cd {inside[len(ROOT) :]} && apt-get -q download {AGENT_PACKAGE}"])
+        (deb,) = [f for f in os.listdir(inside) if f.endswith(".deb")]
+        shutil.move(os.path.join(inside, deb), os.path.join(tmp, deb))
+        return os.path.join(tmp, deb)
+    finally:
+        shutil.rmtree(inside, ignore_errors=True)
+
+
 def _shared_libraries(binary: str) -> list[str]:
-    """The absolute paths ldd lists for binary, the dynamic loader included."""
-    out = _run(["ldd", binary]).stdout
+    """The absolute paths ldd lists for binary, the dynamic loader included; in a flavour's tree, the tree's
+    (read them through on_host())."""
+    if FLAVOUR != flavours.HOST:
+        inside = tempfile.mkdtemp(prefix="ktlab-ldd-", dir=on_host("/tmp"))
+        try:
+            shutil.copy(binary, inside)
+            out = _run(["chroot", ROOT, "ldd", os.path.join(inside[len(ROOT) :], os.path.basename(binary))]).stdout
+        finally:
+            shutil.rmtree(inside, ignore_errors=True)
+        return _ldd_paths(binary, out)
+    return _ldd_paths(binary, _run(["ldd", binary]).stdout)
+
+
+def _ldd_paths(binary: str, out: str) -> list[str]:
     paths = []
     for line in out.splitlines():
         m = re.search(r"(?:=>\s*)?(/\S+)\s+\(0x", line)
@@ -786,7 +816,7 @@ def build_agent_guest(guest: Guest) -> str:
     virtio_console and ext2 modules added, and agent_init_script() as /init.
     """
     gdir = os.path.dirname(guest.initrd)
-    adir = os.path.join(CACHE_DIR, "agent", guest.kver)
+    adir = os.path.join(CACHE_DIR, "agent", *([] if FLAVOUR == flavours.HOST else [FLAVOUR]), guest.kver)
     if not os.path.exists(os.path.join(adir, "qemu-ga")):
         _ensure_dir(os.path.dirname(adir))
         _fetch_agent(guest.kver, adir)
@@ -800,7 +830,7 @@ def build_agent_guest(guest: Guest) -> str:
     h = hashlib.sha256()
     for part in (INITRD_FORMAT, script, AGENT_OS_RELEASE, " ".join(mods + list(AGENT_MODULES)), " ".join(libraries)):
         h.update(part.encode())
-    for path in [BUSYBOX, qemu_ga, *libraries, *module_files]:
+    for path in [BUSYBOX, qemu_ga, *map(on_host, libraries), *module_files]:
         h.update(_sha256_file(path).encode())
     digest = h.hexdigest()
     initrd = os.path.join(gdir, AGENT_INITRD)
@@ -827,7 +857,7 @@ def build_agent_guest(guest: Guest) -> str:
     with open(qemu_ga, "rb") as f:
         entries.append(("usr/sbin/qemu-ga", 0o100755, f.read(), 0, 0))
     for path in libraries:
-        with open(path, "rb") as f:  # the file the link names, at the path ldd printed
+        with open(on_host(path), "rb") as f:  # the file the link names, at the path ldd printed
             entries.append((path.lstrip("/"), 0o100755, f.read(), 0, 0))
     order = mods + list(AGENT_MODULES)
     entries.append(("lib/modules/order", 0o100644, ("\n".join(order) + "\n").encode(), 0, 0))
@@ -976,7 +1006,26 @@ def agent_variant(xml: str) -> str:
     return xml.replace("    <serial type='file'>", disk + "    <serial type='file'>", 1)
 
 
-VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant}
+# The "stats" variant's disk statistics (libvirt 11.9 / 12.1 with QEMU 10.2 and later): QEMU's own latency
+# figures over two intervals, and a latency histogram for every kind of request, bins from 0 to 100 ms (ns).
+STATS_INTERVALS_S = (1, 10)
+STATS_HISTOGRAM_BINS_NS = (0, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 5_000_000, 100_000_000)
+STATS_XML = (
+    "<statistics>"
+    + "".join(f"<statistic interval='{s}'/>" for s in STATS_INTERVALS_S)
+    + "<latency-histogram>"
+    + "".join(f"<bin start='{b}'/>" for b in STATS_HISTOGRAM_BINS_NS)
+    + "</latency-histogram></statistics>"
+)
+
+
+def stats_variant(xml: str) -> str:
+    """The guest for ``--collect disk_latency`` and ``latency_histogram``: both disks with timed statistics
+    and latency histograms. libvirt before 11.9 (the host's 9.0, trixie's 11.3) drops the element silently."""
+    return xml.replace("<driver name='qemu' type='raw'/>", f"<driver name='qemu' type='raw'>{STATS_XML}</driver>")
+
+
+VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant, "stats": stats_variant}
 # Disks a variant adds to DISKS (MiB each), and what it builds before its guests start.
 VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),)}
 VARIANT_BUILDS = {"agent": build_agent_guest}
