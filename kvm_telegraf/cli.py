@@ -9,6 +9,8 @@ pipeline) happen only once a run starts, so ``--help`` stays quick.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -40,6 +42,7 @@ GUEST_REFRESH = Duration(1.0, 86400.0)
 SAMPLE = Duration(0.01, 3600.0)
 GROUP_NAMES = tuple(group.name for group in GROUPS)
 SETTINGS = "kvm_telegraf.settings"  # where the main command leaves its Settings for the subcommands (ctx.meta)
+COMPLETE_VAR = "_KVM_TELEGRAF_COMPLETE"  # click's shell completion: bash_source prints the script (README)
 
 
 class Option(click.Option):
@@ -91,10 +94,23 @@ def _unique_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
     return uris
 
 
+def _completion_in_click7_words() -> None:
+    """The one switch on click's version. click < 8 (7.1 in Debian 11 and RHEL 9) names its completion
+    instructions the other way round (``source_bash``, ``complete_bash``) and runs the command for a name it does
+    not know: ``bash_source``, which the README and the packages' completion file use, started a collection
+    instead of printing the script. Renamed, each click prints its own script, which then asks that click in
+    its own words. click 8 is the one with a ``shell_completion`` module.
+    """
+    shell, _, instruction = os.environ.get(COMPLETE_VAR, "").partition("_")
+    if shell in ("bash", "zsh", "fish") and importlib.util.find_spec("click.shell_completion") is None:
+        os.environ[COMPLETE_VAR] = f"{instruction}_{shell}"
+
+
 class TelegrafGroup(click.Group):
     """Reports usage errors as one ``E!`` line, which Telegraf logs as an error, then exits 2."""
 
     def main(self, args: Any = None, prog_name: Optional[str] = None, **extra: Any) -> Any:  # type: ignore[override]
+        _completion_in_click7_words()
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -123,6 +139,7 @@ class TelegrafGroup(click.Group):
     cls=Option,
     non_empty=True,
     multiple=True,
+    type=str,  # click 7 takes a tuple default for a tuple type, which it then refuses: "composite type"
     default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
     show_default=True,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from typing import Any, Dict, Mapping, Optional
 
 import click
@@ -132,13 +131,11 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
     ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
     """
     # Imported here, not at the top: most runs have no --config, and every import costs start-up and RSS.
-    if sys.version_info >= (3, 11):
-        import tomllib  # novermin - guarded by the version check above
-    else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
-        import tomli as tomllib
+    from kvm_telegraf import toml_reader as tomllib  # tomllib's loads and error where tomllib is missing too
+
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            data = tomllib.loads(handle.read().decode("utf-8"))
     except OSError as exc:
         raise click.BadParameter(f"cannot read {path}: {exc.strerror}", param_hint="--config") from None
     except UnicodeDecodeError as exc:
