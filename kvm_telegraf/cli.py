@@ -9,6 +9,7 @@ pipeline) happen only once a run starts, so ``--help`` stays quick.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from typing import Any, Dict, Optional, Tuple
@@ -42,6 +43,7 @@ GUEST_REFRESH = Duration(1.0, 86400.0)
 SAMPLE = Duration(0.01, 3600.0)
 GROUP_NAMES = tuple(group.name for group in GROUPS)
 SETTINGS = "kvm_telegraf.settings"  # where the main command leaves its Settings for the subcommands (ctx.meta)
+COMPLETE_VAR = "_KVM_TELEGRAF_COMPLETE"  # click's shell completion: bash_source prints the script (README)
 
 
 class Option(click.Option):
@@ -70,6 +72,12 @@ class Option(click.Option):
             return SOME_STRINGS if self.non_empty else STRINGS
         return STRING
 
+    def resolve_envvar_value(self, ctx: click.Context) -> Optional[str]:
+        """The environment variable's value even when blank (click 8 reads a blank one as unset), so it is refused."""
+        if isinstance(self.envvar, str) and self.envvar in os.environ:
+            return os.environ[self.envvar]
+        return super().resolve_envvar_value(ctx)
+
 
 def config_schema(command: click.Command) -> Dict[str, str]:
     """Each key a --config file may set, and what it may hold: the command's own options, nothing restated."""
@@ -82,13 +90,12 @@ def _load_config(ctx: click.Context, _param: click.Parameter, path: Optional[str
         ctx.default_map = {**(ctx.default_map or {}), **load_config_file(path, config_schema(ctx.command))}
 
 
-def _checked_uris(ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
+def _checked_uris(_ctx: click.Context, param: click.Parameter, uris: Tuple[str, ...]) -> Tuple[str, ...]:
     """Each URI given once, and none empty: libvirt opens its own default for an empty one, whatever that is."""
     from kvm_telegraf.connection import redact_uri
 
     envvar = str(param.envvar)
-    unset_env = os.environ.get(envvar) is not None and not os.environ[envvar].strip()
-    if unset_env and ctx.get_parameter_source(str(param.name)) is not click.core.ParameterSource.COMMANDLINE:
+    if not uris and os.environ.get(envvar) is not None:  # a blank one: the command line would have won over it
         raise click.BadParameter(
             f"{envvar} is set but empty: set it to a libvirt URI (qemu:///system) or unset it", param=param
         )
@@ -105,10 +112,23 @@ def _checked_uris(ctx: click.Context, param: click.Parameter, uris: Tuple[str, .
     return uris
 
 
+def _completion_in_click7_words() -> None:
+    """The one switch on click's version. click < 8 (7.1 in Debian 11 and RHEL 9) names its completion
+    instructions the other way round (``source_bash``, ``complete_bash``) and runs the command for a name it does
+    not know: ``bash_source``, which the README and the packages' completion file use, started a collection
+    instead of printing the script. Renamed, each click prints its own script, which then asks that click in
+    its own words. click 8 is the one with a ``shell_completion`` module.
+    """
+    shell, _, instruction = os.environ.get(COMPLETE_VAR, "").partition("_")
+    if shell in ("bash", "zsh", "fish") and importlib.util.find_spec("click.shell_completion") is None:
+        os.environ[COMPLETE_VAR] = f"{instruction}_{shell}"
+
+
 class TelegrafGroup(click.Group):
     """Reports usage errors as one ``E!`` line, which Telegraf logs as an error, then exits 2."""
 
     def main(self, args: Any = None, prog_name: Optional[str] = None, **extra: Any) -> Any:  # type: ignore[override]
+        _completion_in_click7_words()
         try:
             code = super().main(args, prog_name, standalone_mode=False, **extra)
         except click.ClickException as exc:
@@ -137,6 +157,7 @@ class TelegrafGroup(click.Group):
     cls=Option,
     non_empty=True,
     multiple=True,
+    type=str,  # click 7 takes a tuple default for a tuple type, which it then refuses: "composite type"
     default=("qemu:///system",),
     envvar="KVM_TELEGRAF_URI",
     show_default=True,
@@ -176,6 +197,21 @@ class TelegrafGroup(click.Group):
 @click.option("--domain", cls=Option, multiple=True, metavar="GLOB", help="Only domains matching GLOB (repeatable).")
 @click.option(
     "--exclude-domain", cls=Option, multiple=True, metavar="GLOB", help="Skip domains matching GLOB (repeatable)."
+)
+@click.option(
+    "--device",
+    cls=Option,
+    multiple=True,
+    metavar="GLOB",
+    help="Only devices (disks, NICs) whose device tag matches GLOB get vm_devices points (repeatable); "
+    "vm_totals still counts every device.",
+)
+@click.option(
+    "--exclude-device",
+    cls=Option,
+    multiple=True,
+    metavar="GLOB",
+    help="No vm_devices point for devices whose device tag matches GLOB, e.g. 'hd[c-d]' for IDE CD-ROMs (repeatable).",
 )
 @click.option(
     "--measurement",

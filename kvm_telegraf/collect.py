@@ -53,7 +53,7 @@ class Collector:
     _forget: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.reader = TieredRead(self.timeout_s)
+        self.reader = TieredRead(self.timeout_s, self.domain_filter if self.domain_filter.active else None)
         self._episodes = Episodes(self.timeout_s)
         self._matches = MatchNotes(self.domain_filter, redact_uri(self.connection.uri))
 
@@ -69,8 +69,8 @@ class Collector:
         read = self.last_read = self._bulk_read(started)
         timestamp = self.clock()
         self._episodes.note(read)
-        records = [(dom, stats) for dom, stats in read.records if self.domain_filter(dom.name())]
-        self._matches.note(frozenset(dom.name() for dom, _ in records), len(read.records))
+        records = read.records  # the chosen domains only (bulk_read.read_stats)
+        self._matches.note(frozenset(dom.name() for dom, _ in records), read.domains_listed)
         deadline = started + self.timeout_s + COLLECT_GRACE_S  # for every call after the bulk read
         configs: Dict[str, DomainConfig] = {}
         if self.configs is not None:

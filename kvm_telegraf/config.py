@@ -11,7 +11,6 @@ import math
 import os
 import re
 import stat
-import sys
 from typing import Any, Dict, Mapping, Optional
 
 import click
@@ -214,10 +213,8 @@ def load_config_file(path: str, schema: Mapping[str, str]) -> Dict[str, Any]:
     ``KEY=VALUE`` entry per pair (``[metadata_tag]`` then ``nova_name = "..."``).
     """
     # Imported here, not at the top: most runs have no --config, and every import costs start-up and RSS.
-    if sys.version_info >= (3, 11):
-        import tomllib  # novermin - guarded by the version check above
-    else:  # pragma: no cover - exercised on the distros' 3.9 and 3.10
-        import tomli as tomllib
+    from kvm_telegraf import toml_reader as tomllib  # tomllib's loads and error where tomllib is missing too
+
     shown = clip(path)
     raw = _read_config_bytes(path, shown)
     _refuse_a_byte_order_mark(shown, raw)

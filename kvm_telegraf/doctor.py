@@ -96,6 +96,13 @@ def connect_hint(message: str, user: str, argv: Sequence[str] = ()) -> str:
     lowered = message.lower()
     if "no module named" in lowered:
         return "install libvirt's Python binding: apt-get install python3-libvirt and a --system-site-packages venv"
+    if "failed to find user record" in lowered or "failed to find group record" in lowered:
+        return (
+            f"the daemon looks user {user}'s uid and gid up in its own user database and does not find them: a "
+            "libvirtd in a container (Kolla, openstack-helm) has the container's /etc/passwd and /etc/group; add "
+            "a group and a user with those numbers inside it (groupadd -g GID telegraf; useradd -r -M -u UID -g "
+            "GID telegraf), as docs/configuration.md's Containerised libvirt says"
+        )
     if "denied by policy" in lowered:
         return (
             f"a polkit rule refuses user {user} the action org.libvirt.unix.monitor, which any local user "

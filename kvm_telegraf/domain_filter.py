@@ -1,11 +1,12 @@
-"""``--domain`` / ``--exclude-domain``: which domains a host's batches carry, and saying so when none."""
+"""``--domain`` / ``--exclude-domain``: which domains a host's batches carry, and saying so when none;
+``--device`` / ``--exclude-device``: which of their devices get points of their own."""
 
 from __future__ import annotations
 
 import fnmatch
 import shlex
 from dataclasses import dataclass
-from typing import FrozenSet, Optional, Tuple
+from typing import ClassVar, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.log import get_logger
 
@@ -18,6 +19,12 @@ class DomainFilter:
 
     include: Tuple[str, ...] = ()
     exclude: Tuple[str, ...] = ()
+    option: ClassVar[str] = "domain"  # the options' name, for messages
+
+    @property
+    def active(self) -> bool:
+        """Whether it may leave anything out at all."""
+        return bool(self.include or self.exclude)
 
     def __call__(self, name: str) -> bool:
         if self.include and not any(fnmatch.fnmatchcase(name, glob) for glob in self.include):
@@ -27,9 +34,16 @@ class DomainFilter:
     def __str__(self) -> str:
         """The options as given: ``--domain 'web*' --exclude-domain web09``."""
         return " ".join(
-            [f"--domain {shlex.quote(glob)}" for glob in self.include]
-            + [f"--exclude-domain {shlex.quote(glob)}" for glob in self.exclude]
+            [f"--{self.option} {shlex.quote(glob)}" for glob in self.include]
+            + [f"--exclude-{self.option} {shlex.quote(glob)}" for glob in self.exclude]
         )
+
+
+@dataclass(frozen=True)
+class DeviceFilter(DomainFilter):
+    """Globs over the ``device`` tag (``vda``, a MAC, a NIC's target dev): which devices get points of their own."""
+
+    option: ClassVar[str] = "device"
 
 
 class MatchNotes:

@@ -7,6 +7,7 @@ import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Tuple
 
+from kvm_telegraf.device_xml import DiskIdentity, HostDevice, NicIdentity, disk_identities, host_devices, nic_identities
 from kvm_telegraf.log import clip
 from kvm_telegraf.xpath import (
     MAX_STEPS,
@@ -126,6 +127,9 @@ class DomainFacts:
     # (tag, why) per --metadata-tag not read here: its XPath would cost more than kvm_telegraf.xpath allows.
     metadata_skipped: Tuple[Tuple[str, str], ...] = ()
     disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
+    disk_identities: Tuple[DiskIdentity, ...] = ()  # each disk's image, bus, format, serial, kind
+    nic_identities: Tuple[NicIdentity, ...] = ()  # each NIC's bridge, network, model, MTU, tap, Neutron port
+    host_devices: Tuple[HostDevice, ...] = ()  # the host's devices passed through (GPUs, SR-IOV NICs, mdevs)
     vcpu_cpuset: Optional[str] = None  # <vcpu cpuset>: where every vCPU without a <vcpupin> may run
     vcpu_pins: Tuple[Tuple[int, str], ...] = ()  # (vCPU, cpuset) of each <cputune><vcpupin>
     # The guest agent channel's state in the live XML: "connected", "disconnected"; None without a channel.
@@ -256,6 +260,9 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
         metadata=metadata,
         metadata_skipped=metadata_skipped,
         disks=_disk_targets(root),
+        disk_identities=disk_identities(root),
+        nic_identities=nic_identities(root),
+        host_devices=host_devices(root),
         vcpu_cpuset=root.find("vcpu").get("cpuset") if root.find("vcpu") is not None else None,
         vcpu_pins=_vcpu_pins(root),
         agent_state=_agent_state(root),

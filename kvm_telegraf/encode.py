@@ -14,14 +14,19 @@ and serializer into InfluxDB 1.x (seen with Telegraf 1.37 and InfluxDB 1.6):
   ``\t`` and friends, so only ``"`` and ``\`` are escaped, as Telegraf's own
   serializer does; every character then arrives unchanged.
 
+- A backslash at the end of a name, or right before a character that gets
+  escaped, cannot be carried (InfluxDB refuses the line): it is dropped.
+
 Everything else is byte-identical to InfluxData's 2018 Go line-protocol encoder
-(``tests/go/lpencode`` is the oracle), which differs in just those two points:
-it leaves ``\v`` raw in keys and escapes control characters in strings.
+(``tests/go/lpencode`` is the oracle), which differs in just those points:
+it leaves ``\v`` raw in keys, escapes control characters in strings, and
+writes the dangling backslashes that break the line.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Dict, Iterable, Optional, Tuple
 
 from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
@@ -32,19 +37,31 @@ _KEY_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ ", "=": "
 _STRING_ESCAPES = str.maketrans({'"': '\\"', "\\": "\\\\"})
 
 
+# Backslashes at the end, or right before a character the escaping puts a backslash before.
+_NAME_DANGLING = re.compile(r"\\+(?=[, \t\n\v\f\r]|\Z)")
+_KEY_DANGLING = re.compile(r"\\+(?=[,= \t\n\v\f\r]|\Z)")
+
+
 def escape_measurement(name: str) -> str:
-    """Escape a measurement name; trailing backslashes are trimmed (see escape_key)."""
-    return name.rstrip("\\").translate(_NAME_ESCAPES)
+    """Escape a measurement name; dangling backslashes are dropped (see escape_key)."""
+    return _NAME_DANGLING.sub("", name).translate(_NAME_ESCAPES)
+
+
+def carried_key(key: str) -> str:
+    """What of a tag key, tag value or field key line protocol can carry: *key* without its dangling backslashes."""
+    return _KEY_DANGLING.sub("", key)
 
 
 def escape_key(key: str) -> str:
-    """Escape a tag key, a tag value or a field key; trailing backslashes are trimmed first.
+    """Escape a tag key, a tag value or a field key; backslashes that line protocol cannot carry are dropped.
 
-    An identifier that ends in ``\\`` would escape the separator after it and
-    break the line (the Go encoder does exactly that), so Telegraf's
-    serializer trims them from tag values; we trim them everywhere.
+    A backslash at the end would escape the separator after it, and one right before a
+    character that gets escaped (``a\\=b``, ``a\\,b``) would make the escape's own
+    backslash read as escaped: either way InfluxDB refuses the line (the Go encoder does
+    exactly that). Telegraf's serializer trims trailing ones from tag values; we drop both
+    kinds everywhere. Any other backslash arrives unchanged.
     """
-    return key.rstrip("\\").translate(_KEY_ESCAPES)
+    return carried_key(key).translate(_KEY_ESCAPES)
 
 
 def format_float(value: float) -> str:

@@ -80,6 +80,9 @@ JOB_OPERATIONS = {
 # virDomainGetJobStats flags
 JOB_STATS_COMPLETED = 1
 JOB_STATS_KEEP_COMPLETED = 2
+# virConnectListAllNodeDevicesFlags: PCI devices, mediated devices
+NODE_DEVICES_PCI = 1 << 1
+NODE_DEVICES_MDEV = 1 << 14
 # virStoragePoolState
 POOL_STATES = {0: "inactive", 1: "building", 2: "running", 3: "degraded", 4: "inaccessible"}
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.connection import LibvirtUnavailableError
+from kvm_telegraf.domain_filter import DeviceFilter
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group
 from kvm_telegraf.log import get_logger
@@ -26,6 +27,7 @@ class Pipeline:
     shutdown: Shutdown
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     groups: Tuple[Group, ...] = ()  # --collect
+    devices: DeviceFilter = field(default_factory=DeviceFilter)  # --device, --exclude-device
     encoder: LineEncoder = field(default_factory=LineEncoder)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush
@@ -38,7 +40,7 @@ class Pipeline:
             self.source.forget_configs()
         snapshot = self.source.collect()
         points, self._history = shape_snapshot(
-            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns
+            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns, self.devices
         )
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():

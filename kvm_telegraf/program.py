@@ -84,7 +84,9 @@ def build_pipeline(settings: Settings, stdout: BinaryIO, opener: Opener, events:
     """
     source = build_source(settings, opener, events=events)
     # A group the daemon lacks reads no data, so shape makes nothing of it.
-    return Pipeline(source, BatchWriter(stdout), Shutdown(), settings.measurements, settings.groups)
+    return Pipeline(
+        source, BatchWriter(stdout), Shutdown(), settings.measurements, settings.groups, devices=settings.device_filter
+    )
 
 
 def run(settings: Settings, stdin: BinaryIO, stdout: BinaryIO, opener: Optional[Opener] = None) -> int:

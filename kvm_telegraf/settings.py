@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, FrozenSet, Mapping, Optional, Tuple
 
-from kvm_telegraf.domain_filter import DomainFilter
+from kvm_telegraf.domain_filter import DeviceFilter, DomainFilter
 from kvm_telegraf.domain_xml import NOVA_TAGS, MetadataTag
 from kvm_telegraf.group import Group
 from kvm_telegraf.groups import implied, resolve
@@ -33,6 +33,7 @@ class Settings:
     interval_s: Optional[float] = None  # None: collect on stdin newlines
     timeout_s: float = 5.0
     domain_filter: DomainFilter = field(default_factory=DomainFilter)
+    device_filter: DeviceFilter = field(default_factory=DeviceFilter)
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS)
     groups: Tuple[Group, ...] = ()  # --collect, resolved, in registry order
     implied_groups: FrozenSet[str] = frozenset()  # the ones only ``all`` brought in: quiet where the daemon lacks them
@@ -54,6 +55,7 @@ class Settings:
             interval_s=options["interval"],
             timeout_s=options["timeout"],
             domain_filter=DomainFilter(tuple(options["domain"]), tuple(options["exclude_domain"])),
+            device_filter=DeviceFilter(tuple(options["device"]), tuple(options["exclude_device"])),
             measurements=frozenset(options["measurement"] or MEASUREMENTS),
             groups=resolve(options["collect"] or ()),
             implied_groups=implied(options["collect"] or ()),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
+from kvm_telegraf.domain_filter import DeviceFilter
 from kvm_telegraf.fields import extra_tags
 from kvm_telegraf.group import DomainView, Group
 from kvm_telegraf.measurements import (
@@ -30,6 +31,8 @@ from kvm_telegraf.measurements import (
 from kvm_telegraf.points import Point
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 
+EVERY_DEVICE = DeviceFilter()  # no --device or --exclude-device: a frozen value, shared as a default
+
 
 def history_key(domain: DomainSample) -> str:
     """The UUID, qualified by host: a migrating domain exists on two hypervisors at once."""
@@ -42,8 +45,13 @@ def shape_domain(
     previous: Optional[Reading],
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
     groups: Sequence[Group] = (),
+    devices: DeviceFilter = EVERY_DEVICE,
 ) -> Tuple[List[Point], Optional[Reading]]:
-    """One domain's points, in batch order, and the reading its next cycle starts from (None: not running)."""
+    """One domain's points, in batch order, and the reading its next cycle starts from (None: not running).
+
+    devices: which devices get points of their own (vm_devices, and the groups' points tagged ``device``);
+    vm_totals sums every device all the same.
+    """
     points: List[Point] = []
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
@@ -87,7 +95,17 @@ def shape_domain(
         kept = {group.name: group.carry(group_view) for group, group_view in views if group.carry is not None}
         if kept:
             reading = reading._replace(carried=kept)
+    if devices.active:
+        points = [point for point in points if _device_chosen(point, devices)]
     return points, reading
+
+
+def _device_chosen(point: Point, devices: DeviceFilter) -> bool:
+    """Whether a point is not a device's, or its device passes ``--device`` / ``--exclude-device``."""
+    for key, value in point.tags:
+        if key == "device":
+            return devices(value)
+    return True
 
 
 def batch_points(snapshot: Snapshot, groups: Sequence[Group], cycle_ns: Optional[int]) -> List[Point]:
@@ -111,11 +129,13 @@ def shape_snapshot(
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
     groups: Sequence[Group] = (),
     cycle_ns: Optional[int] = None,
+    devices: DeviceFilter = EVERY_DEVICE,
 ) -> Tuple[List[Point], Dict[str, Reading]]:
     """All points of one cycle, and the history the next cycle needs.
 
     groups: the ``--collect`` groups on this run, in registry order;
-    cycle_ns: how long the previous cycle took, newline to flush (vm_host).
+    cycle_ns: how long the previous cycle took, newline to flush (vm_host);
+    devices: ``--device`` / ``--exclude-device``.
 
     History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
@@ -124,7 +144,7 @@ def shape_snapshot(
     new_history: Dict[str, Reading] = {}
     for domain in snapshot.domains:
         key = history_key(domain)
-        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups)
+        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups, devices)
         points += of_domain
         if reading is not None:
             new_history[key] = reading

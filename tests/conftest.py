@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List
 
 import pytest
+from hypothesis import settings
 
 from tests.go.build import build
 from tests.harness import matrix
@@ -18,6 +19,13 @@ from tests.harness.fixtures import influx  # noqa: F401 - re-exported fixture
 from tests.harness.goldens import SNAPSHOTS, TESTS, load_snapshots  # noqa: F401 - shared with the tests
 
 IN_CI = os.environ.get("CI") == "true"
+
+# Hypothesis 6.141 (the last for Python 3.9, Debian 11's) asserts inside its default settings' ``database``;
+# pytest rewrites all of hypothesis (a plugin's distribution) and, for pytest-golden's assertion-pass hook, reprs
+# the settings there, which asks for ``database`` again, until Python 3.9 aborts (a bare @given on the tree).
+# A profile of our own, with the same settings, is not the default.
+settings.register_profile("kvm-telegraf")
+settings.load_profile("kvm-telegraf")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

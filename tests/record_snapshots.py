@@ -200,6 +200,44 @@ def record_guest() -> None:
         lab_with_prefix(GUEST_PREFIX, "down")
 
 
+IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX = "ktanci-", "ktancf-", "ktanch-", "ktancd-"
+
+
+def wait_paused_by_io_error(name: str, timeout: float = 90.0) -> None:
+    """Until the full variant's guest has filled its disk and QEMU paused it (state paused, reason I/O error)."""
+    deadline = time.monotonic() + timeout
+    while lab.virsh("domstate", name, "--reason").strip() != "paused (I/O error)":
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{name} did not pause on its full disk within {timeout:.0f} s")
+        time.sleep(1)
+
+
+def record_anchors() -> None:
+    """--collect all on four guests: one with a serial, a CD-ROM, a NIC on a libvirt network and one on its bridge
+    with a target dev of its own, a page-sampling dirty-rate calculation and a dump in progress (read until it ends);
+    one paused by its full disk (error_policy stop); one defined with host devices (a PCI device of this machine,
+    an mdev, a USB device, an SR-IOV NIC); a type='kvm' one with KVM's dirty ring and a dirty-ring calculation."""
+    prefixes = (IDENTITY_PREFIX, FULL_PREFIX, HOSTDEVS_PREFIX, RING_PREFIX)
+    try:
+        (identity,) = lab_with_prefix(IDENTITY_PREFIX, "up", "1", "--variant", "identity", "--no-wait")
+        (full,) = lab_with_prefix(FULL_PREFIX, "up", "1", "--variant", "full", "--no-wait")
+        (hostdevs,) = lab_with_prefix(HOSTDEVS_PREFIX, "up", "1", "--variant", "hostdevs", "--define-only")
+        (ring,) = lab_with_prefix(RING_PREFIX, "up", "1", "--kvm", "--variant", "dirtyring", "--no-wait")
+        wait_paused_by_io_error(full)
+        lab.virsh("domdirtyrate-calc", identity, "--seconds", "1")
+        lab.virsh("domdirtyrate-calc", ring, "--seconds", "1", "--mode", "dirty-ring")
+        time.sleep(3)  # the calculations have ended; the guests' loops have run
+        dump = lab.dump_slowly(identity)
+        try:
+            time.sleep(1)  # the job has begun; 8 cycles 2 s apart see it move and finish (~10 s at 10 MiB/s)
+            record("lab-anchors.json", [identity, full, hostdevs, ring], ("--collect", "all"), cycles=8)
+        finally:
+            dump.wait()
+    finally:
+        for prefix in prefixes:
+            lab_with_prefix(prefix, "down")
+
+
 SID_STATS_PREFIX = "ktsidst-"
 SID_GROUPS_PREFIX = "ktsidgr-"
 
@@ -339,6 +377,7 @@ SCENARIOS = {
     "events": record_events,
     "backing": record_backing,
     "guest": record_guest,
+    "anchors": record_anchors,
     "sid-stats": record_sid,
     "sid-guest": record_sid_guest,
     "sid-events": record_sid_events,

@@ -51,6 +51,9 @@ class ReplayDomain:
     def blockIoTune(self, disk: str, _flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
         return dict(self._sample.calls.get("iotune", {}).get(disk, {}))
 
+    def diskErrors(self, _flags: int) -> Dict[str, int]:  # noqa: N802 - libvirt's API
+        return dict(self._sample.calls.get("disk_errors", {}))
+
     def guestInfo(self, _types: int, _flags: int) -> Dict[str, Any]:  # noqa: N802 - libvirt's API
         """What the agent answered; an agent recorded as not responding fails, as libvirt's call would."""
         guest = self._sample.calls.get("guest", {})
@@ -77,23 +80,42 @@ class ReplayPool:
 
 
 class ReplayConnection:
-    """Each bulk call returns the next recorded cycle, the last one repeating."""
+    """Each cycle (a bulk call, or a domain list and the chosen domains' stats) returns the next recorded one,
+    the last one repeating."""
 
     def __init__(self, snapshots: List[Snapshot], hostname: str = "lab-host") -> None:
         self._snapshots = snapshots
         self._hostname = hostname
-        self.calls: List[tuple] = []
+        self._cycles = 0  # how many cycles have begun
+        self.calls: List[tuple] = []  # (stats, flags) of each stats call
         self.closed = False
+
+    def _next_cycle(self) -> Snapshot:
+        self._cycles += 1
+        return self._current()
+
+    def _current(self) -> Snapshot:
+        return self._snapshots[max(0, min(self._cycles, len(self._snapshots)) - 1)]
 
     def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
         if flags & STATS_NO_DOMAINS == STATS_NO_DOMAINS:  # a support probe: selects no domain, counts no cycle
             return []
-        snapshot = self._snapshots[min(len(self.calls), len(self._snapshots) - 1)]
+        snapshot = self._next_cycle()
         self.calls.append((stats, flags))
         return [(ReplayDomain(d), dict(d.stats)) for d in snapshot.domains]
 
+    def listAllDomains(self, _flags: int) -> List[ReplayDomain]:  # noqa: N802 - libvirt's API
+        """A new cycle's domains: the stats call that follows reads the same cycle."""
+        return [ReplayDomain(d) for d in self._next_cycle().domains]
+
+    def domainListGetStats(self, doms: List[ReplayDomain], stats: int, flags: int):  # noqa: N802 - libvirt's API
+        """The listed cycle's stats of the domains asked for (one gone meanwhile is skipped, as libvirt does)."""
+        self.calls.append((stats, flags))
+        wanted = {dom.UUIDString() for dom in doms}
+        return [(ReplayDomain(d), dict(d.stats)) for d in self._current().domains if d.uuid in wanted]
+
     def _host(self) -> Dict[str, Any]:
-        snapshot = self._snapshots[max(0, min(len(self.calls), len(self._snapshots)) - 1)]
+        snapshot = self._current()
         return snapshot.hosts[0] if snapshot.hosts else {}
 
     def getInfo(self) -> list:  # noqa: N802 - libvirt's API
@@ -103,6 +125,13 @@ class ReplayConnection:
     def getMemoryStats(self, _cell: int, _flags: int) -> Dict[str, int]:  # noqa: N802 - libvirt's API
         return dict(self._host().get("memory", {}))
 
+    def getCPUStats(self, _cpu: int, _flags: int) -> Dict[str, int]:  # noqa: N802 - libvirt's API
+        return dict(self._host().get("cpu", {}))
+
+    def listAllDevices(self, _flags: int) -> list:  # noqa: N802 - libvirt's API
+        """None: the recording keeps what the node devices said, parsed (hostdevs), not their XML."""
+        return []
+
     def listAllStoragePools(self, _flags: int) -> list:  # noqa: N802 - libvirt's API
         return [ReplayPool(pool) for pool in self._host().get("pools", ())]
 
@@ -110,8 +139,7 @@ class ReplayConnection:
         return True
 
     def lookupByUUIDString(self, uuid: str) -> ReplayDomain:  # noqa: N802 - libvirt's API
-        snapshot = self._snapshots[max(0, min(len(self.calls), len(self._snapshots)) - 1)]
-        return ReplayDomain(next(d for d in snapshot.domains if d.uuid == uuid))
+        return ReplayDomain(next(d for d in self._current().domains if d.uuid == uuid))
 
     # The versions the recording's host group read (libvirt 12.8.0 for the sid flavour's), else the lab's that
     # recorded the snapshots without it (Debian 12): libvirt 9.0.0, QEMU 7.2.22.

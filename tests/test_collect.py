@@ -19,7 +19,7 @@ from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_re
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.domain_filter import DomainFilter
 from kvm_telegraf.domain_xml import parse_metadata_tag
-from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN
+from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, STATS_NO_DOMAINS
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
 from tests.harness.loglines import log_lines
@@ -48,6 +48,10 @@ class CountingReplay(ReplayConnection):
 
     def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
         return [(CountingDomain(dom, self.xml_reads), s) for dom, s in super().getAllDomainStats(stats, flags)]
+
+    def domainListGetStats(self, doms: List[Any], stats: int, flags: int):  # noqa: N802 - libvirt's API
+        chosen = super().domainListGetStats(doms, stats, flags)
+        return [(CountingDomain(dom, self.xml_reads), s) for dom, s in chosen]
 
 
 class Clock:
@@ -145,6 +149,47 @@ def test_the_batch_window_starts_before_the_bulk_call_and_ends_after_it():
     )
     snapshot = collector.collect()
     assert (snapshot.started_ns, snapshot.timestamp_ns) == (100, 101)
+
+
+class ListingReplay(ReplayConnection):
+    """Records which of the three ways of reading stats each cycle took, and for which domains."""
+
+    def __init__(self, snapshots: List[Snapshot]) -> None:
+        super().__init__(snapshots)
+        self.ways: List[tuple] = []
+
+    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
+        records = super().getAllDomainStats(stats, flags)
+        if flags & STATS_NO_DOMAINS != STATS_NO_DOMAINS:  # not a support probe
+            self.ways.append(("all",))
+        return records
+
+    def listAllDomains(self, flags: int) -> list:  # noqa: N802 - libvirt's API
+        self.ways.append(("list",))
+        return super().listAllDomains(flags)
+
+    def domainListGetStats(self, doms: List[Any], stats: int, flags: int):  # noqa: N802 - libvirt's API
+        self.ways.append(("chosen", *sorted(dom.name() for dom in doms)))
+        return super().domainListGetStats(doms, stats, flags)
+
+
+@pytest.mark.parametrize(
+    ("domain_filter", "ways", "reported"),
+    [
+        (DomainFilter(), [("all",)], ["ktlab-01", "ktlab-02"]),
+        (DomainFilter(include=("ktlab-02",)), [("list",), ("chosen", "ktlab-02")], ["ktlab-02"]),
+        (DomainFilter(exclude=("ktlab-02",)), [("list",), ("chosen", "ktlab-01")], ["ktlab-01"]),
+        (DomainFilter(include=("nothing-*",)), [("list",)], []),  # no stats call for no domain at all
+    ],
+)
+def test_a_domain_filter_reads_the_stats_of_the_chosen_domains_only(domain_filter, ways, reported):
+    """Issue 25, section 8: a domain list and virDomainListGetStats, not every domain's stats then a filter."""
+    source = ListingReplay(load_snapshots("lab-running.json"))
+    collector = Collector(Connection("replay:///", lambda _uri: source), domain_filter=domain_filter, configs=None)
+    for _ in range(2):
+        snapshot = collector.collect()
+    assert source.ways == ways * 2
+    assert [d.name for d in snapshot.domains] == reported
 
 
 def test_filtered_out_domains_cost_no_configuration_read():

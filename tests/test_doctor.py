@@ -147,6 +147,8 @@ def test_missing_stats_groups_that_kvm_telegraf_reads_are_named():
         ),
         ("authentication failed: access denied by policy", "look in /etc/polkit-1/rules.d/"),
         ("No module named 'libvirt'", "python3-libvirt"),
+        ("Failed to find user record for uid '999'", "add a group and a user with those numbers"),  # in a container
+        ("Failed to find group record for gid '995'", "groupadd -g GID telegraf"),  # libvirt 7.0 asks for both
     ],
 )
 def test_a_failed_connection_gets_the_hint_for_its_cause(message, hint):

@@ -150,7 +150,7 @@ def test_the_schema_is_read_from_the_docs_with_every_measurement_and_their_tags(
 def test_every_field_of_every_group_recorded_on_the_lab_is_in_the_metrics_tables():
     schema = readme_schema()
     points = []
-    for name in ("lab-groups.json", "lab-backing.json", "sid-stats.json", "sid-events.json"):  # sid: libvirt 12.8
+    for name in ("lab-groups.json", "lab-backing.json", "lab-anchors.json", "sid-stats.json", "sid-events.json"):
         history: dict = {}
         for snapshot in load_snapshots(name):
             cycle, history = shape_snapshot(snapshot, history, groups=resolve(["all"]))

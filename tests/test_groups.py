@@ -118,7 +118,7 @@ class CountingDomain:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._dom, name)
-        if name in ("vcpus", "jobStats", "blockIoTune", "XMLDesc"):
+        if name in ("vcpus", "jobStats", "blockIoTune", "XMLDesc", "diskErrors"):
             self._counted[f"dom.{name}"] += 1
         return attribute
 
@@ -130,13 +130,16 @@ def test_a_batch_is_one_bulk_call_plus_the_documented_per_domain_and_per_host_ca
     source.counted.clear()
     snapshot = collector.collect()
     running = [d for d in snapshot.domains if d.stats.get("state.state") == 1]
+    paused = [d for d in snapshot.domains if d.stats.get("state.state") == 3]
     disks = sum(len(d.config.facts.disks) for d in running)
     assert source.counted == {
         "getAllDomainStats": 1,  # the one bulk call, with every group's bits
         "dom.vcpus": len(running),  # vcpu: the current pCPU
         "dom.jobStats": 2 * len(running),  # jobs: the running job and the completed one
         "dom.blockIoTune": disks,  # block_limits: one per disk
-        "getMemoryStats": 1,  # host; virNodeGetInfo is cached, the pools are read once per --features-refresh
+        "dom.diskErrors": len(running) + len(paused),  # disk_errors: paused domains too
+        "getMemoryStats": 1,  # host; virNodeGetInfo is cached, the pools and node devices once per --features-refresh
+        "getCPUStats": 1,  # host
     }
     # cache_monitor and balloon read keys of the default groups; backing adds a flag, not a call
     assert source.calls[-1] == (DEFAULT_STATS | 64 | 128 | 256 | 512 | 1024, STATS_BACKING)

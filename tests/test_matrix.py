@@ -9,6 +9,7 @@ tree, on its own Python and libvirt-python.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import re
 import signal
@@ -132,6 +133,7 @@ def test_doctor_names_the_daemons_libvirt_and_every_group_it_supports_and_a_run_
     assert row["Groups the daemon lacks"] == (", ".join(unsupported) or "none")
     if INSIDE:
         assert row["Python"] == "{}.{}".format(*sys.version_info[:2]), "the tree's own Python runs this"
+        assert row["click"] == importlib.metadata.version("click"), "and its own click"
 
     # Each group named on its own: one W! for each the daemon lacks (with ``all`` alone they are left out quietly).
     every = [arg for name in groups if name != "guest" for arg in ("--collect", name)]

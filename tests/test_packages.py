@@ -165,6 +165,7 @@ def test_apt_would_pull_in_only_debian_packages_and_no_compiler_even_onto_an_emp
     installs = dict(re.findall(r"^Inst (\S+) \(\S+ (\S+?)[:\s]", simulated, re.M))
     assert installs.pop("kvm-telegraf") == "local-deb"
     assert {"python3-libvirt", "python3-click"} <= set(installs)
+    assert not {"python3-tomli", "python3-toml"} & set(installs), "Python 3.11 reads --config with its tomllib"
     assert set(installs.values()) <= {"Debian", "Debian-Security"}
     compilers = {
         name for name in installs if re.fullmatch(r"(gcc|g\+\+|cpp|clang)(-\d+)?|.*-dev|build-essential", name)
@@ -277,7 +278,7 @@ def test_the_rpm_holds_the_binary_the_docs_and_the_drop_in_as_a_noreplace_config
 
 def test_the_rpm_requires_the_distros_libvirt_and_click_on_python_3_12(rpm):
     requires = set(rpm_query(rpm, "-R"))
-    assert {"python3-libvirt", "python3-click >= 8.0", "python(abi) = 3.12"} <= requires
+    assert {"python3-libvirt", "python3-click >= 7.1", "python(abi) = 3.12"} <= requires
 
 
 def test_the_rpm_and_the_deb_carry_the_same_drop_in(rpm, deb, tmp_path):

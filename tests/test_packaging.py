@@ -8,13 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # the distros' 3.9 and 3.10
     import tomli as tomllib
 
 from kvm_telegraf import __version__
-from tests.harness.cli import KVM_TELEGRAF
+from tests.harness.cli import KVM_TELEGRAF, bash_completions
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -45,17 +47,26 @@ def test_tomli_is_required_only_where_tomllib_is_missing():
     assert "tomli>=1.1; python_version < '3.11'" in PYPROJECT["project"]["dependencies"]
 
 
-def test_the_completion_the_readme_shows_completes_option_values():
-    assert 'eval "$(_KVM_TELEGRAF_COMPLETE=bash_source kvm-telegraf)"' in README
-    env = {
-        **os.environ,
-        "_KVM_TELEGRAF_COMPLETE": "bash_complete",
-        "COMP_WORDS": "kvm-telegraf --log-level ",
-        "COMP_CWORD": "2",
-    }
-    done = subprocess.run([KVM_TELEGRAF], capture_output=True, text=True, timeout=30, env=env)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["plain,error", "plain,warn", "plain,info", "plain,debug"]
+README_COMPLETION = 'eval "$(_KVM_TELEGRAF_COMPLETE=bash_source kvm-telegraf)"'
+PACKAGED_COMPLETION = f"source {ROOT / 'completions' / 'kvm-telegraf'}"
+
+
+@pytest.mark.parametrize("setup", [README_COMPLETION, PACKAGED_COMPLETION], ids=["readme", "packages"])
+@pytest.mark.parametrize(
+    ("words", "offered"),
+    [
+        (["kvm-telegraf", "--log-level", ""], ["error", "warn", "info", "debug"]),
+        (["kvm-telegraf", "--measurement", "vm_d"], ["vm_devices"]),
+        (["kvm-telegraf", "--coll"], ["--collect"]),
+        (["kvm-telegraf", "--timeout", "5s", "doc"], ["doctor"]),
+    ],
+)
+def test_bash_completes_options_their_values_and_subcommands_on_this_click(setup, words, offered):
+    assert README_COMPLETION in README
+    env = {**os.environ, "PATH": f"{Path(KVM_TELEGRAF).parent}{os.pathsep}{os.environ['PATH']}"}
+    argv = ["bash", "-c", bash_completions(setup, words)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout.split()) == (0, offered), done.stderr
 
 
 def test_the_changelog_opens_with_the_current_version_in_keep_a_changelog_form():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -525,3 +526,41 @@ def test_every_name_we_print_arrives_through_telegraf_in_influxdb_as_the_readme_
     rows = influx.rows("names", "SELECT * FROM names")
     assert {row["case"]: row["vm"] for row in rows} == {case: stored for case, (_, stored) in OUR_NAMES.items()}
     assert {row["s"] for row in rows} == {STRING_FIELD}
+
+
+CONFIGURATION_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+SPLIT_RECIPE = re.compile(r"<!-- split-recipe:start -->\n```toml\n(.*?)```\n<!-- split-recipe:end -->", re.S)
+EVEN_LAST = "02468ace"  # the recipe's first reader: names ending in an even hex digit
+
+
+def test_the_split_recipe_reads_every_guest_once_per_gather_over_two_plugin_processes(
+    telegraf_binary: Path, lab: List[str], influx: InfluxServer, tmp_path: Path
+):
+    """docs/configuration.md's two [[inputs.execd]] blocks, as written but for the path and the intervals."""
+    match = SPLIT_RECIPE.search(CONFIGURATION_DOC.read_text())
+    assert match, "docs/configuration.md lost its split recipe"
+    text = match.group(1).replace('"/usr/bin/kvm-telegraf"', json.dumps(KVM_TELEGRAF))
+    text = text.replace('interval = "10s"', f'interval = "{INTERVAL:g}s"').replace('delay = "10s"', 'delay = "1s"')
+    db = "split"
+    influx.create_database(db)
+    config = AGENT.format(interval=f"{INTERVAL:g}s") + influxdb_output(influx.url, db)
+    with Telegraf(telegraf_binary, tmp_path, text, config) as telegraf:
+        assert wait_until(lambda: len(telegraf.children()) == 2, 15), telegraf.log_text()
+        names = subprocess.run(["virsh", "-q", "list", "--all", "--name"], capture_output=True, text=True).stdout
+        # The recipe reads every domain of the host, the lab's and any other test's: give a busy host time.
+        assert wait_for_gathers(influx, db, lab, 4, 0, 90), (
+            f"{len(names.split())} domains; gathers so far: { {vm: len(gathers(influx, db, vm)) for vm in lab} }; "
+            + telegraf.log_text()
+        )
+        hosts = stored(influx, db, "vm_host")
+        per_vm = {vm: gathers(influx, db, vm) for vm in lab}
+    assert [line for line in telegraf.log() if line.level in "EW"] == []
+    even = [name for name in names.split() if name[-1] in EVEN_LAST]
+    host_times = sorted(point.time for point in hosts)
+    assert len(host_times) >= 4
+    for vm, times in per_vm.items():
+        assert len(times) == len(set(times)), f"{vm} read twice in one gather"
+        # one point per gather, and as many gathers as the reader with --collect host made (give or take the last)
+        assert abs(len(times) - len(host_times)) <= 1, (vm, times, host_times)
+    values = influx.rows(db, 'SELECT last("domains") AS d FROM "vm_host"')
+    assert values[0]["d"] == len(even)  # vm_host counts the first reader's domains only

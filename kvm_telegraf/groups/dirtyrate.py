@@ -1,6 +1,7 @@
-"""``--collect dirtyrate``: ``dirtyrate_*`` on vm_totals, where a dirty-rate calculation was run.
+"""``--collect dirtyrate``: ``dirtyrate_*`` on vm_totals (and per vCPU on vm_vcpus), where a calculation was run.
 
-kvm-telegraf never starts a calculation (a read-write call): it reports the last one someone ran.
+kvm-telegraf never starts a calculation (a read-write call): it reports the last one someone ran,
+with its mode, period and start; a dirty-ring calculation also gives each vCPU's rate.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ from kvm_telegraf.fields import counter
 from kvm_telegraf.group import DomainView, Fields, Group, Stats
 from kvm_telegraf.libvirt_facts import STATS_DIRTYRATE
 
+# dirtyrate.* keys -> vm_totals fields (numbers).
+DIRTYRATE_FIELDS = (
+    ("dirtyrate_mib_per_s", "dirtyrate.megabytes_per_second"),
+    ("dirtyrate_calc_period_s", "dirtyrate.calc_period"),
+    ("dirtyrate_calc_start_s", "dirtyrate.calc_start_time"),
+)
+
 
 def dirtyrate_fields(view: DomainView) -> Fields:
     """The last dirty-rate calculation, once one has been started (calc_status 0 is "never")."""
@@ -20,10 +28,20 @@ def dirtyrate_fields(view: DomainView) -> Fields:
     if not status:
         return {}
     fields: Fields = {"dirtyrate_calc_status": status}
-    rate = counter(stats.get("dirtyrate.megabytes_per_second"))
-    if rate is not None:
-        fields["dirtyrate_mib_per_s"] = rate
+    for name, key in DIRTYRATE_FIELDS:
+        value = counter(stats.get(key))
+        if value is not None:
+            fields[name] = value
+    mode = stats.get("dirtyrate.calc_mode")
+    if isinstance(mode, str) and mode:
+        fields["dirtyrate_calc_mode"] = mode
     return fields
+
+
+def vcpu_rate(stats: Stats, prefix: str) -> Fields:
+    """One vCPU's dirty rate (``prefix`` is ``vcpu.<n>.``): a dirty-ring calculation reports it per vCPU."""
+    rate = counter(stats.get(f"dirtyrate.{prefix}megabytes_per_second"))
+    return {"dirtyrate_mib_per_s": rate} if rate is not None else {}
 
 
 def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
@@ -32,10 +50,11 @@ def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
 
 GROUP = Group(
     name="dirtyrate",
-    help="dirtyrate_* on vm_totals, where a calculation was run",
+    help="dirtyrate_* on vm_totals (mode, period, start, rate) and per vCPU on vm_vcpus, where a calculation was run",
     since=7_002_000,
     bits=STATS_DIRTYRATE,
     totals_fields=dirtyrate_fields,
+    vcpu_fields=vcpu_rate,
     enabled=enabled,
     enable_hint="virsh domdirtyrate-calc DOMAIN (a read-write call; kvm-telegraf never starts one)",
 )

@@ -1,6 +1,6 @@
 """``--collect host``: vm_host, the hypervisor's size, load and overcommit, and this collector's own health.
 
-virNodeGetInfo and the versions once, virNodeGetMemoryStats every cycle.
+virNodeGetInfo and the versions once, virNodeGetMemoryStats and virNodeGetCPUStats every cycle.
 """
 
 from __future__ import annotations
@@ -14,6 +14,20 @@ from kvm_telegraf.points import FieldValue, Point
 from kvm_telegraf.snapshot import DomainSample
 
 NODE_INFO_KEYS = ("model", "memory_mib", "cpus", "mhz", "nodes", "sockets", "cores", "threads")
+# virNodeGetMemoryStats (KiB) and virNodeGetCPUStats (ns, all CPUs together) keys -> vm_host fields.
+MEMORY_FIELDS = (
+    ("memory_total_bytes", "total"),
+    ("memory_free_bytes", "free"),
+    ("memory_available_bytes", "available"),  # the kernel's MemAvailable: where reported (seen on 12.8, not 9.0, 11.3)
+    ("memory_buffers_bytes", "buffers"),
+    ("memory_cached_bytes", "cached"),
+)
+CPU_FIELDS = (
+    ("cpu_user_ns", "user"),
+    ("cpu_system_ns", "kernel"),
+    ("cpu_idle_ns", "idle"),
+    ("cpu_iowait_ns", "iowait"),
+)
 HEALTH_FIELDS = ("collect_ns", "nowait_fallback", "domains_not_responding", "config_reads")
 
 
@@ -26,7 +40,7 @@ def node_facts(conn: Any) -> Dict[str, Any]:
 
 
 def call(conn: Any, memo: HostMemo) -> Dict[str, Any]:
-    """``{"node": {...}, "memory": {...}}``, each where libvirt answered."""
+    """``{"node": {...}, "memory": {...}, "cpu": {...}}``, each where libvirt answered."""
     host: Dict[str, Any] = {}
     node = memo.once("node", lambda: or_none(lambda: node_facts(conn)))
     if node is not None:
@@ -34,6 +48,9 @@ def call(conn: Any, memo: HostMemo) -> Dict[str, Any]:
     memory = or_none(lambda: conn.getMemoryStats(-1, 0))
     if memory:
         host["memory"] = memory
+    cpu = or_none(lambda: conn.getCPUStats(-1, 0))
+    if cpu:
+        host["cpu"] = cpu
     return host
 
 
@@ -51,15 +68,15 @@ def vm_host(host: Mapping[str, Any], domains: Sequence[DomainSample], cycle_ns: 
     if counter(node.get("cpus")) is not None:
         fields["cpus"] = node["cpus"]
     memory = host.get("memory") or {}
-    # "available" (the kernel's MemAvailable): where the daemon reports it (seen on libvirt 12.8, not 9.0 or 11.3)
-    for name, key in (
-        ("memory_total_bytes", "total"),
-        ("memory_free_bytes", "free"),
-        ("memory_available_bytes", "available"),
-    ):
+    for name, key in MEMORY_FIELDS:
         value = counter(memory.get(key))
         if value is not None:
             fields[name] = value * KIB
+    cpu = host.get("cpu") or {}
+    for name, key in CPU_FIELDS:
+        value = counter(cpu.get(key))
+        if value is not None:
+            fields[name] = value
     states = [d.stats.get("state.state") for d in domains]
     running = [d for d in domains if d.stats.get("state.state") == STATE_RUNNING]
     fields["domains"] = len(domains)
@@ -94,7 +111,7 @@ GROUP = Group(
     name="host",
     help="vm_host: the hypervisor's size, load, overcommit and our own health",
     since=9_003,
-    calls=("virNodeGetInfo", "virNodeGetMemoryStats"),
+    calls=("virNodeGetInfo", "virNodeGetMemoryStats", "virNodeGetCPUStats"),
     measurements=("vm_host",),
     host_call=call,
     host_points=vm_host,

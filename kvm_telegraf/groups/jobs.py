@@ -21,16 +21,41 @@ from kvm_telegraf.libvirt_facts import (
 )
 from kvm_telegraf.points import FieldValue, Point
 
-# virDomainGetJobStats keys -> vm_jobs fields.
+# virDomainGetJobStats keys -> vm_jobs fields: every number libvirt 9.0 returns (and 10.x's vfio), with its unit.
 JOB_FIELDS = (
     ("time_elapsed_ms", "time_elapsed"),
+    ("time_elapsed_net_ms", "time_elapsed_net"),
     ("time_remaining_ms", "time_remaining"),
+    ("setup_time_ms", "setup_time"),
+    ("downtime_ms", "downtime"),
+    ("downtime_net_ms", "downtime_net"),
     ("data_total_bytes", "data_total"),
     ("data_processed_bytes", "data_processed"),
     ("data_remaining_bytes", "data_remaining"),
+    ("memory_total_bytes", "memory_total"),
+    ("memory_processed_bytes", "memory_processed"),
+    ("memory_remaining_bytes", "memory_remaining"),
+    ("memory_bytes_per_s", "memory_bps"),
+    ("memory_constant_pages", "memory_constant"),
+    ("memory_normal_pages", "memory_normal"),
+    ("memory_normal_bytes", "memory_normal_bytes"),
+    ("memory_page_size_bytes", "memory_page_size"),
     ("memory_dirty_rate_pages_per_s", "memory_dirty_rate"),
     ("memory_iteration", "memory_iteration"),
-    ("downtime_ms", "downtime"),
+    ("memory_postcopy_requests", "memory_postcopy_requests"),
+    ("disk_total_bytes", "disk_total"),
+    ("disk_processed_bytes", "disk_processed"),
+    ("disk_remaining_bytes", "disk_remaining"),
+    ("disk_bytes_per_s", "disk_bps"),
+    ("disk_temp_used_bytes", "disk_temp_used"),
+    ("disk_temp_total_bytes", "disk_temp_total"),
+    ("compression_cache_bytes", "compression_cache"),
+    ("compression_bytes", "compression_bytes"),
+    ("compression_pages", "compression_pages"),
+    ("compression_cache_misses", "compression_cache_misses"),
+    ("compression_overflow", "compression_overflow"),
+    ("auto_converge_throttle_percent", "auto_converge_throttle"),
+    ("vfio_data_transferred_bytes", "vfio_data_transferred"),
 )
 
 
@@ -60,6 +85,12 @@ def _job_point(job: Mapping[str, Any], view: DomainView, completed: bool) -> Poi
         value = counter(job.get(key))
         if value is not None:
             fields[name] = value
+    success = job.get("success")
+    if type(success) is bool:
+        fields["success"] = success
+    error = job.get("errmsg")
+    if isinstance(error, str) and error:
+        fields["error"] = error
     fields["completed"] = completed
     return Point("vm_jobs", with_tags(view.tags, ("operation", operation)), fields)
 
@@ -67,7 +98,7 @@ def _job_point(job: Mapping[str, Any], view: DomainView, completed: bool) -> Poi
 def vm_jobs(view: DomainView) -> List[Point]:
     """The domain's running job, and a job that finished since the last cycle, unless an earlier one reported it.
 
-    ``vm_jobs,operation=dump,uuid=1b4e…,vm=web01 type="unbounded",time_elapsed_ms=1200i,…,completed=false``
+    ``vm_jobs,operation=dump,uuid=1b4e…,vm=web01 type="unbounded",time_elapsed_ms=1200i,memory_total_bytes=…,completed=false``
     """
     calls = view.domain.calls
     points = []
@@ -87,7 +118,7 @@ def reported(view: DomainView) -> Any:
 
 GROUP = Group(
     name="jobs",
-    help="vm_jobs: a running or just-finished job's progress",
+    help="vm_jobs: a running or just-finished job's progress: memory, disk, bandwidth, pages, downtime",
     since=1_000_003,
     calls=("virDomainGetJobStats",),
     measurements=("vm_jobs",),

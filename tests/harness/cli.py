@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Tuple
@@ -45,3 +46,11 @@ def next_batch(driver: ExecdDriver) -> List[Line]:
     """One newline, as one of Telegraf's ticks, and the batch it brings, parsed."""
     assert driver.tick(), (driver.stderr, driver.errors)
     return [parse_line(line) for line in driver.read_batch(timeout=20, settle=1.0)]
+
+
+def bash_completions(setup: str, words: List[str]) -> str:
+    """A bash script that runs *setup* (the README's eval line, or sourcing a completion file), then asks the
+    completion function for the last of *words*, as bash would on TAB, and prints what it offers, one a line."""
+    quoted = " ".join(shlex.quote(word) for word in words)
+    ask = f"COMP_WORDS=({quoted}); COMP_CWORD={len(words) - 1}; _kvm_telegraf_completion kvm-telegraf"
+    return f'{setup}\n{ask}; printf "%s\\n" "${{COMPREPLY[@]}}"\n'

@@ -50,14 +50,17 @@ TREE_PACKAGES = (
     "python3-click",
     "python3-venv",
 )
-# The test tools in the tree's venv (--system-site-packages: its own python3-libvirt and python3-click).
-# click >= 8 as the package requires: Debian 11's python3-click is 7.1.2, which the .deb cannot use either
-# (docs/compatibility.md); pip keeps a tree's own click where it is recent enough.
-TREE_PIP = ("pytest>=7", "pytest-golden>=0.2.2", "hypothesis>=6", "setuptools>=61", "wheel", "tomli", "click>=8")
+# What a tree's Python lacks that the .deb needs there: Debian 11's Python 3.9 has no tomllib, and Debian 11 no
+# python3-tomli; the .deb reads --config with its python3-toml.
+TREE_EXTRA_PACKAGES = {"bullseye": ("python3-toml",)}
+# The test tools in the tree's venv (--system-site-packages: the unit suite runs on the tree's own
+# python3-libvirt and python3-click, 7.1.2 on Debian 11). toml for the suite's tests of that reader: pip keeps
+# a tree's own python3-toml.
+TREE_PIP = ("pytest>=7", "pytest-golden>=0.2.2", "hypothesis>=6", "setuptools>=61", "wheel", "toml")
 VENV = "/opt/kvm-telegraf-lab/venv"
 SOURCE = "/opt/kvm-telegraf-lab/src"  # where the checkout is copied for a run inside the tree
 # Bump when the way a tree is built or configured changes: every tree is then built again.
-TREE_FORMAT = "2"
+TREE_FORMAT = "3"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -293,10 +296,9 @@ def _build(name: str) -> dict:
         f.write('Acquire::Check-Valid-Until "false";\n')
     os.makedirs(staging + "/etc/ssl/certs", exist_ok=True)  # pip in the tree trusts what the host's pip trusts
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", staging + "/etc/ssl/certs/kvm-telegraf-lab-host.crt")
-    log(f"{name}: apt-get install {' '.join(TREE_PACKAGES)}")
-    _in_tree_script(
-        staging, "apt-get update -q; apt-get install -y -q --no-install-recommends " + " ".join(TREE_PACKAGES)
-    )
+    packages = " ".join((*TREE_PACKAGES, *TREE_EXTRA_PACKAGES.get(name, ())))
+    log(f"{name}: apt-get install {packages}")
+    _in_tree_script(staging, "apt-get update -q; apt-get install -y -q --no-install-recommends " + packages)
     apt_bytes = _deb_bytes(staging) - debootstrap_bytes
     installed = time.monotonic()
     log(f"{name}: a venv with {' '.join(TREE_PIP)}")

@@ -1006,6 +1006,166 @@ def agent_variant(xml: str) -> str:
     return xml.replace("    <serial type='file'>", disk + "    <serial type='file'>", 1)
 
 
+def _stable_name(name: str, length: int) -> str:
+    """A short host-wide name (a tap, a bridge) derived from a guest's: the same on every run, unique per guest."""
+    return "kt" + hashlib.sha1(name.encode()).hexdigest()[: length - 2]
+
+
+def network_name() -> str:
+    return f"{LAB_PREFIX}net"
+
+
+def network_bridge() -> str:
+    """The bridge of this prefix's libvirt network."""
+    return _stable_name(network_name(), 12)
+
+
+def network_up() -> str:
+    """This prefix's started libvirt network: a bridge with no address, so no dnsmasq (and MTU 1400)."""
+    name = network_name()
+    if name not in virsh("net-list", "--all", "--name"):
+        bridge = network_bridge()
+        xml = f"<network><name>{escape(name)}</name><bridge name='{bridge}' stp='off'/><mtu size='1400'/></network>"
+        with tempfile.NamedTemporaryFile("w", suffix=".xml", delete=False) as f:
+            f.write(xml)
+        try:
+            virsh("net-define", f.name)
+        finally:
+            os.unlink(f.name)
+    if name not in virsh("net-list", "--name"):
+        virsh("net-start", name)
+    return name
+
+
+def network_down() -> None:
+    name = network_name()
+    if name in virsh("net-list", "--all", "--name"):
+        virsh("net-destroy", name, check=False)
+        virsh("net-undefine", name, check=False)
+
+
+def identity_variant(xml: str) -> str:
+    """The guest for ``--collect device_info``: vda with a serial, an empty IDE CD-ROM (hdc), the first NIC on
+    this prefix's libvirt network (MTU 1400), the second a ``bridge`` NIC on that network's bridge with a target
+    dev of its own. (No interfaceid: libvirt 9.0 takes a <virtualport> only with Open vSwitch, which the lab
+    has not.) Its CD-ROM never reads or writes: start it with --no-wait."""
+    name = re.search(r"<name>(.*?)</name>", xml)
+    if name is None:
+        raise LabError("identity variant: no <name> in the domain XML")
+    network = network_up()
+    vda = "<target dev='vda' bus='virtio'/>\n"
+    xml = xml.replace(vda, vda + "      <serial>KTLAB-VDA-0001</serial>\n")
+    cdrom = (
+        "    <disk type='file' device='cdrom'>\n"
+        "      <driver name='qemu' type='raw'/>\n"
+        "      <target dev='hdc' bus='ide'/>\n"
+        "      <readonly/>\n"
+        "    </disk>\n"
+    )
+    xml = xml.replace("    <interface type='ethernet'>", cdrom + "    <interface type='ethernet'>", 1)
+    nics = list(
+        re.finditer(r"    <interface type='ethernet'>\n(      <mac [^\n]*\n)      <model type='virtio'/>\n", xml)
+    )
+    if len(nics) != 2:
+        raise LabError("identity variant: the guest should have two NICs")
+    on_network = (
+        "    <interface type='network'>\n"
+        f"{nics[0].group(1)}"
+        f"      <source network='{network}'/>\n"
+        "      <model type='virtio'/>\n"
+        "      <mtu size='1400'/>\n"
+    )
+    on_bridge = (
+        "    <interface type='bridge'>\n"
+        f"{nics[1].group(1)}"
+        f"      <source bridge='{network_bridge()}'/>\n"
+        f"      <target dev='{_stable_name(name.group(1), 12)}'/>\n"
+        "      <model type='virtio'/>\n"
+    )
+    return xml.replace(nics[1].group(0), on_bridge, 1).replace(nics[0].group(0), on_network, 1)
+
+
+FULL_DISK_KIB = 1024  # the tmpfs under vdb's image: the guest's loop writes past it within ~20 s
+
+
+def full_variant(xml: str) -> str:
+    """The guest whose vdb runs out of space: its 8 MiB sparse image sits on a 1 MiB tmpfs of its own, and
+    ``error_policy='stop'`` pauses the guest at the first write that finds no space (QEMU's ENOSPC). The
+    guest pauses itself within ~20 s of booting: start it with --no-wait. ``down`` unmounts the tmpfs."""
+    raw = re.search(r'<source file="([^"]*)/vdb\.img"/>', xml)
+    if raw is None:
+        raise LabError("full variant: no vdb.img in the domain XML")
+    small = os.path.join(raw.group(1), "small")
+    mount = on_host(small)
+    _ensure_dir(mount)
+    if not os.path.ismount(mount):
+        _run(["mount", "-t", "tmpfs", "-o", f"size={FULL_DISK_KIB}k,mode=0755", "tmpfs", mount])
+    image = os.path.join(mount, "vdb.img")
+    if not os.path.exists(image):
+        with open(image, "wb") as f:
+            f.truncate(DISK_MIB << 20)
+    xml = xml.replace(raw.group(0), f"<source file={quoteattr(os.path.join(small, 'vdb.img'))}/>")
+    raw_driver = "<driver name='qemu' type='raw'/>"
+    driver = xml.rindex(raw_driver, 0, xml.index(os.path.join(small, "vdb.img")))  # vdb's, just before its source
+    return xml[:driver] + xml[driver:].replace(raw_driver, "<driver name='qemu' type='raw' error_policy='stop'/>", 1)
+
+
+def _unmount_below(path: str) -> None:
+    """Unmount what a variant mounted below a guest's folder (the full variant's tmpfs)."""
+    with open("/proc/mounts", encoding="utf-8") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(path + os.sep)), reverse=True):
+        _run(["umount", point], check=False)
+
+
+# The host devices the hostdevs variant names: a PCI device of this machine (so libvirt's node device gives its
+# vendor and product), a mediated device, a USB device by its ids, and an SR-IOV-style NIC. Never started.
+MDEV_UUID = "c2177883-f1bb-47f0-914d-32a22e3a8804"
+
+
+def _host_pci_addresses() -> list[str]:
+    try:
+        return sorted(os.listdir("/sys/bus/pci/devices"))
+    except OSError:
+        return []
+
+
+def hostdevs_variant(xml: str) -> str:
+    """A guest holding host devices, for ``--collect hostdevs``: define it only (up --no-start), it cannot run."""
+    pci = _host_pci_addresses()
+    if len(pci) < 2:
+        raise LabError("hostdevs variant: this machine has fewer than two PCI devices")
+
+    def address(text: str) -> str:
+        domain, bus, rest = text.split(":")
+        slot, function = rest.split(".")
+        return f"<address type='pci' domain='0x{domain}' bus='0x{bus}' slot='0x{slot}' function='0x{function}'/>"
+
+    devices = (
+        "    <hostdev mode='subsystem' type='pci' managed='no'>\n"
+        f"      <source>{address(pci[-1])}</source>\n"
+        "    </hostdev>\n"
+        "    <hostdev mode='subsystem' type='mdev' model='vfio-pci'>\n"
+        f"      <source><address uuid='{MDEV_UUID}'/></source>\n"
+        "    </hostdev>\n"
+        "    <hostdev mode='subsystem' type='usb' managed='yes'>\n"
+        "      <source><vendor id='0x046d'/><product id='0xc52b'/></source>\n"
+        "    </hostdev>\n"
+        "    <interface type='hostdev' managed='no'>\n"
+        "      <mac address='52:54:00:6b:ff:01'/>\n"
+        f"      <source>{address(pci[-2])}</source>\n"
+        "    </interface>\n"
+    )
+    xml = xml.replace("    <controller type='usb' model='none'/>\n", "")  # a USB host device needs a controller
+    return xml.replace("    <serial type='file'>", devices + "    <serial type='file'>", 1)
+
+
+def dirtyring_variant(xml: str) -> str:
+    """A ``type='kvm'`` guest (up --kvm) with KVM's dirty ring on, so a dirty-rate calculation in dirty-ring
+    mode reports each vCPU's rate."""
+    return xml.replace("<pae/></features>", "<pae/><kvm><dirty-ring state='on' size='4096'/></kvm></features>")
+
+
 # The "stats" variant's disk statistics (libvirt 11.9 / 12.1 with QEMU 10.2 and later): QEMU's own latency
 # figures over two intervals, and a latency histogram for every kind of request, bins from 0 to 100 ms (ns).
 STATS_INTERVALS_S = (1, 10)
@@ -1025,7 +1185,16 @@ def stats_variant(xml: str) -> str:
     return xml.replace("<driver name='qemu' type='raw'/>", f"<driver name='qemu' type='raw'>{STATS_XML}</driver>")
 
 
-VARIANTS = {"groups": groups_variant, "chain": chain_variant, "agent": agent_variant, "stats": stats_variant}
+VARIANTS = {
+    "groups": groups_variant,
+    "chain": chain_variant,
+    "agent": agent_variant,
+    "stats": stats_variant,
+    "identity": identity_variant,
+    "full": full_variant,
+    "hostdevs": hostdevs_variant,
+    "dirtyring": dirtyring_variant,
+}
 # Disks a variant adds to DISKS (MiB each), and what it builds before its guests start.
 VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),)}
 VARIANT_BUILDS = {"agent": build_agent_guest}
@@ -1188,7 +1357,12 @@ def _wait_ready(doms: Sequence[str], started: dict[str, float], timeout: float) 
 
 
 def up(
-    n: int, kvm: bool = False, timeout: float | None = None, variant: str | None = None, wait: bool = True
+    n: int,
+    kvm: bool = False,
+    timeout: float | None = None,
+    variant: str | None = None,
+    wait: bool = True,
+    define_only: bool = False,
 ) -> list[str]:
     """Define and start ktlab-01..ktlab-NN (those not running yet) and wait until
     all of them report balloon stats, net tx and block rd/wr. Returns the names.
@@ -1196,7 +1370,8 @@ def up(
     timeout defaults to DEFAULT_TIMEOUT, plus 5 s per booting guest beyond 4
     (20 TCG guests need ~90 s to boot on 2 cores). variant names a VARIANTS
     function that rewrites the XML; wait=False returns once they are started
-    (a nested-KVM guest never gets to its stats loop in time)."""
+    (a nested-KVM guest never gets to its stats loop in time); define_only defines
+    them and starts none (a guest holding host devices it cannot have)."""
     if n < 1:
         raise LabError("up needs N >= 1")
     ensure_packages()
@@ -1237,14 +1412,15 @@ def up(
             os.unlink(f.name)
         virsh("autostart", "--disable", d)
         started[d] = time.monotonic()
-        virsh("start", d)
+        if not define_only:
+            virsh("start", d)
 
     if boot:
         log("starting {} ({})".format(" ".join(boot), "kvm" if kvm else "tcg"))
         _parallel(start, boot)
     if timeout is None:
         timeout = DEFAULT_TIMEOUT + 5.0 * max(0, len(boot) - 4)
-    if not wait:
+    if not wait or define_only:
         return want
     _wait_ready(want, started, timeout)
     log(f"{len(want)} guest(s) up, {time.monotonic() - min(started.values()):.1f} s after the first start")
@@ -1265,11 +1441,13 @@ def down() -> None:
         virsh("undefine", d, check=False)
 
     _parallel(remove, doms)
+    network_down()
     root = on_host(os.path.join(CACHE_DIR, "guests"))
     if os.path.isdir(root):
         left = set(names())
         for d in os.listdir(root):
             if d.startswith(LAB_PREFIX) and d not in left:
+                _unmount_below(os.path.join(root, d))
                 shutil.rmtree(os.path.join(root, d), ignore_errors=True)
     log(f"down: removed {len(doms)} domain(s)")
 
@@ -1360,9 +1538,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variant",
         choices=sorted(VARIANTS),
         help="rewrite the guest's XML (groups: iothreads, pinning; chain: vdb on a qcow2 overlay; "
-        "agent: qemu-ga and an ext2 vdc)",
+        "agent: qemu-ga and an ext2 vdc; identity: a serial, a CD-ROM, a NIC on a network; full: vdb fills "
+        "and pauses the guest; hostdevs: host devices, with --define-only; dirtyring: KVM's dirty ring, with --kvm)",
     )
     p_up.add_argument("--no-wait", action="store_true", help="return once started, without waiting for stats")
+    p_up.add_argument("--define-only", action="store_true", help="define the guests, start none (hostdevs)")
     p_up.add_argument(
         "--timeout",
         type=float,
@@ -1400,7 +1580,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cmd == "flavour":
             return flavour_command(args)
         if args.cmd == "up":
-            for d in up(args.n, kvm=args.kvm, timeout=args.timeout, variant=args.variant, wait=not args.no_wait):
+            for d in up(
+                args.n,
+                kvm=args.kvm,
+                timeout=args.timeout,
+                variant=args.variant,
+                wait=not args.no_wait,
+                define_only=args.define_only,
+            ):
                 print(d)
         elif args.cmd == "down":
             down()
