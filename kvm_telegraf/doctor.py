@@ -20,7 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from kvm_telegraf.bulk_read import FROZEN, FULL, SATURATED, BulkRead
 from kvm_telegraf.collect import Collector
-from kvm_telegraf.connection import LibvirtUnavailableError, error_message, redact_uri
+from kvm_telegraf.connection import (
+    Connection,
+    LibvirtUnavailableError,
+    error_message,
+    open_read_write,
+    redact_uri,
+)
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group, stats_bits, stats_flags
 from kvm_telegraf.groups import GROUPS
@@ -60,11 +66,11 @@ class Finding(NamedTuple):
         return f"{self.level:<4}  {self.text}"
 
 
-def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
-    """The local socket a read-only open of *uri* uses, as libvirt picks it; None when not a local socket.
+def local_socket(uri: str, read_only: bool = True, exists: Callable[[str], bool] = os.path.exists) -> Optional[str]:
+    """The local socket a read-only (or read-write) open of *uri* uses, as libvirt picks it; None when not local.
 
     A ``socket=`` parameter wins. Otherwise ``/system`` URIs go to the modular
-    daemon's socket (virtqemud-sock-ro) when it exists, else to libvirtd's.
+    daemon's socket (virtqemud-sock-ro, virtqemud-sock) when it exists, else to libvirtd's.
     """
     parts = urlsplit(uri)
     given = parse_qs(parts.query).get("socket")
@@ -73,8 +79,9 @@ def read_only_socket(uri: str, exists: Callable[[str], bool] = os.path.exists) -
     driver, _, transport = parts.scheme.partition("+")
     if parts.netloc or transport not in ("", "unix") or parts.path != "/system" or not driver:
         return None
-    modular = f"/run/libvirt/virt{driver}d-sock-ro"
-    return modular if exists(modular) else READ_ONLY_SOCKET
+    suffix = "-sock-ro" if read_only else "-sock"
+    modular = f"/run/libvirt/virt{driver}d{suffix}"
+    return modular if exists(modular) else f"/run/libvirt/libvirt{suffix}"
 
 
 def own_command(argv: Sequence[str]) -> str:
@@ -356,7 +363,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
     for group in GROUPS:
         wanted = "on (--collect)" if group.name in asked else "off"
         if group.read_write and group.name not in asked:
-            wanted += f" (it needs --read-write; this connection is {'read-write' if read_write else 'read-only'})"
+            wanted += " (it needs --read-write, which opens read-write connections for its calls alone)"
         needs = f"needs libvirt {version_text(group.since)}, {found}"
         try:
             supported = group.supported_by(conn)
@@ -423,13 +430,36 @@ def _timed_cycle(collector: Collector, encoder: LineEncoder, history: dict) -> T
     return time.perf_counter() - started, snapshot, lines, history
 
 
+def agent_connection_finding(collector: Collector, user: str) -> Finding:
+    """Whether the guest agent's own read-write connection opens, and over which socket: its calls need it."""
+    uri = collector.connection.uri
+    socket = local_socket(uri, read_only=False)
+    over = f" over {socket}" if socket else ""
+    own = collector.own_connection() if collector.own_connection is not None else Connection(uri, open_read_write)
+    try:
+        own.get()
+    except LibvirtUnavailableError as exc:
+        return Finding(
+            FAIL,
+            f"guest agent calls: {exc}; fix: the read-write socket{over} must let user {user} in (root, or a polkit "
+            "rule granting org.libvirt.unix.manage), or drop --read-write and --collect guest",
+        )
+    finally:
+        own.close()
+    return Finding(
+        OK,
+        f"guest agent calls: connected to {redact_uri(uri)} read-write{over}, as user {user} (their own connections)",
+    )
+
+
 def diagnose(
     collector: Collector, interval_s: float, user: str, argv: Sequence[str] = (), read_write: bool = False
 ) -> Iterator[Finding]:
     """The findings in order; it stops after a FAIL that leaves nothing else to check.
 
     argv: the command line, to tell root how to rerun it as telegraf (default: this process's).
-    read_write: whether the connection was opened read-write (--read-write).
+    read_write: whether the guest agent's own connections open read-write (--read-write, with --collect guest);
+    the statistics connection is read-only whatever it says.
     """
     argv = argv or sys.argv
     uri = collector.connection.uri
@@ -438,10 +468,11 @@ def diagnose(
     except LibvirtUnavailableError as exc:
         yield Finding(FAIL, f"{exc}; fix: {connect_hint(str(exc), user, argv)}")
         return
-    socket = read_only_socket(uri)
+    socket = local_socket(uri)
     over = f" over {socket}" if socket else ""
-    access = "read-write" if read_write else "read-only"
-    yield Finding(OK, f"connected to {redact_uri(uri)} {access}{over}, as user {user}")
+    yield Finding(OK, f"connected to {redact_uri(uri)} read-only{over}, as user {user} (statistics)")
+    if read_write:
+        yield agent_connection_finding(collector, user)
     if user == "root" and socket:
         yield Finding(
             NOTE,

@@ -31,15 +31,21 @@ Opener = Callable[[str], Any]  # a URI in, a libvirt connection out
 DOCTOR_INTERVAL_S = 10.0  # Telegraf's default interval
 
 
-def default_opener(settings: Settings) -> Opener:
-    """libvirt's read-only open, or its read-write one with --read-write."""
+def agent_opener(settings: Settings, opener: Optional[Opener] = None) -> Opener:
+    """How the guest agent's own connections open: read-write with --read-write (settings.py allows it only with
+    --collect guest), else read-only like every other; a test's *opener* serves both."""
+    if opener is not None:
+        return opener
     return open_read_write if settings.read_write else open_read_only
 
 
 def build_source(
-    settings: Settings, opener: Opener, want_config: Optional[bool] = None, events: bool = False
+    settings: Settings, opener: Optional[Opener], want_config: Optional[bool] = None, events: bool = False
 ) -> SnapshotSource:
     """One Collector per ``--uri``; several (or ``--hypervisor-tag``) make a HostSet.
+
+    opener: a test's, for every connection; None for libvirt's: the statistics connection is read-only
+    whatever the options say, and only the guest agent's own ones are read-write (agent_opener).
 
     want_config: read each domain's XML always (True), never (False), or when what the
     run reports needs it (None).
@@ -52,14 +58,14 @@ def build_source(
     collectors = []
     for uri in settings.uris:
         collector = Collector(
-            connection=Connection(uri, opener),
+            connection=Connection(uri, opener or open_read_only),
             domain_filter=settings.domain_filter,
             timeout_s=settings.timeout_s,
             configs=ConfigCache(settings.features_refresh_s, settings.metadata_tags) if want_config else None,
             groups=settings.groups,
             implied_groups=settings.implied_groups,
             events=EventQueue() if events and settings.wants_events else None,
-            own_connection=partial(Connection, uri, opener),
+            own_connection=partial(Connection, uri, agent_opener(settings, opener)),
             features_refresh_s=settings.features_refresh_s,
             own_refresh_s=settings.guest_refresh_s,
         )
@@ -76,7 +82,7 @@ def _subscribe(collector: Collector, conn: Any, died: Callable[[], None]) -> Cal
     return subscribe(conn, collector, collector.clock, died)
 
 
-def build_pipeline(settings: Settings, stdout: BinaryIO, opener: Opener, events: bool = True) -> Pipeline:
+def build_pipeline(settings: Settings, stdout: BinaryIO, opener: Optional[Opener], events: bool = True) -> Pipeline:
     """The source, the writer on *stdout* and the signals, for what the settings ask for.
 
     events: False for ``--once``, whose one read needs no event loop: subscribing costs
@@ -92,7 +98,6 @@ def build_pipeline(settings: Settings, stdout: BinaryIO, opener: Opener, events:
 def run(settings: Settings, stdin: BinaryIO, stdout: BinaryIO, opener: Optional[Opener] = None) -> int:
     """The plugin: batches on stdin newlines, on --interval, or --once; 1 when --once cannot reach libvirt."""
     setup_logging(settings.log_level)
-    opener = opener or default_opener(settings)
     if settings.output_format == "table":
         return _table(settings, stdout, opener)
     pipeline = build_pipeline(settings, stdout, opener, events=not settings.once)
@@ -127,7 +132,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def _table(settings: Settings, stdout: BinaryIO, opener: Opener) -> int:
+def _table(settings: Settings, stdout: BinaryIO, opener: Optional[Opener]) -> int:
     """--once --format table: one reading, or two --sample apart for rates; 1 without libvirt."""
     from kvm_telegraf.table import read_samples, table_from_snapshots
 
@@ -150,7 +155,7 @@ def doctor(settings: Settings, interval_s: Optional[float], opener: Optional[Ope
 
     setup_logging(settings.log_level)
     interval_s = interval_s or settings.interval_s or DOCTOR_INTERVAL_S
-    source = build_source(settings, opener or default_opener(settings), want_config=True)  # balloon checks read XML
+    source = build_source(settings, opener, want_config=True)  # balloon checks read XML
     collectors = [host.collector for host in source.hosts] if isinstance(source, HostSet) else [source]
     try:
         user = pwd.getpwuid(os.geteuid()).pw_name
@@ -176,7 +181,7 @@ def record(settings: Settings, path: str, cycles: int, every_s: float, opener: O
 
     setup_logging(settings.log_level)
     events = settings.wants_events  # the groups that report events record them too
-    source = build_source(settings, opener or default_opener(settings), want_config=True, events=events)
+    source = build_source(settings, opener, want_config=True, events=events)
     try:
         snapshots = record_cycles(source, cycles, every_s)
     finally:

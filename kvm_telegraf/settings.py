@@ -80,6 +80,12 @@ class Settings:
             raise SettingsError("--format table needs --once (it is for a person, not for Telegraf)")
         if self.sample_s is not None and self.output_format != "table":
             raise SettingsError("--sample needs --format table")
+        needs_write = [group.name for group in self.groups if group.read_write]
+        if self.read_write and not needs_write:
+            raise SettingsError(
+                "--read-write is only for --collect guest, which is not asked for: drop --read-write (every "
+                "other call is made on a read-only connection)"
+            )
         for group in self.groups:
             if group.read_write and not self.read_write:
                 raise SettingsError(

@@ -75,7 +75,6 @@ def test_a_64_kib_metadata_value_keeps_every_series_key_within_influxdbs_limit()
     assert keys and max(len(key.encode()) for key in keys) < SERIES_KEY_LIMIT - 1024
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_read_write_without_collect_guest_is_a_usage_error():
     recorded = load_snapshots("lab-running.json")
     result = runner().invoke(main, ["--once", "--read-write"], obj={"opener": lambda _uri: ReplayConnection(recorded)})

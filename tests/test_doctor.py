@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,9 +26,9 @@ from kvm_telegraf.doctor import (
     connect_hint,
     diagnose,
     groups_finding,
+    local_socket,
     memory_findings,
     own_command,
-    read_only_socket,
     timing_finding,
 )
 from kvm_telegraf.snapshot import DomainSample, Snapshot
@@ -155,12 +156,20 @@ def test_a_failed_connection_gets_the_hint_for_its_cause(message, hint):
     assert hint in connect_hint(message, "telegraf")
 
 
-def test_the_read_only_socket_is_the_one_libvirt_would_pick():
-    assert read_only_socket("qemu:///system", exists=lambda _path: False) == "/run/libvirt/libvirt-sock-ro"
-    assert read_only_socket("qemu:///system", exists=lambda _path: True) == "/run/libvirt/virtqemud-sock-ro"
-    assert read_only_socket("qemu+unix:///system?socket=/tmp/s") == "/tmp/s"
-    assert read_only_socket("qemu+ssh://root@kvm1/system") is None
-    assert read_only_socket("test:///default") is None
+def test_the_local_socket_is_the_one_libvirt_would_pick():
+    assert local_socket("qemu:///system", exists=lambda _path: False) == "/run/libvirt/libvirt-sock-ro"
+    assert local_socket("qemu:///system", exists=lambda _path: True) == "/run/libvirt/virtqemud-sock-ro"
+    assert local_socket("qemu+unix:///system?socket=/tmp/s") == "/tmp/s"
+    assert local_socket("qemu+ssh://root@kvm1/system") is None
+    assert local_socket("test:///default") is None
+
+
+def test_the_read_write_socket_is_the_one_libvirt_would_pick_for_a_full_open():
+    assert local_socket("qemu:///system", read_only=False, exists=lambda _path: False) == "/run/libvirt/libvirt-sock"
+    assert local_socket("qemu:///system", False, lambda path: path.endswith("d-sock")) == "/run/libvirt/virtqemud-sock"
+    assert local_socket("qemu:///system", False, lambda path: path.endswith("-ro")) == "/run/libvirt/libvirt-sock"
+    assert local_socket("qemu+unix:///system?socket=/tmp/s", read_only=False) == "/tmp/s"
+    assert local_socket("qemu+tcp://kvm1/system", read_only=False) is None
 
 
 # --- the command, on recorded domains ----------------------------------------------------------
@@ -353,7 +362,7 @@ def test_doctor_as_root_on_the_lab_passes_and_finds_the_guests_balloon_period(la
 
 @pytest.mark.lab
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to switch to the telegraf user")
-def test_doctor_as_the_telegraf_user_passes_over_the_read_only_socket(lab):
+def test_doctor_as_the_telegraf_user_passes_over_the_local_socket(lab):
     selectors = [arg for name in lab for arg in ("--domain", name)]
     result = subprocess.run(
         [shutil.which("runuser"), "-u", "telegraf", "--", KVM_TELEGRAF, *selectors, "doctor"],
@@ -443,7 +452,47 @@ def test_the_guest_group_line_counts_the_domains_whose_agent_is_connected():
     on = guest_line("lab-guest.json", "--read-write", "--collect", "guest")
     assert on.startswith("ok    group guest: on (--collect); supported") and "enabled on 2 of 2 domain(s)" in on
     off = guest_line("lab-guest.json")
-    assert off.startswith("ok    group guest: off (it needs --read-write; this connection is read-only)")
+    assert off.startswith("ok    group guest: off (it needs --read-write, which opens read-write connections for its")
+
+
+def doctor_lines(snapshot_file: str, *args: str, opener=None) -> List[str]:
+    replay = ReplayConnection(load_snapshots(snapshot_file))
+    result = runner().invoke(main, [*args, "doctor"], obj={"opener": opener or (lambda _uri: replay)})
+    return result.stdout.splitlines()
+
+
+@pytest.mark.parametrize("args", [(), ("--collect", "all"), ("--collect", "vcpu", "--collect", "jobs")])
+def test_doctor_says_the_statistics_connection_is_read_only_and_opens_no_read_write_one(args):
+    lines = doctor_lines("lab-guest.json", *args)
+    assert re.match(
+        r"ok    connected to qemu:///system read-only over \S+-sock-ro, as user \S+ \(statistics\)", lines[0]
+    )
+    assert not any("read-write over" in line or "guest agent calls" in line for line in lines)
+
+
+def test_doctor_with_read_write_names_the_statistics_socket_read_only_and_the_agents_read_write():
+    lines = doctor_lines("lab-guest.json", "--read-write", "--collect", "guest")
+    assert re.match(r"ok    connected to qemu:///system read-only over \S+-sock-ro, as user", lines[0])
+    assert re.match(
+        r"ok    guest agent calls: connected to qemu:///system read-write over /run/libvirt/\S+-sock, ", lines[1]
+    )
+
+
+def test_doctor_fails_when_the_agents_read_write_connection_is_refused_but_still_checks_the_statistics():
+    replay = ReplayConnection(load_snapshots("lab-guest.json"))
+    opened = []
+
+    def opener(uri: str) -> ReplayConnection:
+        opened.append(uri)
+        if len(opened) > 1:  # the statistics connection opens first, then the agents' own
+            raise PermissionError("authentication unavailable: no polkit agent available to authenticate action")
+        return replay
+
+    result = runner().invoke(main, ["--read-write", "--collect", "guest", "doctor"], obj={"opener": opener})
+    lines = result.stdout.splitlines()
+    assert result.exit_code == 1 and lines[0].startswith("ok    connected to qemu:///system read-only")
+    assert lines[1].startswith("FAIL  guest agent calls: cannot connect to qemu:///system: authentication unavailable")
+    assert "org.libvirt.unix.manage" in lines[1] and any(" group guest: on (--collect)" in line for line in lines)
 
 
 def test_the_guest_group_asked_for_where_no_agent_is_connected_is_a_warning_with_the_fix():

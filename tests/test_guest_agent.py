@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Any, Dict, Iterator, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
-from kvm_telegraf import guest_agent
+from kvm_telegraf import guest_agent, program
 from kvm_telegraf.cli import main
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
@@ -257,6 +257,55 @@ def test_read_write_from_a_config_file_lets_collect_guest_start(tmp_path, record
     result = runner().invoke(main, ["--config", str(config), "--once"], obj=replay(recorded))
     assert result.exit_code == 0, result.stderr
     assert "vm_guest," in result.stdout and "vm_filesystems," in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--read-write"],
+        ["--read-write", "--collect", "all"],
+        ["--read-write", "--collect", "vcpu", "--collect", "jobs"],
+        ["--read-write", "doctor"],
+        ["--read-write", "record", "out.json"],
+    ],
+)
+def test_read_write_without_collect_guest_is_one_error_line_naming_both_options_and_exit_2(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # record writes nowhere it should not, should it start
+    result = runner().invoke(main, [*args, "--once"] if "doctor" not in args and "record" not in args else args)
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! --read-write ") and "--collect guest" in line
+
+
+@pytest.mark.parametrize("config_text", ["read_write = true\n", 'read_write = true\ncollect = ["all", "vcpu"]\n'])
+def test_read_write_from_a_config_file_without_collect_guest_is_one_error_line_and_exit_2(tmp_path, config_text):
+    config = tmp_path / "kvm-telegraf.toml"
+    config.write_text(config_text)
+    result = runner().invoke(main, ["--config", str(config), "--once"])
+    assert result.exit_code == 2 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("E! --read-write ") and "--collect guest" in line
+
+
+def test_read_write_opens_the_statistics_connection_read_only_and_only_the_agents_read_write(monkeypatch, recorded):
+    """libvirt's two open calls, replaced by ones that say which was used for what (tests/test_e2e_privilege.py
+    checks the same on the live lab, every call made)."""
+    opened: List[Tuple[str, ReplayConnection]] = []
+
+    def opening(mode: str) -> Callable[[str], ReplayConnection]:
+        def opener(_uri: str) -> ReplayConnection:
+            opened.append((mode, ReplayConnection(recorded)))
+            return opened[-1][1]
+
+        return opener
+
+    monkeypatch.setattr(program, "open_read_only", opening("ro"))
+    monkeypatch.setattr(program, "open_read_write", opening("rw"))
+    result = runner().invoke(main, ["--once", "--read-write", "--collect", "guest", "--collect", "all"])
+    assert result.exit_code == 0, result.stderr
+    assert "vm_guest," in result.stdout and opened[0][0] == "ro"
+    assert [mode for mode, _ in opened[1:]] and all(mode == "rw" for mode, _ in opened[1:])
+    assert opened[0][1].calls and not any(conn.calls for _, conn in opened[1:])  # the bulk reads
 
 
 def test_a_replayed_run_writes_the_golden_guest_lines_asking_each_agent_once(recorded):
