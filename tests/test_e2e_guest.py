@@ -15,10 +15,12 @@ from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
+from kvm_telegraf.cli import main
 from kvm_telegraf.connection import Connection, open_read_write
 from kvm_telegraf.guest_agent import GuestAgents
 from tests.conftest import need, run_lab
-from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, only, parse_line
+from tests.harness.audit import AGENT_CALLS, Audit
+from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, only, parse_line, runner
 from tests.harness.execd import ExecdDriver
 
 pytestmark = pytest.mark.lab
@@ -67,6 +69,31 @@ def guestinfo(name: str, *kinds: str) -> Dict[str, str]:
 
 def lines_of(output: str, measurement: str) -> List[Line]:
     return [parse_line(line) for line in output.splitlines() if line.startswith(measurement + ",")]
+
+
+def test_every_group_with_guest_and_doctor_make_only_reads_and_read_statistics_on_a_read_only_connection(agent_lab):
+    """The real libvirt objects, wrapped (tests/harness/audit.py): each call is recorded with its connection's mode."""
+    import libvirt
+
+    pool = run_lab(PREFIX, "pool-up")[0]  # a storage pool, so that --collect pools reads one
+    audit = Audit()
+    restore = audit.install(libvirt)
+    try:
+        args = ["--read-write", "--collect", "all", "--collect", "guest", "--domain", PREFIX + "*"]
+        run = runner().invoke(main, args, input="\n\n\n")
+        doctor = runner().invoke(main, [*args, "doctor"])
+    finally:
+        restore()
+        run_lab(PREFIX, "pool-down")
+    assert run.exit_code == 0, run.stderr
+    for measurement in ("vm_guest", "vm_vcpus", "vm_storage_pools,pool=" + pool, "vm_host", "vm_metrics"):
+        assert measurement in run.stdout
+    assert doctor.exit_code in (0, 1) and "guest agent calls: connected to qemu:///system read-write" in doctor.stdout
+    assert audit.not_reads() == []
+    assert audit.stats_modes() == ["ro"] and audit.opened["ro"] == 2  # the run's and doctor's statistics connections
+    made_read_write = {method for _, _, method in audit.read_write_calls()}
+    assert "guestInfo" in made_read_write and made_read_write <= AGENT_CALLS
+    assert not [call for call in audit.calls if call[0] == "ro" and call[2] == "guestInfo"]
 
 
 def test_vm_filesystems_says_what_virsh_guestinfo_says_at_the_same_moment(agent_lab):
