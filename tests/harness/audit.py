@@ -73,7 +73,8 @@ Call = Tuple[str, str, str]  # (mode "ro"/"rw", object kind, method)
 class Audit:
     """The calls seen, counted per (mode, kind, method), and the connections opened per mode."""
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Tuple[str, ...] = WRAPPED) -> None:
+        self.kinds = kinds  # the class names of the objects whose calls are recorded
         self.calls: Counter[Call] = collections.Counter()
         self.opened: Counter[str] = collections.Counter()
         self._lock = threading.Lock()
@@ -149,11 +150,12 @@ class Audited:
         return call
 
     def _wrap(self, value: Any) -> Any:
-        if type(value).__name__ in WRAPPED:
+        kinds = self._audit.kinds
+        if type(value).__name__ in kinds:
             return Audited(value, self._mode, self._audit)
         if isinstance(value, list):
             return [self._wrap(item) for item in value]
-        if isinstance(value, tuple) and value and type(value[0]).__name__ in WRAPPED:
+        if isinstance(value, tuple) and value and type(value[0]).__name__ in kinds:
             return (self._wrap(value[0]), *value[1:])  # getAllDomainStats: (virDomain, stats)
         return value
 
