@@ -98,9 +98,8 @@ class Group:
     events: bool = False  # it reports libvirt's domain events, so the run subscribes to them
     calls: Tuple[str, ...] = ()  # the libvirt calls it makes besides the bulk call, as doctor names them
     measurements: Tuple[str, ...] = ()  # the measurements of its own
-    # collect: on the groups' workers, per running domain that answered this cycle, and per host
+    # collect: on the groups' workers, per active domain whose QEMU answered this cycle (paused too), and per host
     domain_call: Optional[DomainCall] = None
-    paused_too: bool = False  # its domain_call runs on paused domains too (their QEMU answers; an I/O error pauses)
     host_call: Optional[HostCall] = None
     # collect: calls on threads and a connection of their own (Connection, the refresh period in s)
     own_calls: Optional[Callable[[Connection, float], OwnCalls]] = None

@@ -21,7 +21,7 @@ from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Se
 from kvm_telegraf.connection import Connection
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.group import Group, HostMemo, OwnCalls, RawStats
-from kvm_telegraf.libvirt_facts import STATE_PAUSED, STATE_RUNNING, version_text
+from kvm_telegraf.libvirt_facts import version_text
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig
 from kvm_telegraf.worker import Worker, answer_by
@@ -114,9 +114,10 @@ class GroupCalls:
     ) -> Tuple[Dict[str, Any], Dict[str, DomainCalls]]:
         """(host data, per-domain data by UUID) of this cycle's calls, by *deadline*.
 
-        Only running domains that answered this cycle are asked (and paused ones, by the groups that
-        want them: Group.paused_too), and not one whose call from an earlier cycle is still out: a hung
-        QEMU costs its own points only.
+        Every active domain (its QEMU runs: running, paused, pmsuspended) is asked unless its QEMU did not
+        answer this cycle's bulk read, or a call to it from an earlier cycle is still out: a hung QEMU costs
+        its own points only. A paused domain's QEMU answers: a dump, a save or a migration with --suspend
+        pauses it, and that is when its job matters; an I/O error pauses it too.
         """
         host, calls = self._on_workers(conn, records, configs, not_responding, deadline)
         for own in self._own:
@@ -135,7 +136,6 @@ class GroupCalls:
         per_domain = [group for group in self.groups if group.domain_call is not None]
         if not per_domain and not self._memos:
             return {}, {}
-        asked_in = {STATE_RUNNING: tuple(per_domain), STATE_PAUSED: tuple(g for g in per_domain if g.paused_too)}
         for worker in self._workers:
             worker.start()  # at once: the thread count stays level
         busy = [index for index, worker in enumerate(self._workers) if worker.busy]
@@ -144,14 +144,13 @@ class GroupCalls:
         if not free:  # both still wait on earlier cycles' calls
             return {}, {}
         asked = []
-        for dom, stats in records:
-            groups = asked_in.get(stats.get("state.state"), ())
-            if not groups or dom.name() in not_responding:
+        for dom, _stats in records:
+            if not per_domain or dom.ID() < 0 or dom.name() in not_responding:  # shut off: no QEMU to ask
                 continue
             if dom.UUIDString() in held:  # a call to it is still out on the other worker
                 continue
             config = configs.get(dom.UUIDString())
-            asked.append((dom, config.facts if config is not None else None, groups))
+            asked.append((dom, config.facts if config is not None else None))
         run = CallRun()
         self._runs[free[0]] = run
         future = self._workers[free[0]].submit(lambda: self._calls(conn, asked, run))
@@ -160,22 +159,19 @@ class GroupCalls:
                 answer_by(future, deadline)
         return run.taken()  # what came in by the deadline; the rest of a late run is never read
 
-    def _calls(
-        self, conn: Any, domains: Sequence[Tuple[Any, Optional[DomainFacts], Tuple[Group, ...]]], run: CallRun
-    ) -> None:
-        """One cycle's calls: the host's first, then each domain's (by the groups that ask it), each result
-        handed over as it comes."""
+    def _calls(self, conn: Any, domains: Sequence[Tuple[Any, Optional[DomainFacts]]], run: CallRun) -> None:
+        """One cycle's calls: the host's first, then each domain's, each result handed over as it comes."""
         if self._memos:
             host: Dict[str, Any] = {}
             for group in self.groups:
                 if group.host_call is not None:
                     host.update(group.host_call(conn, self._memos[group.name]))
             run.results.put((HOST_KEY, host))
-        for dom, facts, groups in domains:
+        for dom, facts in domains:
             uuid = dom.UUIDString()
             run.current = uuid
             calls: DomainCalls = {}
-            for group in groups:
+            for group in self.groups:
                 if group.domain_call is not None:
                     calls.update(group.domain_call(dom, facts))
             run.results.put((uuid, calls))

@@ -7,11 +7,15 @@ virDomainGetDiskErrors answered for it.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any, List
 
+import pytest
+
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
+from kvm_telegraf.group_calls import GroupCalls
 from kvm_telegraf.groups import resolve
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
@@ -36,6 +40,10 @@ class AskedDomain(ReplayDomain):
         self._asked["jobStats", self.name()] += 1
         return super().jobStats(flags)
 
+    def vcpus(self):
+        self._asked["vcpus", self.name()] += 1
+        return super().vcpus()
+
 
 class AskedReplay(ReplayConnection):
     def __init__(self, snapshots: List[Snapshot]) -> None:
@@ -46,13 +54,28 @@ class AskedReplay(ReplayConnection):
         return [(AskedDomain(dom, self.asked), st) for dom, st in super().getAllDomainStats(stats, flags)]
 
 
-def test_disk_errors_asks_running_and_paused_domains_while_other_groups_ask_running_ones_only():
+def test_every_group_asks_running_and_paused_domains_and_none_asks_a_shut_off_one():
     source = AskedReplay(load_snapshots("lab-states.json"))
-    collector = Collector(Connection("replay:///", lambda _uri: source), groups=resolve(["disk_errors", "jobs"]))
+    groups = resolve(["disk_errors", "jobs", "vcpu"])
+    collector = Collector(Connection("replay:///", lambda _uri: source), groups=groups)
     collector.collect()
     assert source.asked == Counter(
-        {("diskErrors", "ktlab-01"): 1, ("diskErrors", "ktlab-02"): 1, ("jobStats", "ktlab-01"): 2}
-    )  # ktlab-02 is paused, ktlab-03 shut off
+        {
+            **{("diskErrors", name): 1 for name in ("ktlab-01", "ktlab-02")},
+            **{("jobStats", name): 2 for name in ("ktlab-01", "ktlab-02")},  # the job running, the one completed
+            **{("vcpus", name): 1 for name in ("ktlab-01", "ktlab-02")},
+        }
+    )  # ktlab-02 is paused: its QEMU answers; ktlab-03 is shut off: there is no QEMU to ask
+
+
+@pytest.mark.parametrize("silent", [("ktlab-01",), ("ktlab-02",), ("ktlab-01", "ktlab-02")])
+def test_only_a_domain_whose_qemu_did_not_answer_this_cycle_is_skipped_running_or_paused(silent):
+    source = AskedReplay(load_snapshots("lab-states.json"))
+    calls = GroupCalls(resolve(["jobs", "vcpu"]), 60.0, lambda: Connection("replay:///", lambda _uri: source))
+    records = source.getAllDomainStats(0, 0)
+    calls.run(source, records, {}, silent, time.monotonic() + 5)
+    asked = {name for _, name in source.asked}
+    assert asked == {"ktlab-01", "ktlab-02"} - set(silent)
 
 
 DISK_ERRORS = resolve(["disk_errors"])

@@ -114,6 +114,54 @@ def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
     assert jobs[0]["completed"] == "false" and jobs[0]["type"] == '"unbounded"'
 
 
+def test_a_dump_that_pauses_its_guest_shows_its_job_and_each_vcpus_pcpu_while_paused(guests):
+    sys.path.insert(0, str(TESTS / "lab"))
+    import lab
+
+    name = guests["tcg"]
+    process = subprocess.Popen(
+        [KVM_TELEGRAF, *only([name]), "--collect", "jobs", "--collect", "vcpu"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    dump = lab.dump_slowly(name, live=False)  # no --live: libvirt pauses the guest for the dump
+    try:
+        time.sleep(1.0)
+        for _ in range(2):
+            process.stdin.write("\n")
+            process.stdin.flush()
+            time.sleep(2.0)
+    finally:
+        dump.wait(timeout=120)
+    out, err = process.communicate("", timeout=30)
+    assert not err
+    states = [fields["state"] for _, _, fields, _ in lines_of(out, "vm_metrics")]
+    assert states == [3, 3]  # paused, in both batches
+    jobs = [fields for _, tags, fields, _ in lines_of(out, "vm_jobs") if tags["operation"] == "dump"]
+    assert len(jobs) == 2 and jobs[0]["completed"] == "false"
+    assert jobs[0]["data_processed_bytes"] < jobs[1]["data_processed_bytes"]
+    vcpus = [fields for _, _, fields, _ in lines_of(out, "vm_vcpus")]
+    assert len(vcpus) == 4 and all(fields["pcpu"] in (0, 1) for fields in vcpus)  # two vCPUs, two batches
+
+
+def test_a_suspended_guest_keeps_each_vcpus_pcpu_and_shows_no_running_job(guests):
+    name = guests["tcg"]
+    subprocess.run(["virsh", "-q", "suspend", name], check=True, capture_output=True)
+    try:
+        done = once([name], "--collect", "vcpu", "--collect", "jobs")
+    finally:
+        subprocess.run(["virsh", "-q", "resume", name], check=True, capture_output=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    ((_, _, metrics, _),) = lines_of(done.stdout, "vm_metrics")
+    assert metrics["state"] == 3
+    vcpus = [fields for _, _, fields, _ in lines_of(done.stdout, "vm_vcpus")]
+    assert len(vcpus) == 2 and all(fields["pcpu"] in (0, 1) for fields in vcpus)
+    jobs = [fields for _, _, fields, _ in lines_of(done.stdout, "vm_jobs")]
+    assert all(fields["completed"] == "true" for fields in jobs)  # at most an earlier test's dump, once
+
+
 @pytest.fixture(scope="module")
 def chain_guest() -> Iterator[str]:
     try:

@@ -1,6 +1,6 @@
 """``--collect block_limits``: ``limit_*`` on vm_devices disks, the I/O limits set with blkdeviotune.
 
-One virDomainGetBlockIoTune per disk of each running domain, the disks taken from the cached XML.
+One virDomainGetBlockIoTune per disk of each running or paused domain, the disks taken from the cached XML.
 """
 
 from __future__ import annotations

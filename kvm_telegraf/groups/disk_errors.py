@@ -34,6 +34,5 @@ GROUP = Group(
     since=9_010,
     calls=("virDomainGetDiskErrors",),
     domain_call=call,
-    paused_too=True,
     disk_fields=error_fields,
 )

@@ -1,6 +1,7 @@
 """``--collect jobs``: vm_jobs, a domain's running job and the one that just finished (once).
 
-Two virDomainGetJobStats calls per running domain: the job in progress, and the
+Two virDomainGetJobStats calls per running or paused domain (a dump, a save, a migration with --suspend
+pause it, and their jobs are the ones that matter): the job in progress, and the
 completed one, read with KEEP_COMPLETED so that reading takes the finished job's
 statistics from nobody else (Nova reads them too).
 """

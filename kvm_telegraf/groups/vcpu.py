@@ -1,7 +1,7 @@
 """``--collect vcpu``: vm_vcpus, one point per vCPU of a running domain.
 
 State and times come with the default bulk call's vcpu group; the pCPU each vCPU
-runs on now takes one virDomainGetVcpus per running domain; the affinity comes
+runs on now takes one virDomainGetVcpus per running or paused domain; the affinity comes
 from the cached XML.
 """
 

@@ -1236,8 +1236,10 @@ def pool_down() -> None:
     shutil.rmtree(on_host(os.path.join(CACHE_DIR, "pools", name)), ignore_errors=True)
 
 
-def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
+def dump_slowly(name: str, mib_per_s: float = 10.0, live: bool = True) -> subprocess.Popen:
     """Start ``virsh dump --live`` into a FIFO read at *mib_per_s*, so the job runs for seconds, not 0.6 s.
+
+    live=False: a plain ``virsh dump``, which pauses the guest until the dump is done.
 
     libvirt runs a dump at full migration bandwidth (migrate-setspeed does not apply to it); a slow reader
     is what slows it down. The returned virsh process ends when the dump is done; wait() for it.
@@ -1249,15 +1251,19 @@ def dump_slowly(name: str, mib_per_s: float = 10.0) -> subprocess.Popen:
         os.unlink(fifo)
     os.mkfifo(fifo, 0o666)
     os.chmod(fifo, 0o666)  # QEMU (libvirt-qemu) writes to it
+    made = os.stat(fifo).st_ino
 
     def drain() -> None:
         with open(fifo, "rb") as f:
             while f.read(1 << 20):
                 time.sleep(1.0 / mib_per_s)
-        os.unlink(fifo)
+        with contextlib.suppress(FileNotFoundError):  # the next dump may have made its own already
+            if os.stat(fifo).st_ino == made:
+                os.unlink(fifo)
 
     threading.Thread(target=drain, daemon=True).start()
-    return subprocess.Popen(["virsh", "-c", URI, "dump", "--live", name, fifo_seen], stdout=subprocess.DEVNULL)
+    live_flag = ["--live"] if live else []
+    return subprocess.Popen(["virsh", "-c", URI, "dump", *live_flag, name, fifo_seen], stdout=subprocess.DEVNULL)
 
 
 def names() -> list[str]:
