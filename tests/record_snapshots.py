@@ -23,6 +23,8 @@ sys.path.insert(0, str(TESTS / "lab"))
 import flavours  # noqa: E402 - tests/lab/flavours.py
 import lab  # noqa: E402
 
+from kvm_telegraf.snapshot import snapshot_to_json, snapshots_from_json  # noqa: E402
+
 KVM_TELEGRAF = str(Path(sys.executable).with_name("kvm-telegraf"))
 # Every character libvirt allows that line protocol must escape, plus a trailing backslash.
 HOSTILE_NAME = 'ktlab-03 ünïcødé, a=b "q" \\x\\'
@@ -370,12 +372,69 @@ def record_flavour(flavour: str) -> None:
         flavour_lab("stop")
 
 
+LIFECYCLE_PREFIX = "ktlife-"
+LIFECYCLE_OPTIONS = ("--collect", "backing", "--collect", "pools", "--collect", "host", "--collect", "vcpu")
+
+
+def record_lifecycle() -> None:
+    """One chain guest (vdb a qcow2 overlay on a raw file) through its life, a cycle each: running; vdb unplugged
+    and plugged again (libvirt gives its images new indexes); paused (virsh suspend); shut off; started again.
+    Beside a running dir pool with one volume, and a dir pool defined but never started (inactive)."""
+    (name,) = lab_with_prefix(LIFECYCLE_PREFIX, "up", "1", "--variant", "chain")
+    lab_with_prefix(LIFECYCLE_PREFIX, "pool-up")
+    idle = LIFECYCLE_PREFIX + "idle"
+    parts = []
+    try:
+        lab.virsh("pool-define-as", idle, "dir", "--target", "/nonexistent/" + idle)
+
+        def part(label: str) -> None:
+            out = f"lab-lifecycle-{label}.json"
+            record(out, [name], LIFECYCLE_OPTIONS, cycles=1)
+            parts.append(TESTS / "snapshots" / out)
+
+        part("running")
+        overlay = re.search(r"<source file='([^']*vdb\.qcow2)'", lab.virsh("dumpxml", name)).group(1)
+        lab.virsh("detach-disk", name, "vdb", "--live")
+        deadline = time.monotonic() + 60
+        while "vdb" in lab.virsh("domblklist", name) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        disk = (
+            "<disk type='file' device='disk'><driver name='qemu' type='qcow2'/>"
+            f"<source file='{overlay}'/><target dev='vdb' bus='virtio'/></disk>"
+        )
+        xml_path = TESTS / "snapshots" / "lifecycle-vdb.xml"
+        xml_path.write_text(disk)
+        try:
+            lab.virsh("attach-device", name, str(xml_path), "--live")
+        finally:
+            xml_path.unlink()
+        time.sleep(2)
+        part("replugged")
+        lab.virsh("suspend", name)
+        part("paused")
+        lab.virsh("resume", name)
+        lab.virsh("destroy", name)
+        part("shutoff")
+        lab.virsh("start", name)
+        time.sleep(5)
+        part("started")
+        snapshots = [snapshot for path in parts for snapshot in snapshots_from_json(path.read_text())]
+        (TESTS / "snapshots" / "lab-lifecycle.json").write_text(snapshot_to_json(snapshots) + "\n")
+    finally:
+        for path in parts:
+            path.unlink()
+        lab.virsh("pool-undefine", idle, check=False)
+        lab_with_prefix(LIFECYCLE_PREFIX, "pool-down")
+        lab_with_prefix(LIFECYCLE_PREFIX, "down")
+
+
 SCENARIOS = {
     "lab": record_lab,
     "nova": record_nova,
     "groups": record_groups,
     "events": record_events,
     "backing": record_backing,
+    "lifecycle": record_lifecycle,
     "guest": record_guest,
     "anchors": record_anchors,
     "sid-stats": record_sid,

@@ -331,11 +331,24 @@ def test_the_host_point_counts_the_batch_and_reports_the_collectors_own_health(r
     (host,) = only(points, "vm_host")
     fields = host.fields
     assert host.tags == () and fields["domains"] == 2 and fields["domains_running"] == 2
-    assert fields["vcpus_allocated"] == 3 and fields["vcpu_overcommit"] == round(3 / fields["cpus"], 3)
+    assert fields["vcpus_allocated"] == 3 and fields["vcpu_overcommit"] == 3 / fields["cpus"]
     assert fields["memory_total_bytes"] > fields["memory_free_bytes"] > 0
     assert fields["libvirt_version"] == "9.0.0" and fields["cycle_ns"] == 1234
     assert fields["nowait_fallback"] is False and fields["domains_not_responding"] == 0 and fields["collect_ns"] > 0
     assert "memory_available_bytes" not in fields  # libvirt 9.0 reports total, free, buffers and cached only
+
+
+@pytest.mark.parametrize(
+    "snapshot_file", ["lab-groups.json", "lab-backing.json", "sid-stats.json", "trixie-groups.json"]
+)
+def test_the_overcommit_ratios_are_the_exact_quotients_not_rounded(snapshot_file):
+    for snapshot in load_snapshots(snapshot_file):
+        points, _ = shape_snapshot(snapshot, {}, groups=resolve(["host"]))
+        (host,) = only(points, "vm_host")
+        fields = host.fields
+        assert fields["memory_overcommit"] == fields["memory_allocated_bytes"] / fields["memory_total_bytes"]
+        assert fields["vcpu_overcommit"] == fields["vcpus_allocated"] / fields["cpus"]
+        assert fields["memory_overcommit"] != round(fields["memory_overcommit"], 3)  # 100 MiB guests on 24 GiB
 
 
 def test_a_daemon_that_reports_the_hosts_available_memory_gets_it_on_the_host_point():
@@ -352,6 +365,49 @@ def test_a_storage_pool_is_one_point_tagged_with_its_name(recorded):
     (pool,) = only(points, "vm_storage_pools")
     assert dict(pool.tags) == {"pool": "ktgroups-pool"} and pool.fields["state"] == "running"
     assert pool.fields["volumes"] == 1 and pool.fields["capacity_bytes"] >= pool.fields["allocation_bytes"]
+
+
+@pytest.fixture(scope="module")
+def lifecycle() -> List:
+    """One chain guest, a cycle each: running, vdb re-plugged, paused, shut off, started (record_snapshots.py)."""
+    return load_snapshots("lab-lifecycle.json")
+
+
+def test_an_inactive_storage_pool_has_its_state_and_no_sizes_and_a_running_one_has_them(lifecycle):
+    for snapshot in lifecycle:
+        points, _ = shape_snapshot(snapshot, {}, groups=resolve(["pools"]))
+        pools = {dict(p.tags)["pool"]: p.fields for p in only(points, "vm_storage_pools")}
+        assert pools["ktlife-idle"] == {"state": "inactive"}  # libvirt answered 0 for each size
+        running = pools["ktlife-pool"]
+        assert running["state"] == "running" and running["volumes"] == 1
+        assert running["capacity_bytes"] >= running["available_bytes"] > 0 and running["allocation_bytes"] > 0
+
+
+@pytest.mark.parametrize("state", [0, 1, 4])  # inactive, building, inaccessible: libvirt knows no sizes
+def test_a_pool_in_a_state_without_sizes_leaves_them_out_whatever_libvirt_answered(lifecycle, state):
+    host = dict(lifecycle[0].hosts[0])
+    host["pools"] = [{**pool, "state": state} for pool in host["pools"]]
+    snapshot = dataclasses.replace(lifecycle[0], hosts=(host,))
+    points, _ = shape_snapshot(snapshot, {}, groups=resolve(["pools"]))
+    for pool in only(points, "vm_storage_pools"):
+        assert not any(name in pool.fields for name in ("capacity_bytes", "allocation_bytes", "available_bytes"))
+
+
+def chain_tags(snapshot: Any) -> Dict[str, Any]:
+    """Per image path: its vm_block_chain tags and fields."""
+    points, _ = shape_snapshot(snapshot, {}, groups=resolve(["backing"]))
+    return {p.fields["path"]: (p.tags, p.fields) for p in only(points, "vm_block_chain")}
+
+
+def test_each_chain_image_keeps_its_series_across_replug_pause_stop_and_start(lifecycle):
+    running, replugged, paused, shut_off, started = (chain_tags(snapshot) for snapshot in lifecycle)
+    indexes = {path: fields.get("index") for path, (_, fields) in running.items()}
+    assert indexes != {path: fields.get("index") for path, (_, fields) in replugged.items()}  # libvirt renumbered
+    for cycle in (replugged, paused, started):
+        assert {path: tags for path, (tags, _) in cycle.items()} == {path: tags for path, (tags, _) in running.items()}
+    assert shut_off and all(tags == running[path][0] for path, (tags, _) in shut_off.items())
+    assert not any("index" in fields for _, fields in shut_off.values())  # libvirt numbers no image of a stopped VM
+    assert sorted(dict(tags)["depth"] for tags, _ in running.values()) == ["0", "0", "1"]
 
 
 def test_record_saves_the_groups_calls_and_a_file_without_them_stays_as_it_was(recorded):
@@ -437,13 +493,13 @@ def test_a_backing_chain_read_with_backing_leaves_the_default_measurements_as_wi
 def test_backing_gives_one_point_per_image_with_its_path_and_the_threshold_on_the_overlay(chain):
     points = points_of(chain[0].domains[0], chain[0], groups=resolve(["backing"]))
     images = [
-        (dict(p.tags)["device"], p.fields["depth"], p.fields["path"].rsplit("/", 1)[1])
+        (dict(p.tags)["device"], dict(p.tags)["depth"], p.fields["path"].rsplit("/", 1)[1])
         for p in only(points, "vm_block_chain")
     ]
-    assert images == [("vda", 0, "vda.img"), ("vdb", 0, "vdb.qcow2"), ("vdb", 1, "vdb.img")]
+    assert images == [("vda", "0", "vda.img"), ("vdb", "0", "vdb.qcow2"), ("vdb", "1", "vdb.img")]
     vda, overlay, base = only(points, "vm_block_chain")
     assert overlay.fields["threshold_bytes"] == 64 * 1024 * 1024 and "threshold_bytes" not in vda.fields
-    assert len({dict(p.tags)["backing_index"] for p in (vda, overlay, base)}) == 3  # libvirt's index: vdb[3]
+    assert len({p.fields["index"] for p in (vda, overlay, base)}) == 3  # libvirt's index (vdb[3]), a field
     assert overlay.fields["write_requests"] > 0 and not any(k.startswith(("read_", "write_")) for k in base.fields)
     assert base.fields["capacity_bytes"] == overlay.fields["capacity_bytes"] == 8 * 1024 * 1024
 

@@ -19,11 +19,13 @@ from kvm_telegraf.points import FieldValue, Point
 def vm_block_chain(view: DomainView) -> List[Point]:
     """One point per disk image, the backing chain included: its path, sizes and write threshold.
 
-    Tagged with the disk's target and libvirt's index of the image (``vdb[3]`` in virsh, ``index`` in the
-    XML); ``depth`` is its place in the chain, 0 for the image the guest writes to. libvirt reports I/O
-    counters for that top image only; the fields have vm_devices' names.
+    Tagged with the disk's target and the image's ``depth`` in its chain, 0 for the image the guest writes
+    to: that stays the same while the domain is re-plugged, stopped and started, where libvirt's own index
+    (``vdb[3]`` in virsh, ``index`` in the XML) is renumbered on every re-plug and absent while the domain is
+    shut off; it is the ``index`` field, where libvirt reports one. libvirt reports I/O counters for the top
+    image only; the fields have vm_devices' names.
 
-    ``vm_block_chain,backing_index=3,device=vdb,uuid=1b4e…,vm=web01 depth=1i,path="/images/base.raw",…``
+    ``vm_block_chain,depth=1,device=vdb,uuid=1b4e…,vm=web01 index=3i,path="/images/base.raw",…``
     """
     stats = view.domain.stats
     depths: Dict[str, int] = {}
@@ -33,7 +35,10 @@ def vm_block_chain(view: DomainView) -> List[Point]:
         device = stats.get(prefix + "name") or f"disk{i}"
         depth = depths.get(device, 0)
         depths[device] = depth + 1
-        fields: Dict[str, FieldValue] = {"depth": depth}
+        fields: Dict[str, FieldValue] = {}
+        index = counter(stats.get(prefix + "backingIndex"))
+        if index is not None:
+            fields["index"] = index
         path = stats.get(prefix + "path")
         if isinstance(path, str) and path:
             fields["path"] = path
@@ -41,11 +46,8 @@ def vm_block_chain(view: DomainView) -> List[Point]:
         threshold = counter(stats.get(prefix + "threshold"))
         if threshold:
             fields["threshold_bytes"] = threshold
-        index = counter(stats.get(prefix + "backingIndex"))
-        tags = [("device", str(device))]
-        if index is not None:
-            tags.append(("backing_index", str(index)))
-        points.append(Point("vm_block_chain", with_tags(view.tags, *tags), fields))
+        tags = with_tags(view.tags, ("device", str(device)), ("depth", str(depth)))
+        points.append(Point("vm_block_chain", tags, fields))
     return points
 
 

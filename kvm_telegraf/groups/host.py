@@ -55,7 +55,8 @@ def call(conn: Any, memo: HostMemo) -> Dict[str, Any]:
 
 
 def _ratio(part: int, whole: Any) -> Optional[float]:
-    return round(part / whole, 3) if type(whole) is int and whole > 0 else None
+    """part / whole, unrounded: a threshold on it compares what libvirt reported, not 3 digits of it."""
+    return part / whole if type(whole) is int and whole > 0 else None
 
 
 def vm_host(host: Mapping[str, Any], domains: Sequence[DomainSample], cycle_ns: Optional[int]) -> List[Point]:

@@ -10,12 +10,13 @@ from kvm_telegraf.libvirt_facts import POOL_STATES
 from kvm_telegraf.points import FieldValue, Point
 from kvm_telegraf.snapshot import DomainSample
 
-POOL_FIELDS = (
+POOL_SIZES = (
     ("capacity_bytes", "capacity"),
     ("allocation_bytes", "allocation"),
     ("available_bytes", "available"),
-    ("volumes", "volumes"),
 )
+# The states in which libvirt knows a pool's sizes: an inactive (or building, inaccessible) one answers 0 for each.
+SIZED_STATES = frozenset({2, 3})  # running, degraded
 
 
 def pool_facts(conn: Any) -> List[Dict[str, Any]]:
@@ -47,15 +48,22 @@ def vm_storage_pools(
 ) -> List[Point]:
     """One point per storage pool: state, capacity, allocation, available space and volume count.
 
+    The sizes only while the pool runs: libvirt answers 0 for an inactive pool, which is not its size (an
+    alert on available_bytes would fire on every stopped pool), so they are left out, as the volume count is.
+
     ``vm_storage_pools,pool=default state="running",capacity_bytes=…,allocation_bytes=…,available_bytes=…,volumes=3i``
     """
     points = []
     for pool in host.get("pools") or ():
-        fields: Dict[str, FieldValue] = {"state": POOL_STATES.get(pool.get("state"), "unknown")}
-        for name, key in POOL_FIELDS:
+        state = pool.get("state")
+        fields: Dict[str, FieldValue] = {"state": POOL_STATES.get(state, "unknown")}
+        for name, key in POOL_SIZES if state in SIZED_STATES else ():
             value = counter(pool.get(key))
             if value is not None:
                 fields[name] = value
+        volumes = counter(pool.get("volumes"))
+        if volumes is not None:
+            fields["volumes"] = volumes
         points.append(Point("vm_storage_pools", with_tags(host_tags(host), ("pool", pool["name"])), fields))
     return points
 
