@@ -44,16 +44,18 @@ def main(argv: Sequence[str]) -> int:
     timer = threading.Timer(args.seconds, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
     started = time.monotonic()
+    figures_exit: object = None
     try:
-        kvm_telegraf.main(list(args.options), prog_name="kvm-telegraf", standalone_mode=False)
-    except SystemExit:  # SIGTERM, as Telegraf stops it: the end of the run
-        pass
+        kvm_telegraf.main(list(args.options), prog_name="kvm-telegraf")
+    except SystemExit as exc:  # SIGTERM, as Telegraf stops it: the end of the run
+        figures_exit = exc.code
     finally:
         timer.cancel()
         restore()
         os.dup2(stdout, 1)
     figures = audit.summary()
     figures["seconds"] = round(time.monotonic() - started, 1)
+    figures["exit_code"] = figures_exit
     figures["options"] = list(args.options)
     read_write = {method for _, _, method in audit.read_write_calls()}
     figures["read_write_methods"] = sorted(read_write)
@@ -65,9 +67,8 @@ def main(argv: Sequence[str]) -> int:
     if args.out:
         with open(args.out, "w", encoding="utf-8") as out:
             out.write(text + "\n")
-    return (
-        0 if figures["only_reads"] and figures["statistics_read_only"] and figures["read_write_only_agent_calls"] else 1
-    )
+    checks = ("only_reads", "statistics_read_only", "read_write_only_agent_calls")
+    return 0 if all(figures[check] for check in checks) and figures_exit == 0 else 1
 
 
 if __name__ == "__main__":
