@@ -5,8 +5,10 @@ Audit.install() replaces libvirt's two open functions with ones that open the re
 wrapper around it; each virDomain, virStoragePool or virNodeDevice a call returns is wrapped the same way and
 remembers its connection's mode. The wrapper only records and passes the call through: libvirt answers every
 call as it would without it (no mock). Non-callable attributes (``_o``, which libvirt-python's own code reads
-from the objects) pass through; wrapped objects passed to a call (domainListGetStats' list, which libvirt-python
-checks with isinstance) go in unwrapped.
+from the objects) pass through; wrapped objects passed to a call (domainListGetStats' list) go in unwrapped. A
+wrapper answers isinstance() as its object would (events.subscribe registers only on a real virConnect). The
+event callbacks get libvirt's own objects: what they call (a domain's name and UUID, read in the client) is
+not recorded.
 """
 
 from __future__ import annotations
@@ -136,6 +138,10 @@ class Audited:
         self._target = target
         self._mode = mode
         self._audit = audit
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(wrapped, libvirt.virConnect) holds, as events.subscribe checks it
+        return type(self._target)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._target, name)
