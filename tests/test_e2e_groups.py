@@ -179,10 +179,15 @@ def test_backing_and_balloon_on_a_live_overlay_give_each_image_and_the_stats_upd
     done = once([chain_guest], "--collect", "backing", "--collect", "balloon")
     assert done.returncode == 0 and not done.stderr, done.stderr
     images = [
-        (t["device"], f["depth"], f["path"].strip('"').rsplit("/", 1)[1], f)
+        (t["device"], t["depth"], f["path"].strip('"').rsplit("/", 1)[1], f)
         for _, t, f, _ in lines_of(done.stdout, "vm_block_chain")
     ]
-    assert [image[:3] for image in images] == [("vda", 0, "vda.img"), ("vdb", 0, "vdb.qcow2"), ("vdb", 1, "vdb.img")]
+    assert [image[:3] for image in images] == [
+        ("vda", "0", "vda.img"),
+        ("vdb", "0", "vdb.qcow2"),
+        ("vdb", "1", "vdb.img"),
+    ]
+    assert len({image[3]["index"] for image in images}) == 3  # libvirt's own index, a field
     assert images[1][3]["threshold_bytes"] == 64 * 1024 * 1024 and "read_requests" not in images[2][3]
     disks = [t["device"] for _, t, _, _ in lines_of(done.stdout, "vm_devices") if t["type"] == "disk"]
     assert disks == ["vda", "vdb"]  # the backing image is no disk of its own
