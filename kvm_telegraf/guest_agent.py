@@ -14,6 +14,12 @@ holds the connection's I/O: beside a hung call, a healthy agent's call on the sa
 connection reached libvirtd only when something else woke that loop (3.1 s and
 4.1 s late on the lab, and two CI runs in nine flapped). What each domain last
 answered is kept, as plain data, until the next refresh.
+
+A guest controls every string its agent returns: the guest group cuts each to
+GUEST_STRING_MAX_CHARS where it becomes a field or a tag, and this module says
+once per domain what was cut. A guest with many mounts (or users) makes libvirt
+refuse the whole answer for too many parameters (2,048 at most): the call is made
+again without that part, so the rest of vm_guest survives, with one W! per episode.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from kvm_telegraf.connection import Connection, error_message
 from kvm_telegraf.libvirt_facts import (
+    ERR_RPC,
     GUEST_INFO_FILESYSTEM,
     GUEST_INFO_HOSTNAME,
     GUEST_INFO_LOAD,
@@ -34,8 +41,9 @@ from kvm_telegraf.libvirt_facts import (
     GUEST_INFO_TIMEZONE,
     GUEST_INFO_USERS,
     STATE_RUNNING,
+    error_code,
 )
-from kvm_telegraf.log import get_logger
+from kvm_telegraf.log import clip, get_logger
 from kvm_telegraf.snapshot import DomainConfig
 
 log = get_logger(__name__)
@@ -46,6 +54,44 @@ GUEST_CALL_DEADLINE_S = 2.0
 GUEST_MAX_THREADS = 8
 GUEST_INFO_TYPES = GUEST_INFO_USERS | GUEST_INFO_OS | GUEST_INFO_TIMEZONE | GUEST_INFO_HOSTNAME | GUEST_INFO_FILESYSTEM
 GUEST_WAIT_STEP_S = 0.05
+# What one string from a guest may be in a field or a tag (README: Security): os-release fields, host name, time
+# zone, mount points, filesystem types. Past it: its first GUEST_STRING_MAX_CHARS and "...(N more characters)".
+GUEST_STRING_MAX_CHARS = 1024
+# The parts of an answer that grow with the guest (parameters per mount, per logged-in user), left out in this order
+# while libvirt refuses the whole answer for having more parameters than its RPC carries (2,048).
+GUEST_INFO_GROWING = ((GUEST_INFO_FILESYSTEM, "filesystems"), (GUEST_INFO_USERS, "users"))
+TOO_MANY_PARAMETERS = "too many parameters"  # libvirt's virTypedParamsSerialize, under VIR_ERR_RPC
+
+
+def too_many_parameters(exc: BaseException) -> bool:
+    """Whether libvirt refused an answer for carrying more typed parameters than its RPC allows."""
+    return error_code(exc) == ERR_RPC and TOO_MANY_PARAMETERS in str(exc)
+
+
+def guest_info(dom: Any, types: int) -> Tuple[Dict[str, Any], Tuple[str, ...], str]:
+    """The agent's answer; while libvirt refuses it for too many parameters, asked again without the next growing
+    part. Returns the answer, the parts left out, and libvirt's reason ("" when none was)."""
+    left_out: List[str] = []
+    reason = ""
+    while True:
+        try:
+            return dict(dom.guestInfo(types, 0)), tuple(left_out), reason
+        except Exception as exc:  # libvirtError
+            growing = [(bit, name) for bit, name in GUEST_INFO_GROWING if types & bit]
+            if not growing or not too_many_parameters(exc):
+                raise
+            reason = error_message(exc)
+            types &= ~growing[0][0]
+            left_out.append(growing[0][1])
+
+
+def long_strings(answer: Mapping[str, Any]) -> List[str]:
+    """The keys of the strings in an agent's answer past GUEST_STRING_MAX_CHARS, with their length."""
+    return [
+        f"{key} ({len(value)})"
+        for key, value in answer.items()
+        if isinstance(value, str) and len(value) > GUEST_STRING_MAX_CHARS
+    ]
 
 
 def guest_info_types(lib_version: Optional[int]) -> int:
@@ -71,6 +117,8 @@ class GuestAgents:
     _out: Dict[str, float] = field(default_factory=dict, init=False)  # UUID -> when its call began
     _answers: Dict[str, Dict[str, Any]] = field(default_factory=dict, init=False)  # the last good answer
     _failed: Set[str] = field(default_factory=set, init=False)  # whose last call failed
+    _cut: Set[str] = field(default_factory=set, init=False)  # whose long strings were said (once per domain)
+    _partial: Set[str] = field(default_factory=set, init=False)  # whose answer lacks a part libvirt could not carry
     _threads: int = field(default=0, init=False)
     _due: float = field(default=float("-inf"), init=False)
     _types: int = field(default=GUEST_INFO_TYPES, init=False)
@@ -157,7 +205,9 @@ class GuestAgents:
                     self._out[uuid] = time.monotonic()
                 answer: Optional[Dict[str, Any]] = None
                 try:
-                    answer = dict(own.get().lookupByUUIDString(uuid).guestInfo(self._types, 0))
+                    dom = own.get().lookupByUUIDString(uuid)
+                    answer, left_out, reason = guest_info(dom, self._types)
+                    self._say(uuid, dom, answer, left_out, reason)
                 except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent, an agent error, gone
                     log.debug("guest agent of %s: %s", uuid, error_message(exc, own.uri))
                 with self._lock:
@@ -171,6 +221,37 @@ class GuestAgents:
         finally:
             own.close()
 
+    def _say(self, uuid: str, dom: Any, answer: Mapping[str, Any], left_out: Sequence[str], reason: str) -> None:
+        """One W! per domain whose agent gave strings past the bound, and one per episode of parts left out."""
+        with self._lock:
+            long = long_strings(answer) if uuid not in self._cut else []
+            if long:
+                self._cut.add(uuid)
+            began, ended = bool(left_out) and uuid not in self._partial, not left_out and uuid in self._partial
+            if left_out:
+                self._partial.add(uuid)
+            else:
+                self._partial.discard(uuid)
+        name = dom.name() if long or began or ended else ""
+        if long:
+            log.warning(
+                "domain %s: its guest agent gave strings longer than %d characters, cut to that in vm_guest and "
+                "vm_filesystems: %s",
+                name,
+                GUEST_STRING_MAX_CHARS,
+                clip(", ".join(long)),
+            )
+        if began:
+            log.warning(
+                "domain %s: libvirt cannot carry its guest agent's whole answer (%s); asking without its %s, "
+                "so vm_guest has the rest",
+                name,
+                reason,
+                " and ".join(left_out),
+            )
+        elif ended:
+            log.info("domain %s: libvirt carries its guest agent's whole answer again", name)
+
     def results(self, uuids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """Per domain whose agent is connected: ``{"responding": bool, "info": {...}}``, as the Snapshot keeps it.
 
@@ -183,6 +264,8 @@ class GuestAgents:
             for uuid in [uuid for uuid in self._answers if uuid not in wanted]:
                 del self._answers[uuid]
             self._failed &= wanted
+            self._cut &= wanted
+            self._partial &= wanted
             for uuid in sorted(wanted):
                 started = self._out.get(uuid)
                 hung = started is not None and time.monotonic() - started >= GUEST_CALL_DEADLINE_S
