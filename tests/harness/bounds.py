@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import List, Sequence
+import re
+from typing import Dict, List, Sequence
 
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import resolve
@@ -36,3 +37,30 @@ def with_guest_info(snapshot: Snapshot, **changed: object) -> Snapshot:
     info = {**domain.calls["guest"]["info"], **changed}
     domain = dataclasses.replace(domain, calls={"guest": {"responding": True, "info": info}})
     return dataclasses.replace(snapshot, domains=(domain,))
+
+
+def _split(text: str, separator: str) -> List[str]:
+    """*text* split at each *separator* that no backslash escapes and no string quotes, escapes kept."""
+    parts, start, escaped, quoted = [], 0, False, False
+    for i, char in enumerate(text):
+        if char == separator and not escaped and not quoted:
+            parts.append(text[start:i])
+            start = i + 1
+        quoted = quoted != (char == '"' and not escaped)
+        escaped = char == "\\" and not escaped
+    return [*parts, text[start:]]
+
+
+def _unescape(text: str) -> str:
+    return re.sub(r"\\([,= \"\\])", r"\1", text)
+
+
+def tags_of(line: str) -> Dict[str, str]:
+    """The tags of a line, unescaped."""
+    return {_unescape(k): _unescape(v) for k, v in (_split(part, "=") for part in _split(series_key(line), ",")[1:])}
+
+
+def fields_of(line: str) -> Dict[str, str]:
+    """The fields of a line as written, a string's quotes and escapes kept."""
+    fields_text = line[len(series_key(line)) + 1 : line.rindex(" ")]
+    return dict(part.split("=", 1) for part in _split(fields_text, ","))

@@ -164,6 +164,13 @@ AGENT_INITRD = "initrd-agent.img" if FLAVOUR == flavours.HOST else f"initrd-agen
 # resumes (SIGCONT) its agent. The guest's own I/O loop only touches vda's first 4 MiB.
 AGENT_MARK_OFFSET = 7 << 20
 AGENT_STOP_MARK = b"KTLAB-AGENT-STOP"
+# The next 4 KiB block: the guest's loop reads this mark once and makes its agent's answer as big as a guest can
+# (a hostile guest): a 4,000,000-byte ID= in /etc/os-release and 2,000 bind mounts of /mnt/data (qemu-ga reports
+# each; libvirt carries at most 2,048 parameters). It lasts until the guest is destroyed.
+AGENT_FLOOD_OFFSET = AGENT_MARK_OFFSET + 4096
+AGENT_FLOOD_MARK = b"KTLAB-AGENT-FLOOD"
+AGENT_FLOOD_ID_BYTES = 4_000_000
+AGENT_FLOOD_MOUNTS = 2000
 AGENT_OS_RELEASE = 'ID=ktlab\nVERSION_ID="1.0"\nNAME="kvm-telegraf lab"\nPRETTY_NAME="kvm-telegraf lab guest"\n'
 AGENT_SETUP = r"""
 # The guest agent: an ext2 filesystem on vdc, then qemu-ga on the org.qemu.guest_agent.0 port.
@@ -192,7 +199,19 @@ AGENT_LOOP = r"""
         kill -CONT $(cat /run/qemu-ga.pid) 2>/dev/null
     fi
     dd if=/dev/zero of=/mnt/data/churn bs=4k count=4 conv=fsync status=none
-"""
+    # The host's flood mark on vda: a hostile guest's agent answer (AGENT_FLOOD_MARK), made once.
+    if [ ! -e /run/flooded ] && dd if=/dev/vda bs=4k count=1 skip=1793 iflag=direct status=none \
+            | grep -q KTLAB-AGENT-FLOOD; then
+        { printf 'ID='; head -c @ID_BYTES@ /dev/zero | tr '\0' x; printf '\nVERSION_ID="1.0"\n'; } >/etc/os-release
+        i=0
+        while [ $i -lt @MOUNTS@ ]; do
+            mkdir -p /mnt/f/$i && mount -o bind /mnt/data /mnt/f/$i
+            i=$((i+1))
+        done
+        echo "ktlab: flooded: $(grep -c ' /mnt/' /proc/self/mountinfo) mounts" >/dev/console
+        touch /run/flooded
+    fi
+""".replace("@ID_BYTES@", str(AGENT_FLOOD_ID_BYTES)).replace("@MOUNTS@", str(AGENT_FLOOD_MOUNTS))
 
 
 def agent_init_script() -> str:
@@ -1209,6 +1228,15 @@ def agent_stop(name: str, stop: bool = True) -> None:
         os.fsync(f.fileno())
 
 
+def agent_flood(name: str) -> None:
+    """Have the guest's loop make its agent's answer as big as a guest can (AGENT_FLOOD_MARK), within seconds."""
+    with open(on_host(os.path.join(guest_dir(name), "vda.img")), "r+b") as f:
+        f.seek(AGENT_FLOOD_OFFSET)
+        f.write(AGENT_FLOOD_MARK)
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def pool_name() -> str:
     return f"{LAB_PREFIX}pool"
 
@@ -1573,6 +1601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c, h in (
         ("agent-stop", "stop (SIGSTOP) the qemu-ga of an agent-variant guest, from inside it"),
         ("agent-resume", "resume (SIGCONT) it"),
+        ("agent-flood", "have an agent-variant guest give a 4 MB os-release ID and 2,000 mounts, from inside it"),
     ):
         sub.add_parser(c, help=h).add_argument("name")
     args = ap.parse_args(argv)
@@ -1597,6 +1626,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pool_down()
         elif args.cmd in ("agent-stop", "agent-resume"):
             agent_stop(args.name, stop=args.cmd == "agent-stop")
+        elif args.cmd == "agent-flood":
+            agent_flood(args.name)
         elif args.cmd == "pause":
             pause()
         elif args.cmd == "resume":
