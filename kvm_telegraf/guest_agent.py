@@ -224,22 +224,22 @@ class GuestAgents:
     def _say(self, uuid: str, dom: Any, answer: Mapping[str, Any], left_out: Sequence[str], reason: str) -> None:
         """One W! per domain whose agent gave strings past the bound, and one per episode of parts left out."""
         with self._lock:
-            long = long_strings(answer) if uuid not in self._cut else []
-            if long:
+            too_long = long_strings(answer) if uuid not in self._cut else []
+            if too_long:
                 self._cut.add(uuid)
             began, ended = bool(left_out) and uuid not in self._partial, not left_out and uuid in self._partial
             if left_out:
                 self._partial.add(uuid)
             else:
                 self._partial.discard(uuid)
-        name = dom.name() if long or began or ended else ""
-        if long:
+        name = dom.name() if too_long or began or ended else ""
+        if too_long:
             log.warning(
                 "domain %s: its guest agent gave strings longer than %d characters, cut to that in vm_guest and "
                 "vm_filesystems: %s",
                 name,
                 GUEST_STRING_MAX_CHARS,
-                clip(", ".join(long)),
+                clip(", ".join(too_long)),
             )
         if began:
             log.warning(

@@ -164,8 +164,8 @@ def refreshes(agents: Dict[str, Any], count: int) -> Tuple[List[Dict[str, Any]],
 
 
 def test_long_strings_from_an_agent_are_said_once_per_domain_with_their_keys_and_lengths():
-    long = {"os.id": "x" * 4_000_000, "fs.0.mountpoint": "/" + "m" * 99_999, "user.0.name": "u" * 2000}
-    agents = {"a": FloodedAgent("web01", {**ANSWER, **long}), "b": FloodedAgent("web02", ANSWER)}
+    strings = {"os.id": "x" * 4_000_000, "fs.0.mountpoint": "/" + "m" * 99_999, "user.0.name": "u" * 2000}
+    agents = {"a": FloodedAgent("web01", {**ANSWER, **strings}), "b": FloodedAgent("web02", ANSWER)}
     results, lines = refreshes(agents, 3)
     assert lines == [
         "W! domain web01: its guest agent gave strings longer than 1024 characters, cut to that in vm_guest and "
@@ -175,8 +175,8 @@ def test_long_strings_from_an_agent_are_said_once_per_domain_with_their_keys_and
 
 
 def test_the_warning_of_a_guest_with_thousands_of_long_strings_is_one_bounded_line():
-    long = {f"fs.{i}.mountpoint": "/" + "m" * 5000 for i in range(2000)}
-    _, lines = refreshes({"a": FloodedAgent("web01", {**ANSWER, **long})}, 1)
+    strings = {f"fs.{i}.mountpoint": "/" + "m" * 5000 for i in range(2000)}
+    _, lines = refreshes({"a": FloodedAgent("web01", {**ANSWER, **strings})}, 1)
     (line,) = lines
     assert line.startswith("W! domain web01: its guest agent gave strings longer than 1024 characters")
     assert line.endswith("more characters)") and len(line) < 512
