@@ -88,7 +88,7 @@ def guest_info(dom: Any, types: int) -> Tuple[Dict[str, Any], Tuple[str, ...], s
 def long_strings(answer: Mapping[str, Any]) -> List[str]:
     """The keys of the strings in an agent's answer past GUEST_STRING_MAX_CHARS, with their length."""
     return [
-        f"{key} ({len(value)})"
+        f"{key} {len(value)}"
         for key, value in answer.items()
         if isinstance(value, str) and len(value) > GUEST_STRING_MAX_CHARS
     ]
@@ -235,8 +235,8 @@ class GuestAgents:
         name = dom.name() if too_long or began or ended else ""
         if too_long:
             log.warning(
-                "domain %s: its guest agent gave strings longer than %d characters, cut to that in vm_guest and "
-                "vm_filesystems: %s",
+                "domain %s: its guest agent gave strings longer than %d characters (%s); vm_guest and vm_filesystems "
+                "write at most that much of any",
                 name,
                 GUEST_STRING_MAX_CHARS,
                 clip(", ".join(too_long)),

@@ -81,7 +81,7 @@ def test_a_guest_with_a_4_mb_os_release_id_and_2000_mounts_gives_bounded_lines_a
     warnings = [message for level, message in driver.stderr if level in ("E", "W")]
     assert len(warnings) == 2, warnings
     assert warnings[0].startswith(f"domain {flooded_guest}: its guest agent gave strings longer than 1024 characters")
-    assert f"os.id ({FLOOD_ID_BYTES})" in warnings[0]
+    assert f"(os.id {FLOOD_ID_BYTES})" in warnings[0]
     assert warnings[1].startswith(f"domain {flooded_guest}: libvirt cannot carry its guest agent's whole answer")
     assert "for limit '2048'" in warnings[1] and warnings[1].endswith(
         "asking without its filesystems, so vm_guest has the rest"
