@@ -60,6 +60,9 @@ GUEST_STRING_MAX_CHARS = 1024
 # The parts of an answer that grow with the guest (parameters per mount, per logged-in user), left out in this order
 # while libvirt refuses the whole answer for having more parameters than its RPC carries (2,048).
 GUEST_INFO_GROWING = ((GUEST_INFO_FILESYSTEM, "filesystems"), (GUEST_INFO_USERS, "users"))
+# Meanwhile its domain is asked without them (a refused whole answer cost the lab's 2,000-mount guest 1.4 s, and
+# with the second call its 2 s deadline), and for the whole answer again this often.
+GUEST_WHOLE_RETRY_S = 600.0
 TOO_MANY_PARAMETERS = "too many parameters"  # libvirt's virTypedParamsSerialize, under VIR_ERR_RPC
 
 
@@ -68,21 +71,24 @@ def too_many_parameters(exc: BaseException) -> bool:
     return error_code(exc) == ERR_RPC and TOO_MANY_PARAMETERS in str(exc)
 
 
-def guest_info(dom: Any, types: int) -> Tuple[Dict[str, Any], Tuple[str, ...], str]:
+def guest_info(dom: Any, types: int) -> Tuple[Dict[str, Any], int, str]:
     """The agent's answer; while libvirt refuses it for too many parameters, asked again without the next growing
-    part. Returns the answer, the parts left out, and libvirt's reason ("" when none was)."""
-    left_out: List[str] = []
+    part. Returns the answer, the types it carries, and libvirt's reason for leaving some out ("" when none)."""
     reason = ""
     while True:
         try:
-            return dict(dom.guestInfo(types, 0)), tuple(left_out), reason
+            return dict(dom.guestInfo(types, 0)), types, reason
         except Exception as exc:  # libvirtError
-            growing = [(bit, name) for bit, name in GUEST_INFO_GROWING if types & bit]
+            growing = [bit for bit, _ in GUEST_INFO_GROWING if types & bit]
             if not growing or not too_many_parameters(exc):
                 raise
             reason = error_message(exc)
-            types &= ~growing[0][0]
-            left_out.append(growing[0][1])
+            types &= ~growing[0]
+
+
+def left_out(asked: int, carried: int) -> List[str]:
+    """The growing parts of *asked* that *carried* lacks, by name."""
+    return [name for bit, name in GUEST_INFO_GROWING if asked & bit and not carried & bit]
 
 
 def long_strings(answer: Mapping[str, Any]) -> List[str]:
@@ -118,7 +124,8 @@ class GuestAgents:
     _answers: Dict[str, Dict[str, Any]] = field(default_factory=dict, init=False)  # the last good answer
     _failed: Set[str] = field(default_factory=set, init=False)  # whose last call failed
     _cut: Set[str] = field(default_factory=set, init=False)  # whose long strings were said (once per domain)
-    _partial: Set[str] = field(default_factory=set, init=False)  # whose answer lacks a part libvirt could not carry
+    # whose answer lacks a part libvirt could not carry: UUID -> (the types it carried, when to ask for all again)
+    _partial: Dict[str, Tuple[int, float]] = field(default_factory=dict, init=False)
     _threads: int = field(default=0, init=False)
     _due: float = field(default=float("-inf"), init=False)
     _types: int = field(default=GUEST_INFO_TYPES, init=False)
@@ -203,11 +210,13 @@ class GuestAgents:
                         return
                     uuid = self._queue.popleft()
                     self._out[uuid] = time.monotonic()
+                    carried, whole_due = self._partial.get(uuid, (self._types, 0.0))
+                    types = self._types if self.monotonic() >= whole_due else carried
                 answer: Optional[Dict[str, Any]] = None
                 try:
                     dom = own.get().lookupByUUIDString(uuid)
-                    answer, left_out, reason = guest_info(dom, self._types)
-                    self._say(uuid, dom, answer, left_out, reason)
+                    answer, carried, reason = guest_info(dom, types)
+                    self._say(uuid, dom, answer, carried, reason)
                 except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent, an agent error, gone
                     log.debug("guest agent of %s: %s", uuid, error_message(exc, own.uri))
                 with self._lock:
@@ -221,17 +230,19 @@ class GuestAgents:
         finally:
             own.close()
 
-    def _say(self, uuid: str, dom: Any, answer: Mapping[str, Any], left_out: Sequence[str], reason: str) -> None:
-        """One W! per domain whose agent gave strings past the bound, and one per episode of parts left out."""
+    def _say(self, uuid: str, dom: Any, answer: Mapping[str, Any], carried: int, reason: str) -> None:
+        """One W! per domain whose agent gave strings past the bound, and one per episode of parts left out
+        (an episode: from a refusal to a whole answer; the parts stay out until GUEST_WHOLE_RETRY_S has passed)."""
+        parts = left_out(self._types, carried)
         with self._lock:
             too_long = long_strings(answer) if uuid not in self._cut else []
             if too_long:
                 self._cut.add(uuid)
-            began, ended = bool(left_out) and uuid not in self._partial, not left_out and uuid in self._partial
-            if left_out:
-                self._partial.add(uuid)
-            else:
-                self._partial.discard(uuid)
+            began, ended = bool(parts) and uuid not in self._partial, not parts and uuid in self._partial
+            if not parts:
+                self._partial.pop(uuid, None)
+            elif reason or began:  # refused now: ask for all again only after a while
+                self._partial[uuid] = (carried, self.monotonic() + GUEST_WHOLE_RETRY_S)
         name = dom.name() if too_long or began or ended else ""
         if too_long:
             log.warning(
@@ -247,7 +258,7 @@ class GuestAgents:
                 "so vm_guest has the rest",
                 name,
                 reason,
-                " and ".join(left_out),
+                " and ".join(parts),
             )
         elif ended:
             log.info("domain %s: libvirt carries its guest agent's whole answer again", name)
@@ -265,7 +276,8 @@ class GuestAgents:
                 del self._answers[uuid]
             self._failed &= wanted
             self._cut &= wanted
-            self._partial &= wanted
+            for uuid in [uuid for uuid in self._partial if uuid not in wanted]:
+                del self._partial[uuid]
             for uuid in sorted(wanted):
                 started = self._out.get(uuid)
                 hung = started is not None and time.monotonic() - started >= GUEST_CALL_DEADLINE_S
