@@ -306,10 +306,8 @@ def cpu_percent(reading: Reading, previous: Optional[Reading]) -> Optional[float
 
 def vcpu_sum(stats: Mapping[str, StatValue], suffix: str) -> Optional[int]:
     """``vcpu.<n>.<suffix>`` summed over the vCPUs that report it (indices are sparse after hot-plug)."""
-    total = None
-    for n in range(
-        counter(stats.get("vcpu.maximum")) or 0
-    ):  # one loop, not two comprehensions: a third fewer instructions (callgrind)
+    total = None  # one loop, not two comprehensions: a third fewer instructions (callgrind)
+    for n in range(counter(stats.get("vcpu.maximum")) or 0):
         value = counter(stats.get(f"vcpu.{n}.{suffix}"))
         if value is not None:
             total = value if total is None else total + value
