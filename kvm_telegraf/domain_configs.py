@@ -85,8 +85,10 @@ class ConfigCache:
         self._merge()
         now = self.monotonic()
         wanted = []
+        identities = []  # asked once per domain: each accessor is a call into libvirt-python
         for dom, stats in records:
             uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
+            identities.append((uuid, domain_id))
             entry = self._entries.get(uuid)
             if (
                 entry is None
@@ -104,10 +106,9 @@ class ConfigCache:
                     answer_by(future, deadline)
             self._merge()
         configs = {}
-        for dom, _ in records:
-            uuid = dom.UUIDString()
+        for uuid, domain_id in identities:
             entry = self._entries.get(uuid)
-            if entry is not None and entry.domain_id == dom.ID():
+            if entry is not None and entry.domain_id == domain_id:
                 configs[uuid] = entry.config
         return configs
 
