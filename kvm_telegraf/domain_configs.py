@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Set, Tuple, Union
 
 from kvm_telegraf.connection import error_message
-from kvm_telegraf.domain_xml import MetadataTag
+from kvm_telegraf.domain_xml import METADATA_VALUE_MAX_CHARS, MetadataTag
 from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, error_code
-from kvm_telegraf.log import get_logger
+from kvm_telegraf.log import clip, get_logger
 from kvm_telegraf.snapshot import DomainConfig, nic_taps
 from kvm_telegraf.worker import Worker, answer_by
 
@@ -66,6 +66,7 @@ class ConfigCache:
     _stale: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, init=False)  # UUIDs an event made stale
     _forget: bool = field(default=False, init=False)
     _costly_xml: Set[str] = field(default_factory=set, init=False)  # domains whose metadata tags were cut: said once
+    _long_tags: Set[str] = field(default_factory=set, init=False)  # domains whose metadata values were cut: said once
 
     def forget(self) -> None:
         """Have the next cycle read every configuration again (SIGHUP); safe from another thread."""
@@ -84,8 +85,10 @@ class ConfigCache:
         self._merge()
         now = self.monotonic()
         wanted = []
+        identities = []  # asked once per domain: each accessor is a call into libvirt-python
         for dom, stats in records:
             uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
+            identities.append((uuid, domain_id))
             entry = self._entries.get(uuid)
             if (
                 entry is None
@@ -103,10 +106,9 @@ class ConfigCache:
                     answer_by(future, deadline)
             self._merge()
         configs = {}
-        for dom, _ in records:
-            uuid = dom.UUIDString()
+        for uuid, domain_id in identities:
             entry = self._entries.get(uuid)
-            if entry is not None and entry.domain_id == dom.ID():
+            if entry is not None and entry.domain_id == domain_id:
                 configs[uuid] = entry.config
         return configs
 
@@ -115,6 +117,7 @@ class ConfigCache:
         for uuid in [uuid for uuid in self._entries if uuid not in seen]:
             del self._entries[uuid]
         self._costly_xml &= seen
+        self._long_tags &= seen
 
     def _read(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
         for dom, uuid, domain_id, taps in wanted:
@@ -136,7 +139,17 @@ class ConfigCache:
                 log.warning("cannot read the configuration of domain %s: %s", name, error_message(result))
 
     def _note_costly_xml(self, uuid: str, name: str, config: DomainConfig) -> None:
-        """One W! per domain whose XML would cost a --metadata-tag more than kvm_telegraf.xpath allows."""
+        """One W! per domain whose XML would cost a --metadata-tag more than kvm_telegraf.xpath allows, and one per
+        domain whose metadata values were cut to their bound."""
+        cut = config.facts.metadata_cut if config.facts is not None else ()
+        if cut and uuid not in self._long_tags:
+            self._long_tags.add(uuid)
+            log.warning(
+                "domain %s: --metadata-tag %s cut to %d characters, so every series key stays within InfluxDB's limit",
+                name,
+                clip(", ".join(f"{tag} ({length} characters)" for tag, length in cut)),
+                METADATA_VALUE_MAX_CHARS,
+            )
         skipped = config.facts.metadata_skipped if config.facts is not None else ()
         if skipped and uuid not in self._costly_xml:
             self._costly_xml.add(uuid)

@@ -25,6 +25,13 @@ from kvm_telegraf.xpath import (
 NOVA_NAMESPACES = ("http://openstack.org/xmlns/libvirt/nova/1.1", "http://openstack.org/xmlns/libvirt/nova/1.0")
 OVIRT_NAMESPACES = {"ovirt-vm": "http://ovirt.org/vm/1.0", "ovirt-tune": "http://ovirt.org/vm/tune/1.0"}
 NAMESPACE_MAPS = tuple({"nova": nova, **OVIRT_NAMESPACES} for nova in NOVA_NAMESPACES)
+# What a metadata tag may add to a series key (README: Security), so that with the guest's tags (guest_agent) every
+# key stays far below InfluxDB 1.x's 65,535 bytes: at most METADATA_TAGS_MAX tags, names of at most
+# METADATA_NAME_MAX_CHARS (both checked at start-up), each value cut to METADATA_VALUE_MAX_CHARS where the XML is
+# read (log.clip: its first characters and "...(N more characters)").
+METADATA_TAGS_MAX = 32
+METADATA_NAME_MAX_CHARS = 64
+METADATA_VALUE_MAX_CHARS = 256
 # Tags every point already carries, or that Telegraf adds.
 RESERVED_TAGS = frozenset({"vm", "uuid", "device", "type", "hypervisor", "host"})
 _TAG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
@@ -73,6 +80,8 @@ def parse_metadata_tag(spec: str) -> MetadataTag:
     name, xpath = name.strip(), xpath.strip()
     if not sep or not name or not xpath:
         raise ValueError(f"expected TAG=XPATH, got {clip(repr(spec))}")
+    if len(name) > METADATA_NAME_MAX_CHARS:
+        raise ValueError(f"tag name {clip(repr(name), 80)} is longer than {METADATA_NAME_MAX_CHARS} characters")
     if not _TAG_NAME.match(name):
         raise ValueError(
             f"tag name {clip(repr(name))} must be letters, digits, '_', '.' or '-', not starting with a digit"
@@ -124,6 +133,7 @@ class DomainFacts:
     balloon_period: Optional[int] = None  # <memballoon><stats period> in s (0: none set); None: no balloon
     features: Tuple[Tuple[str, bool], ...] = ()  # (element name, enabled) under <features>
     metadata: Tuple[Tuple[str, str], ...] = ()  # (tag, value) per --metadata-tag that matched
+    metadata_cut: Tuple[Tuple[str, int], ...] = ()  # (tag, its value's length) per value cut to the bound
     # (tag, why) per --metadata-tag not read here: its XPath would cost more than kvm_telegraf.xpath allows.
     metadata_skipped: Tuple[Tuple[str, str], ...] = ()
     disks: Tuple[str, ...] = ()  # each disk's target dev (vda): the block_limits group asks libvirt per disk
@@ -208,7 +218,7 @@ def metadata_values(
 
     A tag given twice takes the first path that matches. A path with ``//`` does not run where one such step
     could visit more than xpath.MAX_VISITS elements, and no path runs past xpath.MAX_STEPS: such a domain
-    costs only its own tag.
+    costs only its own tag. The values are whole here (metadata_cut cuts them).
     """
     values, skipped = {}, {}
     most: Optional[int] = None
@@ -231,6 +241,16 @@ def metadata_values(
     return tuple(values.items()), tuple(skipped.items())
 
 
+def metadata_cut(
+    values: Tuple[Tuple[str, str], ...],
+) -> Tuple[Tuple[Tuple[str, str], ...], Tuple[Tuple[str, int], ...]]:
+    """The values cut to METADATA_VALUE_MAX_CHARS, and (tag, length) for each that was: a series key has a bound."""
+    cut = tuple((tag, len(value)) for tag, value in values if len(value) > METADATA_VALUE_MAX_CHARS)
+    if not cut:
+        return values, ()
+    return tuple((tag, clip(value, METADATA_VALUE_MAX_CHARS)) for tag, value in values), cut
+
+
 def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> DomainFacts:
     """Read the facts vm_features reports, and the metadata tags; ValueError when the XML does not parse.
 
@@ -244,6 +264,7 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
     os_type = os_element.find("type") if os_element is not None else None
     features = root.find("features")
     metadata, metadata_skipped = metadata_values(root, metadata_tags)
+    metadata, cut = metadata_cut(metadata)
     return DomainFacts(
         os_type=os_type.text if os_type is not None else None,
         arch=os_type.get("arch") if os_type is not None else None,
@@ -258,6 +279,7 @@ def parse_domain_xml(xml: str, metadata_tags: Iterable[MetadataTag] = ()) -> Dom
             (child.tag, child.get("state") != "off") for child in (features if features is not None else ())
         ),
         metadata=metadata,
+        metadata_cut=cut,
         metadata_skipped=metadata_skipped,
         disks=_disk_targets(root),
         disk_identities=disk_identities(root),

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Dict, Iterable, Optional, Tuple
+from operator import itemgetter, methodcaller
+from types import MappingProxyType
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
 
@@ -111,19 +113,24 @@ def series_prefix(measurement: str, tags: Tags) -> str:
     return ",".join(parts)
 
 
+FieldsLayout = Tuple[Tuple[str, ...], Tuple[type, ...]]  # a point's field keys and its values' types
+
+
 class LineEncoder:
     """Encodes batches, caching what repeats from one batch to the next.
 
-    Two caches pay (measured in benchmarks/synthetic.py): each series' escaped
-    prefix, and each field key's escaped ``key=``. The prefix cache keeps only
-    the prefixes the previous batch used, so renamed or vanished domains fall
-    out of it after one batch; field keys are few and fixed, and the key cache
-    is cleared should a pathological caller ever make it large.
+    Each series' escaped prefix is cached, keeping only the prefixes the previous batch used, so renamed or
+    vanished domains fall out after one batch. Each set of field keys and value types (a layout: every NIC
+    of every domain shares one) gets a ``%`` template of its escaped keys, so a line's fields are printed by
+    one C-level format (callgrind, 200 synthetic domains: 319 K -> 271 K instructions per domain against a
+    loop over the fields with a cache of escaped keys), kept per layout, not per domain. A line whose values a
+    template cannot take (an integer outside int64, a non-finite float, a key that escapes to nothing) is
+    printed field by field, dropping what cannot go.
     """
 
     def __init__(self) -> None:
         self._prefixes: Dict[Tuple[str, Tags], str] = {}
-        self._keys: Dict[str, str] = {}
+        self._layouts: Dict[FieldsLayout, Optional[_Template]] = {}
 
     def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
         """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
@@ -133,31 +140,99 @@ class LineEncoder:
         'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
         """
         previous, current = self._prefixes, {}
-        keys = self._keys
+        layouts = self._layouts
         suffix = f" {timestamp_ns}\n"
         lines = []
         for measurement, tags, fields, own_timestamp in points:
-            encoded = []
-            for key, value in fields.items():
-                prefix = keys.get(key)
-                if prefix is None:
-                    escaped = escape_key(key)
-                    prefix = keys[key] = f"{escaped}=" if escaped else ""
-                if type(value) is int:  # nearly every field; inlined (see fields.read_fields for the figures)
-                    if INT64_MIN <= value <= INT64_MAX and prefix:
-                        encoded.append(f"{prefix}{value}i")
+            values = tuple(fields.values())
+            layout = (tuple(fields), tuple(map(type, values)))
+            template = layouts.get(layout, _UNSEEN)
+            if template is _UNSEEN:
+                template = layouts[layout] = _Template.of(layout)
+            body = template.format(values) if template is not None else None
+            if body is None:
+                body = _field_by_field(fields)
+                if not body:
                     continue
-                text = format_field_value(value)
-                if prefix and text is not None:
-                    encoded.append(prefix + text)
-            if not encoded:
-                continue
             series = (measurement, tags)
             line_prefix = current.get(series) or previous.get(series) or series_prefix(measurement, tags)
             current[series] = line_prefix
             end = suffix if own_timestamp is None else f" {own_timestamp}\n"
-            lines.append(f"{line_prefix} {','.join(encoded)}{end}")
+            lines.append(f"{line_prefix} {body}{end}")
         self._prefixes = current
-        if len(keys) > 4096:
-            keys.clear()
+        if len(layouts) > 4096:  # a pathological caller's ever-new keys; a host has a few dozen layouts
+            layouts.clear()
         return "".join(lines)
+
+
+class _Template:
+    """One layout's fields as a ``%`` format: ``%d`` for each int, ``%s`` for each other value, converted first."""
+
+    __slots__ = ("text", "others", "ints")
+
+    def __init__(self, text: str, others: Tuple[Tuple[int, Converter], ...], ints: Optional[Callable]):
+        self.text = text  # escaped keys, ``%`` doubled
+        self.others = others  # (position, its converter) of each value that is not a plain int
+        self.ints = ints  # the plain ints' values, for their range check (None: all of them)
+
+    @classmethod
+    def of(cls, layout: FieldsLayout) -> Optional[_Template]:
+        """The template of *layout*, or None when a key escapes to nothing (printed field by field)."""
+        keys, types = layout
+        parts = []
+        for key, kind in zip(keys, types):
+            escaped = escape_key(key)
+            if not escaped:
+                return None
+            parts.append(escaped.replace("%", "%%") + ("=%di" if kind is int else '="%s"' if kind is str else "=%s"))
+        if not parts:
+            return None
+        # A converter per type, C-level for bools and strings (callgrind, 200 synthetic domains: encode 54.1 M ->
+        # 52.8 M instructions, against format_field_value for each).
+        others = tuple(
+            (i, _CONVERTERS.get(kind, format_field_value)) for i, kind in enumerate(types) if kind is not int
+        )
+        ints = tuple(i for i, kind in enumerate(types) if kind is int)
+        getter = None if not others else (itemgetter(*ints) if len(ints) > 1 else _single(ints))
+        return cls(",".join(parts), others, getter)
+
+    def format(self, values: Tuple[FieldValue, ...]) -> Optional[str]:
+        """The fields' text, or None when a value cannot be carried (printed field by field then)."""
+        ints = values if self.ints is None else self.ints(values)
+        if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+            return None
+        if not self.others:
+            return self.text % values
+        args = list(values)
+        for i, convert in self.others:
+            text = convert(args[i])
+            if text is None:
+                return None
+            args[i] = text
+        return self.text % tuple(args)
+
+
+Converter = Callable[[Any], Optional[str]]
+# The text of a bool and of a string's inside (the template has its quotes); any other type: format_field_value.
+_CONVERTERS: Mapping[type, Converter] = MappingProxyType(
+    {bool: ("false", "true").__getitem__, str: methodcaller("translate", _STRING_ESCAPES)}
+)
+
+
+def _single(ints: Tuple[int, ...]) -> Callable[[Sequence[FieldValue]], Tuple[FieldValue, ...]]:
+    """itemgetter that always returns a tuple: itemgetter(i) returns the bare value, and of none, nothing."""
+    return (lambda values: (values[ints[0]],)) if ints else (lambda values: ())
+
+
+_UNSEEN = object()  # a layout not looked up yet (None: one that has no template)
+
+
+def _field_by_field(fields: Mapping[str, FieldValue]) -> str:
+    """The fields a template cannot print whole, each one that line protocol can carry."""
+    encoded = []
+    for key, value in fields.items():
+        escaped = escape_key(key)
+        text = format_field_value(value)
+        if escaped and text is not None:
+            encoded.append(f"{escaped}={text}")
+    return ",".join(encoded)

@@ -14,6 +14,12 @@ holds the connection's I/O: beside a hung call, a healthy agent's call on the sa
 connection reached libvirtd only when something else woke that loop (3.1 s and
 4.1 s late on the lab, and two CI runs in nine flapped). What each domain last
 answered is kept, as plain data, until the next refresh.
+
+A guest controls every string its agent returns: the guest group cuts each to
+GUEST_STRING_MAX_CHARS where it becomes a field or a tag, and this module says
+once per domain what was cut. A guest with many mounts (or users) makes libvirt
+refuse the whole answer for too many parameters (2,048 at most): the call is made
+again without that part, so the rest of vm_guest survives, with one W! per episode.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Mapping, Optional
 
 from kvm_telegraf.connection import Connection, error_message
 from kvm_telegraf.libvirt_facts import (
+    ERR_RPC,
     GUEST_INFO_FILESYSTEM,
     GUEST_INFO_HOSTNAME,
     GUEST_INFO_LOAD,
@@ -34,8 +41,9 @@ from kvm_telegraf.libvirt_facts import (
     GUEST_INFO_TIMEZONE,
     GUEST_INFO_USERS,
     STATE_RUNNING,
+    error_code,
 )
-from kvm_telegraf.log import get_logger
+from kvm_telegraf.log import clip, get_logger
 from kvm_telegraf.snapshot import DomainConfig
 
 log = get_logger(__name__)
@@ -46,6 +54,50 @@ GUEST_CALL_DEADLINE_S = 2.0
 GUEST_MAX_THREADS = 8
 GUEST_INFO_TYPES = GUEST_INFO_USERS | GUEST_INFO_OS | GUEST_INFO_TIMEZONE | GUEST_INFO_HOSTNAME | GUEST_INFO_FILESYSTEM
 GUEST_WAIT_STEP_S = 0.05
+# What one string from a guest may be in a field or a tag (README: Security): os-release fields, host name, time
+# zone, mount points, filesystem types. Past it: its first GUEST_STRING_MAX_CHARS and "...(N more characters)".
+GUEST_STRING_MAX_CHARS = 1024
+# The parts of an answer that grow with the guest (parameters per mount, per logged-in user), left out in this order
+# while libvirt refuses the whole answer for having more parameters than its RPC carries (2,048).
+GUEST_INFO_GROWING = ((GUEST_INFO_FILESYSTEM, "filesystems"), (GUEST_INFO_USERS, "users"))
+# Meanwhile its domain is asked without them (a refused whole answer cost the lab's 2,000-mount guest 1.4 s, and
+# with the second call its 2 s deadline), and for the whole answer again this often.
+GUEST_WHOLE_RETRY_S = 600.0
+TOO_MANY_PARAMETERS = "too many parameters"  # libvirt's virTypedParamsSerialize, under VIR_ERR_RPC
+
+
+def too_many_parameters(exc: BaseException) -> bool:
+    """Whether libvirt refused an answer for carrying more typed parameters than its RPC allows."""
+    return error_code(exc) == ERR_RPC and TOO_MANY_PARAMETERS in str(exc)
+
+
+def guest_info(dom: Any, types: int) -> Tuple[Dict[str, Any], int, str]:
+    """The agent's answer; while libvirt refuses it for too many parameters, asked again without the next growing
+    part. Returns the answer, the types it carries, and libvirt's reason for leaving some out ("" when none)."""
+    reason = ""
+    while True:
+        try:
+            return dict(dom.guestInfo(types, 0)), types, reason
+        except Exception as exc:  # libvirtError
+            growing = [bit for bit, _ in GUEST_INFO_GROWING if types & bit]
+            if not growing or not too_many_parameters(exc):
+                raise
+            reason = error_message(exc)
+            types &= ~growing[0]
+
+
+def left_out(asked: int, carried: int) -> List[str]:
+    """The growing parts of *asked* that *carried* lacks, by name."""
+    return [name for bit, name in GUEST_INFO_GROWING if asked & bit and not carried & bit]
+
+
+def long_strings(answer: Mapping[str, Any]) -> List[str]:
+    """The keys of the strings in an agent's answer past GUEST_STRING_MAX_CHARS, with their length."""
+    return [
+        f"{key} {len(value)}"
+        for key, value in answer.items()
+        if isinstance(value, str) and len(value) > GUEST_STRING_MAX_CHARS
+    ]
 
 
 def guest_info_types(lib_version: Optional[int]) -> int:
@@ -71,6 +123,9 @@ class GuestAgents:
     _out: Dict[str, float] = field(default_factory=dict, init=False)  # UUID -> when its call began
     _answers: Dict[str, Dict[str, Any]] = field(default_factory=dict, init=False)  # the last good answer
     _failed: Set[str] = field(default_factory=set, init=False)  # whose last call failed
+    _cut: Set[str] = field(default_factory=set, init=False)  # whose long strings were said (once per domain)
+    # whose answer lacks a part libvirt could not carry: UUID -> (the types it carried, when to ask for all again)
+    _partial: Dict[str, Tuple[int, float]] = field(default_factory=dict, init=False)
     _threads: int = field(default=0, init=False)
     _due: float = field(default=float("-inf"), init=False)
     _types: int = field(default=GUEST_INFO_TYPES, init=False)
@@ -155,9 +210,13 @@ class GuestAgents:
                         return
                     uuid = self._queue.popleft()
                     self._out[uuid] = time.monotonic()
+                    carried, whole_due = self._partial.get(uuid, (self._types, 0.0))
+                    types = self._types if self.monotonic() >= whole_due else carried
                 answer: Optional[Dict[str, Any]] = None
                 try:
-                    answer = dict(own.get().lookupByUUIDString(uuid).guestInfo(self._types, 0))
+                    dom = own.get().lookupByUUIDString(uuid)
+                    answer, carried, reason = guest_info(dom, types)
+                    self._say(uuid, dom, answer, carried, reason)
                 except Exception as exc:  # LibvirtUnavailableError, libvirtError: no agent, an agent error, gone
                     log.debug("guest agent of %s: %s", uuid, error_message(exc, own.uri))
                 with self._lock:
@@ -171,6 +230,39 @@ class GuestAgents:
         finally:
             own.close()
 
+    def _say(self, uuid: str, dom: Any, answer: Mapping[str, Any], carried: int, reason: str) -> None:
+        """One W! per domain whose agent gave strings past the bound, and one per episode of parts left out
+        (an episode: from a refusal to a whole answer; the parts stay out until GUEST_WHOLE_RETRY_S has passed)."""
+        parts = left_out(self._types, carried)
+        with self._lock:
+            too_long = long_strings(answer) if uuid not in self._cut else []
+            if too_long:
+                self._cut.add(uuid)
+            began, ended = bool(parts) and uuid not in self._partial, not parts and uuid in self._partial
+            if not parts:
+                self._partial.pop(uuid, None)
+            elif reason or began:  # refused now: ask for all again only after a while
+                self._partial[uuid] = (carried, self.monotonic() + GUEST_WHOLE_RETRY_S)
+        name = dom.name() if too_long or began or ended else ""
+        if too_long:
+            log.warning(
+                "domain %s: its guest agent gave strings longer than %d characters (%s); vm_guest and vm_filesystems "
+                "write at most that much of any",
+                name,
+                GUEST_STRING_MAX_CHARS,
+                clip(", ".join(too_long)),
+            )
+        if began:
+            log.warning(
+                "domain %s: libvirt cannot carry its guest agent's whole answer (%s); asking without its %s, "
+                "so vm_guest has the rest",
+                name,
+                reason,
+                " and ".join(parts),
+            )
+        elif ended:
+            log.info("domain %s: libvirt carries its guest agent's whole answer again", name)
+
     def results(self, uuids: Iterable[str]) -> Dict[str, Dict[str, Any]]:
         """Per domain whose agent is connected: ``{"responding": bool, "info": {...}}``, as the Snapshot keeps it.
 
@@ -183,6 +275,9 @@ class GuestAgents:
             for uuid in [uuid for uuid in self._answers if uuid not in wanted]:
                 del self._answers[uuid]
             self._failed &= wanted
+            self._cut &= wanted
+            for uuid in [uuid for uuid in self._partial if uuid not in wanted]:
+                del self._partial[uuid]
             for uuid in sorted(wanted):
                 started = self._out.get(uuid)
                 hung = started is not None and time.monotonic() - started >= GUEST_CALL_DEADLINE_S

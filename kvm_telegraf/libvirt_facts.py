@@ -96,6 +96,7 @@ def version_text(number: int) -> str:
 
 
 # virErrorNumber
+ERR_RPC = 39
 ERR_NO_DOMAIN = 42
 ERR_ARGUMENT_UNSUPPORTED = 74
 

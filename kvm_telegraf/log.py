@@ -71,18 +71,18 @@ class SafeStreamHandler(logging.StreamHandler):
 
     Python's buffered stderr (line-buffered, as under Telegraf, which sets no PYTHONUNBUFFERED) holds a lock
     during each write: a signal handler that logged while the main thread was inside one got "reentrant call",
-    and its line was lost. A stream without an fd (click's CliRunner) is written as a stream.
+    and its line was lost. Any other stream (click's CliRunner, whose stream answers fileno() with the real
+    stderr's fd from click 8.2 on) is written as a stream.
     """
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record) + self.terminator
-            try:
-                fd = self.stream.fileno()
-            except (AttributeError, OSError, ValueError):  # an in-memory stream
+            if self.stream is not sys.__stderr__:
                 self.stream.write(line)
                 self.flush()
                 return
+            fd = self.stream.fileno()
             data = line.encode("utf-8", "backslashreplace")
             while data:
                 data = data[os.write(fd, data) :]

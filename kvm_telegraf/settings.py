@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, FrozenSet, Mapping, Optional, Tuple
 
 from kvm_telegraf.domain_filter import DeviceFilter, DomainFilter
-from kvm_telegraf.domain_xml import NOVA_TAGS, MetadataTag
+from kvm_telegraf.domain_xml import METADATA_TAGS_MAX, NOVA_TAGS, MetadataTag
 from kvm_telegraf.group import Group
 from kvm_telegraf.groups import implied, resolve
 from kvm_telegraf.measurements import MEASUREMENTS
@@ -85,6 +85,12 @@ class Settings:
             raise SettingsError(
                 "--read-write is only for --collect guest, which is not asked for: drop --read-write (every "
                 "other call is made on a read-only connection)"
+            )
+        tags = {tag.name for tag in self.metadata_tags}
+        if len(tags) > METADATA_TAGS_MAX:
+            raise SettingsError(
+                f"--metadata-tag names {len(tags)} tags (--nova's included), more than {METADATA_TAGS_MAX}: "
+                "InfluxDB refuses a point whose series key passes 65,535 bytes"
             )
         for group in self.groups:
             if group.read_write and not self.read_write:

@@ -8,62 +8,33 @@ agent and Nova guests (tests/snapshots), with one value made as big as a guest o
 from __future__ import annotations
 
 import dataclasses
-from typing import List
 
 import pytest
 
 from kvm_telegraf.cli import main
 from kvm_telegraf.domain_xml import NOVA_TAGS
-from kvm_telegraf.encode import LineEncoder
-from kvm_telegraf.shape import shape_snapshot
-from kvm_telegraf.snapshot import DomainConfig, Snapshot
+from kvm_telegraf.snapshot import DomainConfig
 from tests.conftest import load_snapshots
+from tests.harness.bounds import SERIES_KEY_LIMIT, encoded, series_key, with_guest_info
 from tests.harness.cli import runner
 from tests.replay import ReplayConnection
 
-# InfluxDB 1.x refuses a point whose series key (measurement and tags) passes 65,535 bytes.
-SERIES_KEY_LIMIT = 65_535
 PHASE_2 = "issue 23 phase 2: not fixed yet"
 
 
-def encoded(snapshot: Snapshot, groups: frozenset = frozenset()) -> List[str]:
-    points, _ = shape_snapshot(snapshot, {}, groups=groups)
-    return LineEncoder().lines(points, snapshot.timestamp_ns)
-
-
-def series_key(line: str) -> str:
-    """The measurement and tags of a line: up to its first space that no backslash escapes."""
-    escaped = False
-    for i, char in enumerate(line):
-        if char == " " and not escaped:
-            return line[:i]
-        escaped = char == "\\" and not escaped
-    return line
-
-
-def with_guest_info(snapshot: Snapshot, **changed: object) -> Snapshot:
-    domain = next(d for d in snapshot.domains if d.calls.get("guest", {}).get("responding"))
-    info = {**domain.calls["guest"]["info"], **changed}
-    domain = dataclasses.replace(domain, calls={"guest": {"responding": True, "info": info}})
-    return dataclasses.replace(snapshot, domains=(domain,))
-
-
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 @pytest.mark.parametrize("key", ["os.id", "os.version-id", "hostname", "timezone.name", "os.kernel-release"])
 def test_a_4_mb_string_from_a_guest_agent_gives_a_vm_guest_line_of_bounded_size(key):
     snapshot = with_guest_info(load_snapshots("lab-guest.json")[0], **{key: "x" * 4_000_000})
-    (line,) = [line for line in encoded(snapshot, frozenset({"guest"})) if line.startswith("vm_guest,")]
+    (line,) = [line for line in encoded(snapshot, ["guest"]) if line.startswith("vm_guest,")]
     assert len(line.encode()) < 16_384
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_a_guest_mountpoint_of_100_kb_keeps_the_filesystems_series_key_within_influxdbs_limit():
     snapshot = with_guest_info(load_snapshots("lab-guest.json")[0], **{"fs.0.mountpoint": "/" + "m" * 100_000})
-    (line,) = [line for line in encoded(snapshot, frozenset({"guest"})) if line.startswith("vm_filesystems,")]
+    (line,) = [line for line in encoded(snapshot, ["guest"]) if line.startswith("vm_filesystems,")]
     assert len(series_key(line).encode()) < SERIES_KEY_LIMIT - 1024
 
 
-@pytest.mark.xfail(strict=True, reason=PHASE_2)
 def test_a_64_kib_metadata_value_keeps_every_series_key_within_influxdbs_limit():
     snapshot = load_snapshots("nova-metadata.json")[0]
     domain = snapshot.domains[0]

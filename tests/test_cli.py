@@ -297,13 +297,13 @@ HUGE = "x" * 200_000  # what an argument may hold: Linux takes up to 128 KiB per
     ("args", "kept"),
     [
         (["--timeout", HUGE], "Invalid value for '--timeout': not a duration: 'xxx"),
-        (["--measurement", HUGE], "Invalid value for '--measurement': 'xxx"),  # click's own message
-        (["--collect", HUGE], "Invalid value for '--collect': 'xxx"),
+        (["--measurement", HUGE], ["Invalid value for '--measurement': ", "xxx"]),  # click's own message
+        (["--collect", HUGE], ["Invalid value for '--collect': ", "xxx"]),
         (["--metadata-tag", HUGE], "Invalid value for '--metadata-tag': expected TAG=XPATH, got 'xxx"),
         (["--metadata-tag", f"t=/x{HUGE}"], "Invalid value for '--metadata-tag': XPath '/x"),
         (["--uri", "test:///" + HUGE, "--uri", "test:///" + HUGE], "Invalid value for '--uri': test:///xxx"),
         (["--config", "/nonexistent/" + HUGE], "Invalid value for --config: cannot read /nonexistent/xxx"),
-        (["--domain", HUGE, "--log-level", HUGE], "Invalid value for '--log-level': 'xxx"),
+        (["--domain", HUGE, "--log-level", HUGE], ["Invalid value for '--log-level': ", "xxx"]),
     ],
     ids=["duration", "choice", "collect", "metadata-tag", "xpath", "uri-twice", "config-path", "log-level"],
 )
@@ -311,7 +311,9 @@ def test_a_usage_error_echoing_a_huge_value_is_one_line_within_the_bound(args, k
     result = invoke([*args, "--once"])
     assert result.exit_code == 2
     (line,) = result.stderr.splitlines()
-    assert line.startswith("E! " + kept) and len(line.encode()) <= LINE_MAX_BYTES, line[:200]
+    # click refuses a choice in its own words (7.1: "invalid choice: X", 8.x: "'X' is not one of"): a list of pieces.
+    assert says(line, kept) if isinstance(kept, list) else line.startswith("E! " + kept), line[:200]
+    assert len(line.encode()) <= LINE_MAX_BYTES
     assert "more characters" in line or " bytes cut)... " in line
 
 
@@ -346,7 +348,10 @@ def test_libvirts_own_error_text_echoing_a_huge_uri_is_clipped_in_a_real_process
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith("E! cannot connect to qemu+unix:///system?socket=/nonexistent/yyy")
-    assert ": Path /nonexistent/yyy" in line and line.endswith(" more characters)")  # libvirt's text, clipped
+    # libvirt's text, clipped (libvirt 7.0 refuses so long a socket path before it echoes it).
+    assert (": Path /nonexistent/yyy" in line and line.endswith(" more characters)")) or line.endswith(
+        ": Cannot allocate memory"
+    ), line[-300:]
     assert len(line.encode()) <= LINE_MAX_BYTES
 
 

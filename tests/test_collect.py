@@ -141,6 +141,30 @@ def test_a_tap_the_cached_configuration_does_not_name_has_the_configuration_read
     assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
 
 
+class AskedDomain:
+    """A replayed domain that counts the identity accessors asked of it (each a call into libvirt-python)."""
+
+    def __init__(self, domain: Any, asked: Counter) -> None:
+        self._domain, self._asked = domain, asked
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("name", "UUIDString", "ID"):
+            self._asked[name] += 1
+        return getattr(self._domain, name)
+
+
+def test_a_cycle_asks_each_domain_its_name_once_and_its_uuid_and_id_twice_once_its_configuration_is_cached():
+    source, asked = ReplayConnection(load_snapshots("lab-running.json")), Counter()
+    full = source.getAllDomainStats
+    source.getAllDomainStats = lambda stats, flags: [(AskedDomain(d, asked), s) for d, s in full(stats, flags)]
+    collector = Collector(Connection("replay:///", lambda _uri: source), configs=ConfigCache())
+    collector.collect()  # the configurations' first read asks the names too
+    asked.clear()
+    domains = len(collector.collect().domains)
+    assert domains == 2
+    assert asked == Counter({"name": domains, "UUIDString": 2 * domains, "ID": 2 * domains})
+
+
 def test_the_batch_window_starts_before_the_bulk_call_and_ends_after_it():
     ticks = iter(range(100, 200))
     collector = Collector(

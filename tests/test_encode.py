@@ -96,6 +96,13 @@ def test_the_same_keys_with_other_value_types_print_each_type_its_own_way():
     assert encoder.encode(batch, 1).splitlines() == ["m v=1i 1", "m v=true 1", 'm v="1" 1', "m v=1 1"]
 
 
+def test_a_field_key_that_escapes_to_nothing_is_dropped_and_the_others_print_in_every_batch():
+    encoder = LineEncoder()
+    fields = {"\\": 1, "a": True, "b": 2, "c": 0.5}
+    batches = [encoder.encode([Point("m", (), fields), Point("n", (), {"b": 3})], TS) for _ in range(2)]
+    assert batches == [f"m a=true,b=2i,c=0.5 {TS}\nn b=3i {TS}\n"] * 2
+
+
 def test_percent_signs_in_keys_and_strings_print_as_they_are():
     assert encode("m", [], {"used%": 5, "s": "100% %d"}) == f'm used%=5i,s="100% %d" {TS}\n'
 

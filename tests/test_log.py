@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import io
+import logging
+import os
+import sys
 import threading
 
 import pytest
 
-from kvm_telegraf.log import HOST_THREAD_PREFIX, LINE_MAX_BYTES, VALUE_MAX_CHARS, clip, clip_line, get_logger
+from kvm_telegraf.log import (
+    HOST_THREAD_PREFIX,
+    LINE_MAX_BYTES,
+    LOGGER_NAME,
+    VALUE_MAX_CHARS,
+    clip,
+    clip_line,
+    get_logger,
+    setup_logging,
+)
 from tests.harness.loglines import log_lines
 
 
@@ -59,3 +72,23 @@ def test_a_line_hides_the_credentials_of_any_uri_in_it_whatever_text_brought_it(
     with log_lines() as lines:
         logger.error("cycle failed: %s", "internal error: Unable to parse URI qemu+ssh://root:s3cr3tPW/x@kvm1/system")
     assert lines == ["E! cycle failed: internal error: Unable to parse URI qemu+ssh://***@kvm1/system"]
+
+
+def test_a_stream_that_is_not_the_process_stderr_gets_the_line_even_when_it_answers_fileno(monkeypatch):
+    """click 8.2's CliRunner stream answers fileno() with fd 2: the line must still go into the stream."""
+    read_end, write_end = os.pipe()
+
+    class Capture(io.StringIO):
+        def fileno(self) -> int:
+            return write_end
+
+    capture = Capture()
+    logger = logging.getLogger(LOGGER_NAME)
+    monkeypatch.setattr(logger, "handlers", [])
+    monkeypatch.setattr(sys, "stderr", capture)
+    setup_logging("info")
+    get_logger("test").warning("captured")
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        assert pipe.read() == b""
+    assert capture.getvalue() == "W! captured\n"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
+import sys
 
 import pytest
 
@@ -142,3 +144,16 @@ def test_doctor_connected_over_a_uri_with_credentials_shows_none_of_them(lab):
     done = subprocess.run([KVM_TELEGRAF, "--uri", uri, "--domain", lab[0], "doctor"], capture_output=True, text=True)
     assert "connected to qemu+unix://***@/system read-only" in done.stdout, done.stdout
     assert SECRET not in done.stdout + done.stderr, done.stdout
+
+
+def test_a_run_on_a_uri_without_credentials_does_not_import_urllib_parse_and_its_half_mebibyte():
+    # -S: without site, whose .pth files (the editable install's among them) import urllib.parse themselves
+    paths = [str(pathlib.Path(__file__).resolve().parent.parent), *(p for p in sys.path if "-packages" in p)]
+    code = (
+        f"import sys\nsys.path[:0] = {paths!r}\n"
+        "from kvm_telegraf.cli import main\n"
+        "try:\n    main(['--once', '--uri', 'test:///default'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted({'urllib.parse', 'ipaddress'} & set(sys.modules)), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stderr.splitlines()[-1] == "[]"

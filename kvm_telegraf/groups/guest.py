@@ -3,6 +3,9 @@
 libvirt answers agent calls on a read-write connection only, so the group needs
 ``--read-write`` and ``all`` leaves it out. The calls run on threads of their own,
 each with its own connection (kvm_telegraf/guest_agent.py): an agent may never answer.
+Every string the guest gives is cut to GUEST_STRING_MAX_CHARS here, where it becomes a
+field or a tag (a guest controls its os-release and its mount points); guest_agent.py
+says once per domain what was cut.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from typing import Dict, List, Optional
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.fields import counter, with_tags
 from kvm_telegraf.group import DomainView, Group, Stats
-from kvm_telegraf.guest_agent import GuestAgents
+from kvm_telegraf.guest_agent import GUEST_STRING_MAX_CHARS, GuestAgents
 from kvm_telegraf.libvirt_facts import STATE_RUNNING
+from kvm_telegraf.log import clip
 from kvm_telegraf.points import FieldValue, Point
 
 # virDomainGetGuestInfo keys -> vm_guest string fields, and the load averages (libvirt 11.2 and later).
@@ -25,6 +29,11 @@ GUEST_STRING_FIELDS = (
     ("timezone", "timezone.name"),
 )
 GUEST_LOAD_FIELDS = (("load_1m", "load.1m"), ("load_5m", "load.5m"), ("load_15m", "load.15m"))
+
+
+def bounded(value: str) -> str:
+    """*value* cut to GUEST_STRING_MAX_CHARS and how many more characters it had (log.clip); a length check else."""
+    return value if len(value) <= GUEST_STRING_MAX_CHARS else clip(value, GUEST_STRING_MAX_CHARS)
 
 
 def vm_guest(view: DomainView) -> List[Point]:
@@ -41,7 +50,7 @@ def vm_guest(view: DomainView) -> List[Point]:
     for name, key in GUEST_STRING_FIELDS:
         value = info.get(key)
         if isinstance(value, str) and value:
-            fields[name] = value
+            fields[name] = bounded(value)
     users = counter(info.get("user.count"))
     if users is not None:
         fields["users"] = users
@@ -75,10 +84,10 @@ def vm_filesystems(view: DomainView) -> List[Point]:
         if total and used is not None:
             fields["used_percent"] = round(100.0 * used / total, 2)
         disks = [info.get(f"{prefix}disk.{j}.alias") for j in range(counter(info.get(prefix + "disk.count")) or 0)]
-        fields["disks"] = ",".join(disk for disk in disks if isinstance(disk, str) and disk)
-        tags = [("mountpoint", mountpoint)]
+        fields["disks"] = bounded(",".join(disk for disk in disks if isinstance(disk, str) and disk))
+        tags = [("mountpoint", bounded(mountpoint))]
         if isinstance(fstype, str) and fstype:
-            tags.append(("fstype", fstype))
+            tags.append(("fstype", bounded(fstype)))
         points.append(Point("vm_filesystems", with_tags(view.tags, *tags), fields))
     return points
 

@@ -164,6 +164,14 @@ AGENT_INITRD = "initrd-agent.img" if FLAVOUR == flavours.HOST else f"initrd-agen
 # resumes (SIGCONT) its agent. The guest's own I/O loop only touches vda's first 4 MiB.
 AGENT_MARK_OFFSET = 7 << 20
 AGENT_STOP_MARK = b"KTLAB-AGENT-STOP"
+# The next 4 KiB block: the guest's loop reads this mark once and makes its agent's answer as big as a guest can
+# (a hostile guest): a 4,000,000-byte ID= in /etc/os-release and 2,000 bind mounts of /mnt/data (qemu-ga reports
+# each; libvirt carries at most 2,048 parameters). It lasts until the guest is destroyed. Only a "flood" guest has
+# the memory for it: a 96 MiB agent guest ran out of memory writing the file (its kernel panicked).
+AGENT_FLOOD_OFFSET = AGENT_MARK_OFFSET + 4096
+AGENT_FLOOD_MARK = b"KTLAB-AGENT-FLOOD"
+AGENT_FLOOD_ID_BYTES = 4_000_000
+AGENT_FLOOD_MOUNTS = 2000
 AGENT_OS_RELEASE = 'ID=ktlab\nVERSION_ID="1.0"\nNAME="kvm-telegraf lab"\nPRETTY_NAME="kvm-telegraf lab guest"\n'
 AGENT_SETUP = r"""
 # The guest agent: an ext2 filesystem on vdc, then qemu-ga on the org.qemu.guest_agent.0 port.
@@ -192,7 +200,19 @@ AGENT_LOOP = r"""
         kill -CONT $(cat /run/qemu-ga.pid) 2>/dev/null
     fi
     dd if=/dev/zero of=/mnt/data/churn bs=4k count=4 conv=fsync status=none
-"""
+    # The host's flood mark on vda: a hostile guest's agent answer (AGENT_FLOOD_MARK), made once.
+    if [ ! -e /run/flooded ] && dd if=/dev/vda bs=4k count=1 skip=1793 iflag=direct status=none \
+            | grep -q KTLAB-AGENT-FLOOD; then
+        { printf 'ID='; head -c @ID_BYTES@ /dev/zero | tr '\0' x; printf '\nVERSION_ID="1.0"\n'; } >/etc/os-release
+        i=0
+        while [ $i -lt @MOUNTS@ ]; do
+            mkdir -p /mnt/f/$i && mount -o bind /mnt/data /mnt/f/$i
+            i=$((i+1))
+        done
+        echo "ktlab: flooded: $(grep -c ' /mnt/' /proc/self/mountinfo) mounts" >/dev/console
+        touch /run/flooded
+    fi
+""".replace("@ID_BYTES@", str(AGENT_FLOOD_ID_BYTES)).replace("@MOUNTS@", str(AGENT_FLOOD_MOUNTS))
 
 
 def agent_init_script() -> str:
@@ -1185,10 +1205,24 @@ def stats_variant(xml: str) -> str:
     return xml.replace("<driver name='qemu' type='raw'/>", f"<driver name='qemu' type='raw'>{STATS_XML}</driver>")
 
 
+FLOOD_MEM_MIB = 256
+
+
+def flood_variant(xml: str) -> str:
+    """The agent variant with room for a hostile agent's answer (``agent-flood``): qemu-ga reads the 4 MB
+    os-release and writes it as JSON, more than a 96 MiB guest has free."""
+    memory = re.compile(r"<(memory|currentMemory) unit='MiB'>\d+</")
+    flooded = memory.sub(lambda m: f"<{m.group(1)} unit='MiB'>{FLOOD_MEM_MIB}</", agent_variant(xml))
+    if len(memory.findall(xml)) != 2:
+        raise LabError("the flood variant cannot find the guest's memory")
+    return flooded
+
+
 VARIANTS = {
     "groups": groups_variant,
     "chain": chain_variant,
     "agent": agent_variant,
+    "flood": flood_variant,
     "stats": stats_variant,
     "identity": identity_variant,
     "full": full_variant,
@@ -1196,8 +1230,8 @@ VARIANTS = {
     "dirtyring": dirtyring_variant,
 }
 # Disks a variant adds to DISKS (MiB each), and what it builds before its guests start.
-VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),)}
-VARIANT_BUILDS = {"agent": build_agent_guest}
+VARIANT_DISKS = {"agent": ((AGENT_DISK, AGENT_DISK_MIB),), "flood": ((AGENT_DISK, AGENT_DISK_MIB),)}
+VARIANT_BUILDS = {"agent": build_agent_guest, "flood": build_agent_guest}
 
 
 def agent_stop(name: str, stop: bool = True) -> None:
@@ -1205,6 +1239,15 @@ def agent_stop(name: str, stop: bool = True) -> None:
     with open(on_host(os.path.join(guest_dir(name), "vda.img")), "r+b") as f:
         f.seek(AGENT_MARK_OFFSET)
         f.write(AGENT_STOP_MARK if stop else b"\0" * len(AGENT_STOP_MARK))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def agent_flood(name: str) -> None:
+    """Have the guest's loop make its agent's answer as big as a guest can (AGENT_FLOOD_MARK), within seconds."""
+    with open(on_host(os.path.join(guest_dir(name), "vda.img")), "r+b") as f:
+        f.seek(AGENT_FLOOD_OFFSET)
+        f.write(AGENT_FLOOD_MARK)
         f.flush()
         os.fsync(f.fileno())
 
@@ -1544,7 +1587,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--variant",
         choices=sorted(VARIANTS),
         help="rewrite the guest's XML (groups: iothreads, pinning; chain: vdb on a qcow2 overlay; "
-        "agent: qemu-ga and an ext2 vdc; identity: a serial, a CD-ROM, a NIC on a network; full: vdb fills "
+        "agent: qemu-ga and an ext2 vdc; flood: agent with 256 MiB, for agent-flood; identity: a serial, a CD-ROM, "
+        "a NIC on a network; full: vdb fills "
         "and pauses the guest; hostdevs: host devices, with --define-only; dirtyring: KVM's dirty ring, with --kvm)",
     )
     p_up.add_argument("--no-wait", action="store_true", help="return once started, without waiting for stats")
@@ -1579,6 +1623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for c, h in (
         ("agent-stop", "stop (SIGSTOP) the qemu-ga of an agent-variant guest, from inside it"),
         ("agent-resume", "resume (SIGCONT) it"),
+        ("agent-flood", "have a flood-variant guest give a 4 MB os-release ID and 2,000 mounts, from inside it"),
     ):
         sub.add_parser(c, help=h).add_argument("name")
     args = ap.parse_args(argv)
@@ -1603,6 +1648,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pool_down()
         elif args.cmd in ("agent-stop", "agent-resume"):
             agent_stop(args.name, stop=args.cmd == "agent-stop")
+        elif args.cmd == "agent-flood":
+            agent_flood(args.name)
         elif args.cmd == "pause":
             pause()
         elif args.cmd == "resume":
