@@ -67,11 +67,11 @@ def test_a_real_cgroup_counts_the_cpu_of_a_child_started_after_its_parent_joined
     group = CpuGroup(f"ktbench-test-{os.getpid()}")
     try:
         burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\n"
-        parent = subprocess.Popen(
-            [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"]
-        )
+        # The parent starts its child only once it is in the group (the newline): else it may start it before.
+        start = f"import subprocess, sys; sys.stdin.readline(); subprocess.run([sys.executable, '-c', {burn!r}])"
+        parent = subprocess.Popen([sys.executable, "-c", start], stdin=subprocess.PIPE)
         group.add([parent.pid])
-        parent.wait()
+        parent.communicate(b"\n")
         assert group.usage_ns() >= 150_000_000
     finally:
         assert group.close() is None
