@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -87,18 +87,19 @@ def test_perf_events_this_vm_cannot_enable_leave_the_run_quiet_and_doctor_says_h
     assert "group kvm: off; supported (needs libvirt 8.9.0, found " in doctor.stdout
 
 
-def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
+def two_batches_during_a_slow_dump(name: str, live: bool, *collect: str) -> Tuple[str, str]:
+    """stdout and stderr of kvm-telegraf asked for two batches, 2 s apart, while lab.py dumps *name* slowly."""
     sys.path.insert(0, str(TESTS / "lab"))
     import lab
 
     process = subprocess.Popen(
-        [KVM_TELEGRAF, *only([guests["tcg"]]), "--collect", "jobs"],
+        [KVM_TELEGRAF, *only([name]), *[arg for group in collect for arg in ("--collect", group)]],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    dump = lab.dump_slowly(guests["tcg"])
+    dump = lab.dump_slowly(name, live=live)
     try:
         time.sleep(1.0)
         for _ in range(2):
@@ -107,7 +108,11 @@ def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
             time.sleep(2.0)
     finally:
         dump.wait(timeout=120)
-    out, err = process.communicate("", timeout=30)
+    return process.communicate("", timeout=30)
+
+
+def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
+    out, err = two_batches_during_a_slow_dump(guests["tcg"], True, "jobs")
     jobs = [fields for _, tags, fields, _ in lines_of(out, "vm_jobs") if tags["operation"] == "dump"]
     assert not err and len(jobs) == 2
     assert jobs[0]["data_processed_bytes"] < jobs[1]["data_processed_bytes"]
@@ -115,27 +120,7 @@ def test_a_dump_in_progress_shows_its_progress_in_consecutive_batches(guests):
 
 
 def test_a_dump_that_pauses_its_guest_shows_its_job_and_each_vcpus_pcpu_while_paused(guests):
-    sys.path.insert(0, str(TESTS / "lab"))
-    import lab
-
-    name = guests["tcg"]
-    process = subprocess.Popen(
-        [KVM_TELEGRAF, *only([name]), "--collect", "jobs", "--collect", "vcpu"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    dump = lab.dump_slowly(name, live=False)  # no --live: libvirt pauses the guest for the dump
-    try:
-        time.sleep(1.0)
-        for _ in range(2):
-            process.stdin.write("\n")
-            process.stdin.flush()
-            time.sleep(2.0)
-    finally:
-        dump.wait(timeout=120)
-    out, err = process.communicate("", timeout=30)
+    out, err = two_batches_during_a_slow_dump(guests["tcg"], False, "jobs", "vcpu")  # no --live: the guest pauses
     assert not err
     states = [fields["state"] for _, _, fields, _ in lines_of(out, "vm_metrics")]
     assert states == [3, 3]  # paused, in both batches
