@@ -8,7 +8,7 @@ four and the groups', reads its numbers through here.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from kvm_telegraf.points import INT64_MAX, FieldValue, Tags
 from kvm_telegraf.snapshot import DomainSample
@@ -32,6 +32,22 @@ def read_fields(stats: Mapping[str, Any], rows: Rows, prefix: str = "") -> Dict[
         if type(value) is int and 0 <= value <= INT64_MAX:
             fields[name] = value * scale
     return fields
+
+
+def resctrl_entries(
+    stats: Mapping[str, Any], monitors: str, part: str, tag: str, vcpus: bool = True
+) -> Iterator[Tuple[str, Tuple[Tuple[str, str], ...]]]:
+    """Each ``<monitors>.<i>.<part>.<j>.`` prefix of libvirt's resctrl monitors (cache banks, NUMA nodes, CPU packages),
+    with its tags: ``monitor`` (its name, else i), *tag* (the entry's id, else j) and, where asked, ``vcpus``."""
+    for i in range(counter(stats.get(f"{monitors}.count")) or 0):
+        prefix = f"{monitors}.{i}."
+        monitor = ("monitor", str(stats.get(prefix + "name") or i))
+        vcpu_set = stats.get(prefix + "vcpus") if vcpus else None
+        vcpu_tag = (("vcpus", vcpu_set),) if isinstance(vcpu_set, str) and vcpu_set else ()
+        for j in range(counter(stats.get(f"{prefix}{part}.count")) or 0):
+            entry = f"{prefix}{part}.{j}."
+            number = counter(stats.get(entry + "id"))
+            yield entry, (monitor, (tag, str(number if number is not None else j)), *vcpu_tag)
 
 
 def with_tags(tags: Tags, *more: Tuple[str, str]) -> Tags:

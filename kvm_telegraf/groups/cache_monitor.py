@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
-from kvm_telegraf.fields import counter, with_tags
+from kvm_telegraf.fields import counter, resctrl_entries, with_tags
 from kvm_telegraf.group import DomainView, Group, Stats
 from kvm_telegraf.points import Point
 
@@ -22,18 +22,9 @@ def vm_cache_monitor(view: DomainView) -> List[Point]:
     """
     stats = view.domain.stats
     points = []
-    for i in range(counter(stats.get("cpu.cache.monitor.count")) or 0):
-        prefix = f"cpu.cache.monitor.{i}."
-        monitor = stats.get(prefix + "name") or str(i)
-        vcpus = stats.get(prefix + "vcpus")
-        for j in range(counter(stats.get(prefix + "bank.count")) or 0):
-            used = counter(stats.get(f"{prefix}bank.{j}.bytes"))
-            if used is None:
-                continue
-            bank = counter(stats.get(f"{prefix}bank.{j}.id"))
-            tags = [("monitor", str(monitor)), ("bank", str(bank if bank is not None else j))]
-            if isinstance(vcpus, str) and vcpus:
-                tags.append(("vcpus", vcpus))
+    for entry, tags in resctrl_entries(stats, "cpu.cache.monitor", "bank", "bank"):
+        used = counter(stats.get(entry + "bytes"))
+        if used is not None:
             points.append(Point("vm_cache_monitor", with_tags(view.tags, *tags), {"bytes": used}))
     return points
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import List, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
-from kvm_telegraf.fields import counter, with_tags
+from kvm_telegraf.fields import resctrl_entries, with_tags
 from kvm_telegraf.group import DomainView, Fields, Group, Stats
 from kvm_telegraf.points import Point
 
@@ -28,22 +28,13 @@ def vm_energy(view: DomainView) -> List[Point]:
     """
     stats = view.domain.stats
     points = []
-    for i in range(counter(stats.get("cpu.energy.monitor.count")) or 0):
-        prefix = f"cpu.energy.monitor.{i}."
-        monitor = stats.get(prefix + "name") or str(i)
-        vcpus = stats.get(prefix + "vcpus")
-        for j in range(counter(stats.get(prefix + "pkg.count")) or 0):
-            fields: Fields = {}
-            for name, feature in ENERGY_FEATURES:
-                value = stats.get(f"{prefix}pkg.{j}.{feature}")
-                if type(value) in (int, float) and value >= 0:
-                    fields[name] = float(value)
-            if not fields:
-                continue
-            package = counter(stats.get(f"{prefix}pkg.{j}.id"))
-            tags = [("monitor", str(monitor)), ("package", str(package if package is not None else j))]
-            if isinstance(vcpus, str) and vcpus:
-                tags.append(("vcpus", vcpus))
+    for entry, tags in resctrl_entries(stats, "cpu.energy.monitor", "pkg", "package"):
+        fields: Fields = {}
+        for name, feature in ENERGY_FEATURES:
+            value = stats.get(entry + feature)
+            if type(value) in (int, float) and value >= 0:
+                fields[name] = float(value)
+        if fields:
             points.append(Point("vm_energy", with_tags(view.tags, *tags), fields))
     return points
 

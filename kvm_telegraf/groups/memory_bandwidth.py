@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
-from kvm_telegraf.fields import counter, with_tags
+from kvm_telegraf.fields import counter, resctrl_entries, with_tags
 from kvm_telegraf.group import DomainView, Group, Stats
 from kvm_telegraf.libvirt_facts import STATS_MEMORY
 from kvm_telegraf.points import FieldValue, Point
@@ -22,19 +22,13 @@ def vm_memory_bandwidth(view: DomainView) -> List[Point]:
     """
     stats = view.domain.stats
     points = []
-    for i in range(counter(stats.get("memory.bandwidth.monitor.count")) or 0):
-        prefix = f"memory.bandwidth.monitor.{i}."
-        monitor = stats.get(prefix + "name") or str(i)
-        for j in range(counter(stats.get(prefix + "node.count")) or 0):
-            node = counter(stats.get(f"{prefix}node.{j}.id"))
-            fields: Dict[str, FieldValue] = {}
-            for name, key in (("local_bytes", "bytes.local"), ("total_bytes", "bytes.total")):
-                value = counter(stats.get(f"{prefix}node.{j}.{key}"))
-                if value is not None:
-                    fields[name] = value
-            node_tag = str(node if node is not None else j)
-            tags = with_tags(view.tags, ("monitor", str(monitor)), ("node", node_tag))
-            points.append(Point("vm_memory_bandwidth", tags, fields))
+    for entry, tags in resctrl_entries(stats, "memory.bandwidth.monitor", "node", "node", vcpus=False):
+        fields: Dict[str, FieldValue] = {}
+        for name, key in (("local_bytes", "bytes.local"), ("total_bytes", "bytes.total")):
+            value = counter(stats.get(entry + key))
+            if value is not None:
+                fields[name] = value
+        points.append(Point("vm_memory_bandwidth", with_tags(view.tags, *tags), fields))
     return points
 
 
