@@ -105,3 +105,8 @@ def in_process(same: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
 
 def telegraf_ratio(run: Optional[TelegrafRun]) -> Optional[float]:
     return ratio(run.cpu_s["kvm-telegraf"], run.cpu_s["libvirt"]) if run else None
+
+
+def floor_ratio(run: Optional[TelegrafRun]) -> Optional[float]:
+    """Telegraf + the floor (the bare call and our recorded lines, nothing else) to Telegraf + inputs.libvirt."""
+    return ratio(run.cpu_s["floor"], run.cpu_s["libvirt"]) if run and "floor" in run.cpu_s else None

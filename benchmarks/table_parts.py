@@ -11,6 +11,7 @@ from benchmarks.agreement import Agreement
 from benchmarks.figures import (
     Results,
     difference,
+    floor_ratio,
     fmt_minstr,
     fmt_ms,
     fmt_ratio,
@@ -54,6 +55,12 @@ def telegraf_split(r: Results) -> List[str]:
         row("Telegraf + `inputs.libvirt` (its cgroup)", lambda label: fmt_ms(parts[label].theirs_total)),
         row("  its gather and output, less the baseline", lambda label: fmt_ms(parts[label].theirs_gather)),
         row("Ratio, kvm-telegraf's setup to inputs.libvirt's", lambda label: fmt_ratio(telegraf_ratio(runs[label]))),
+        row(
+            "Telegraf + the floor: the bare call and our recorded lines, nothing else (`floor`)",
+            lambda label: fmt_ms(parts[label].floor),
+        ),
+        row("  of which the floor's process (schedstat)", lambda label: fmt_ms(parts[label].floor_process)),
+        row("Ratio, the floor's setup to inputs.libvirt's", lambda label: fmt_ratio(floor_ratio(runs[label]))),
         row("The replayer's own CPU (subtracted above)", lambda label: fmt_ms(runs[label].child_s["replay"], 3)),
         row(
             "Lines / fields per gather, ours; theirs",

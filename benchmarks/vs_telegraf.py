@@ -1,12 +1,14 @@
 """Telegraf + kvm-telegraf against Telegraf + ``inputs.libvirt``, side by side, each Telegraf in a cgroup.
 
-Four Telegrafs run at the same time on the same guests, with the same interval and agent settings,
+Five Telegrafs run at the same time on the same guests, with the same interval and agent settings,
 each in a CPU-accounting cgroup of its own that counts it and its execd child together:
 
 - ``libvirt``: Telegraf's own ``inputs.libvirt`` (the six stats groups our four measurements cover);
 - ``kvm-telegraf``: our execd block (``signal = "STDIN"``, the kvm-telegraf installed for the bench);
 - ``replay``: an execd block whose command only prints a recorded batch of our lines on each newline
   (``replay_lines.py``): Telegraf's parse and output of our lines, without our collection;
+- ``floor``: the same replayer, making the bare bulk call kvm-telegraf makes before each batch: the least any
+  Python execd input printing our lines can cost with Telegraf, the floor of the ratio;
 - ``baseline``: no input but ``inputs.internal``, which every setup has: Telegraf's own cost per interval.
 
 Their gathers are spread over the interval (collection_offset) so that no two read libvirtd at once.
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from benchmarks import procstat
+from benchmarks.contenders import URI
 from benchmarks.under_telegraf import (
     Setup,
     execd_input,
@@ -35,6 +38,7 @@ from benchmarks.under_telegraf import (
     read_capture,
     start_setup,
 )
+from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from tests.harness.execd import ExecdDriver
 
 REPLAY = Path(__file__).resolve().parent / "replay_lines.py"
@@ -44,13 +48,14 @@ SETUPS: Dict[str, Tuple[str, float]] = {
     "kvm-telegraf": ("vm_", 0.0),
     "replay": ("vm_", 0.25),
     "libvirt": ("libvirt_", 0.5),
+    "floor": ("vm_", 0.75),
     "baseline": ("", 0.0),
 }
 
 
 @dataclass
 class TelegrafRun:
-    """One side-by-side window of the four setups on one set of guests."""
+    """One side-by-side window of the five setups on one set of guests."""
 
     label: str  # e.g. "20 paused"
     interval_s: float
@@ -90,9 +95,12 @@ def record_batch(argv: Sequence[str], path: Path, timeout: float = 30.0) -> int:
 
 def blocks(names: Sequence[str], argv: Sequence[str], batch: Path, interval_s: float) -> Dict[str, str]:
     offsets = {name: share * interval_s for name, (_, share) in SETUPS.items()}
+    replay = [sys.executable, str(REPLAY), str(batch)]
+    glob = argv[argv.index("--domain") + 1]
     return {
         "kvm-telegraf": execd_input(argv, offsets["kvm-telegraf"]),
-        "replay": execd_input([sys.executable, str(REPLAY), str(batch)], offsets["replay"]),
+        "replay": execd_input(replay, offsets["replay"]),
+        "floor": execd_input([*replay, URI, glob, str(DEFAULT_STATS)], offsets["floor"]),
         "libvirt": libvirt_input(names, offsets["libvirt"]),
         "baseline": "",
     }
@@ -117,7 +125,7 @@ def compare(
     interval_s: float,
     chunks: int,
 ) -> TelegrafRun:
-    """The four setups at once for *chunks* windows of chunk_s(interval_s) seconds."""
+    """The five setups at once for *chunks* windows of chunk_s(interval_s) seconds."""
     started = time.monotonic()
     slug = label.replace(" ", "-")
     batch = workdir / f"batch-{slug}.lp"
@@ -151,7 +159,7 @@ def compare(
         gathers = chunks * int(round(window / interval_s))
         run.gathers, run.chunk_ratios = gathers, ratios
         run.cpu_s = {name: (previous[name] - first[name]) / 1e9 / gathers for name in first}
-        for name in ("kvm-telegraf", "replay"):
+        for name in ("kvm-telegraf", "replay", "floor"):
             run.child_s[name] = (children_cpu_ns(setups[name]) - children[name]) / 1e9 / gathers
         run.rss_mib = {name: sum(procstat.peak_rss_mib(pid) for pid in s.pids()) for name, s in setups.items()}
     finally:
@@ -162,7 +170,7 @@ def compare(
         points = read_capture(setup.capture)
         if prefix:
             run.lines[name], run.fields[name] = per_gather(points, prefix, interval_s)
-        run.gather_s[name] = gather_time_s(points, "execd" if name in ("kvm-telegraf", "replay") else name)
+        run.gather_s[name] = gather_time_s(points, "execd" if name in ("kvm-telegraf", "replay", "floor") else name)
         run.log_problems[name] = [
             f"{x.level}! [{x.plugin}] {x.message}" for x in setup.telegraf.log() if x.level in "EW" and x.plugin
         ]
@@ -181,10 +189,12 @@ class TelegrafSplit:
     ours: float  # our process
     theirs_total: float  # Telegraf + inputs.libvirt
     theirs_gather: float  # its gather and output, less the baseline
+    floor: float  # Telegraf + a process that only makes the bare call and prints our recorded lines
+    floor_process: float  # that process: the bare call and one write
 
 
 def split(run: TelegrafRun) -> TelegrafSplit:
-    """The parts of Telegraf + kvm-telegraf per gather, from the four cgroups and the two children."""
+    """The parts of Telegraf + kvm-telegraf per gather, from the five cgroups and the three children."""
     cpu, child = run.cpu_s, run.child_s
     baseline = cpu["baseline"]
     parse = cpu["replay"] - child["replay"] - baseline
@@ -197,6 +207,8 @@ def split(run: TelegrafRun) -> TelegrafSplit:
         ours=ours,
         theirs_total=cpu["libvirt"],
         theirs_gather=cpu["libvirt"] - baseline,
+        floor=cpu["floor"],
+        floor_process=child["floor"],
     )
 
 
