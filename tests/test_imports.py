@@ -19,6 +19,7 @@ ONLY_WHEN_ASKED = {
     "concurrent.futures": "nothing: worker.py has the Future it needs",
     "json": "record",
     "pwd": "doctor",
+    "shlex": "a message that names the --domain or --device globs",
 }
 DEFAULT_RUN = ["--uri", "test:///default"]
 
