@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, List, NamedTuple, Optional, Set, Tuple
 
 from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import STATE_RUNNING, STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.log import get_logger
+from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)

@@ -28,7 +28,7 @@ from kvm_telegraf.config import (
     MetadataTagSpec,
     load_config_file,
 )
-from kvm_telegraf.groups import ALL, GROUPS
+from kvm_telegraf.groups import ALL, NAMES
 from kvm_telegraf.log import safe_line
 from kvm_telegraf.measurements import MEASUREMENTS
 from kvm_telegraf.settings import Settings, SettingsError
@@ -41,7 +41,7 @@ TIMEOUT = Duration(0.01, 3600.0)
 FEATURES_REFRESH = Duration(1.0, 7 * 86400.0)
 GUEST_REFRESH = Duration(1.0, 86400.0)
 SAMPLE = Duration(0.01, 3600.0)
-GROUP_NAMES = tuple(group.name for group in GROUPS)
+GROUP_NAMES = NAMES
 SETTINGS = "kvm_telegraf.settings"  # where the main command leaves its Settings for the subcommands (ctx.meta)
 COMPLETE_VAR = "_KVM_TELEGRAF_COMPLETE"  # click's shell completion: bash_source prints the script (README)
 

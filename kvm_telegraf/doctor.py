@@ -14,7 +14,6 @@ import shlex
 import shutil
 import sys
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +28,7 @@ from kvm_telegraf.connection import (
 )
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group, stats_bits, stats_flags
-from kvm_telegraf.groups import GROUPS
+from kvm_telegraf.groups import every_group
 from kvm_telegraf.libvirt_facts import (
     DEFAULT_STATS,
     ERR_ARGUMENT_UNSUPPORTED,
@@ -45,6 +44,7 @@ from kvm_telegraf.libvirt_facts import (
 from kvm_telegraf.redact import redact_argv
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
+from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 from kvm_telegraf.worker import Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
@@ -345,7 +345,8 @@ def domains_finding(snapshot: Snapshot) -> Finding:
 def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_write: bool) -> Iterator[Finding]:
     """One line per --collect group: asked or not, the libvirt it needs and the one found, on how many
     domains it is on (and how to turn it on), and what it costs besides the bulk call."""
-    checks = [group for group in GROUPS if group.enabled is not None]
+    groups = every_group()
+    checks = [group for group in groups if group.enabled is not None]
     facts = {domain.uuid: domain.config.facts if domain.config is not None else None for domain in snapshot.domains}
     try:
         records = [
@@ -360,7 +361,7 @@ def group_findings(conn: Any, collector: Collector, snapshot: Snapshot, read_wri
     except Exception:  # libvirtError
         found = "found an unknown version"
     asked = {group.name for group in collector.groups}
-    for group in GROUPS:
+    for group in groups:
         wanted = "on (--collect)" if group.name in asked else "off"
         if group.read_write and group.name not in asked:
             wanted += " (it needs --read-write, which opens read-write connections for its calls alone)"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, FrozenSet, List, Set, Tuple, Union
 
@@ -22,6 +21,7 @@ from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, error_code
 from kvm_telegraf.log import clip, get_logger
 from kvm_telegraf.snapshot import DomainConfig, nic_taps
+from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import fnmatch
-import shlex
 from dataclasses import dataclass
 from typing import ClassVar, FrozenSet, Optional, Tuple
 
@@ -33,9 +32,11 @@ class DomainFilter:
 
     def __str__(self) -> str:
         """The options as given: ``--domain 'web*' --exclude-domain web09``."""
+        from shlex import quote  # only a message names the options: a run that prints none loads no shlex
+
         return " ".join(
-            [f"--{self.option} {shlex.quote(glob)}" for glob in self.include]
-            + [f"--exclude-{self.option} {shlex.quote(glob)}" for glob in self.exclude]
+            [f"--{self.option} {quote(glob)}" for glob in self.include]
+            + [f"--exclude-{self.option} {quote(glob)}" for glob in self.exclude]
         )
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import queue
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import AbstractSet, Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
@@ -24,6 +23,7 @@ from kvm_telegraf.group import Group, HostMemo, OwnCalls, RawStats
 from kvm_telegraf.libvirt_facts import version_text
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig
+from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from kvm_telegraf.collect import COLLECT_GRACE_S, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, redact_uri
 from kvm_telegraf.log import HOST_THREAD_PREFIX, get_logger
 from kvm_telegraf.snapshot import Snapshot
-from kvm_telegraf.worker import Worker
+from kvm_telegraf.worker import Future, Worker
+from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 
 log = get_logger(__name__)
 

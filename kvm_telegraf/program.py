@@ -8,7 +8,6 @@ importing the libvirt-facing modules only when a run starts.
 from __future__ import annotations
 
 import os
-import pwd
 import sys
 from functools import partial
 from typing import Any, BinaryIO, Callable, Optional
@@ -17,7 +16,6 @@ from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_read_only, open_read_write
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.events import EventQueue, start_event_loop, subscribe
-from kvm_telegraf.hosts import HOST_GRACE_S, HostSet
 from kvm_telegraf.log import get_logger, safe_line, setup_logging
 from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.settings import Settings
@@ -73,6 +71,8 @@ def build_source(
             collector.connection.subscriber = partial(_subscribe, collector)
         collectors.append(collector)
     if len(collectors) > 1 or settings.hypervisor_tag:
+        from kvm_telegraf.hosts import HOST_GRACE_S, HostSet  # only several hosts (or their tag) need it
+
         return HostSet(collectors, deadline_s=settings.timeout_s + HOST_GRACE_S)
     return collectors[0]
 
@@ -151,7 +151,10 @@ def _table(settings: Settings, stdout: BinaryIO, opener: Optional[Opener]) -> in
 
 def doctor(settings: Settings, interval_s: Optional[float], opener: Optional[Opener] = None) -> int:
     """``kvm-telegraf doctor``: the findings on stdout, host after host; 1 when one of them is a FAIL."""
+    import pwd
+
     from kvm_telegraf.doctor import FAIL, diagnose
+    from kvm_telegraf.hosts import HostSet
 
     setup_logging(settings.log_level)
     interval_s = interval_s or settings.interval_s or DOCTOR_INTERVAL_S

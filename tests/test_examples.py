@@ -22,7 +22,7 @@ import pytest
 
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group
-from kvm_telegraf.groups import GROUPS, resolve
+from kvm_telegraf.groups import every_group, resolve
 from kvm_telegraf.measurements import MEASUREMENTS
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
@@ -31,6 +31,7 @@ from tests.harness.cli import KVM_TELEGRAF
 from tests.harness.execd import ExecdDriver
 
 ROOT = Path(__file__).resolve().parent.parent
+GROUPS = every_group()
 GROUP_NAMES = [group.name for group in GROUPS]
 GROUP_MEASUREMENTS = {measurement for group in GROUPS for measurement in group.measurements}
 GUEST_MEASUREMENTS = {measurement for group in GROUPS if group.read_write for measurement in group.measurements}

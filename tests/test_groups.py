@@ -20,7 +20,7 @@ import pytest
 from kvm_telegraf.cli import main
 from kvm_telegraf.collect import Collector
 from kvm_telegraf.connection import Connection
-from kvm_telegraf.groups import GROUPS, resolve
+from kvm_telegraf.groups import NAMES, every_group, resolve
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS, STATS_BACKING, STATS_ENFORCE, STATS_VM
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import shape_snapshot
@@ -56,10 +56,15 @@ def names(groups) -> List[str]:
 
 
 def test_collect_all_stands_for_every_group_a_read_only_connection_serves():
-    every = names(GROUPS)
+    every = names(every_group())
     assert names(resolve(["all"])) == [name for name in every if name != "guest"]
     assert names(resolve(["vcpu", "vcpu"])) == ["vcpu"]
     assert names(resolve(["all", "guest"])) == every
+
+
+def test_each_registry_name_is_a_group_module_whose_group_has_that_name():
+    assert names(every_group()) == list(NAMES)
+    assert len(set(NAMES)) == len(NAMES)
 
 
 def test_groups_come_in_registry_order_whatever_the_order_asked_in():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import pathlib
 import subprocess
-import sys
 
 import pytest
 
@@ -12,6 +10,7 @@ from kvm_telegraf.connection import error_message, redact_uri
 from kvm_telegraf.doctor import own_command
 from kvm_telegraf.redact import redact
 from tests.harness.cli import KVM_TELEGRAF
+from tests.harness.imports import modules_after_run
 
 SECRET = "s3cr3t"  # in every password and secret value below; no line may show it
 
@@ -147,13 +146,4 @@ def test_doctor_connected_over_a_uri_with_credentials_shows_none_of_them(lab):
 
 
 def test_a_run_on_a_uri_without_credentials_does_not_import_urllib_parse_and_its_half_mebibyte():
-    # -S: without site, whose .pth files (the editable install's among them) import urllib.parse themselves
-    paths = [str(pathlib.Path(__file__).resolve().parent.parent), *(p for p in sys.path if "-packages" in p)]
-    code = (
-        f"import sys\nsys.path[:0] = {paths!r}\n"
-        "from kvm_telegraf.cli import main\n"
-        "try:\n    main(['--once', '--uri', 'test:///default'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted({'urllib.parse', 'ipaddress'} & set(sys.modules)), file=sys.stderr)\n"
-    )
-    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.stderr.splitlines()[-1] == "[]"
+    assert {"urllib.parse", "ipaddress"} & modules_after_run(["--once", "--uri", "test:///default"]) == set()

@@ -12,13 +12,13 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from kvm_telegraf.groups import BY_NAME, GROUPS
+from kvm_telegraf.groups import every_group, group
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots
 
-ALL_GROUPS = tuple(group for group in GROUPS if group.name != "guest")
+ALL_GROUPS = tuple(found for found in every_group() if found.name != "guest")
 
 
 def fields_of(points: List[Point]) -> Dict[Tuple[str, Tuple], Dict[str, object]]:
@@ -59,7 +59,7 @@ def test_sid_sends_no_cache_monitor_count_and_11_3_sends_0_and_neither_gives_a_c
     for recorded, count in (("trixie-groups.json", 0), ("sid-groups.json", None)):
         snapshot = load_snapshots(recorded)[-1]
         assert {d.stats.get("cpu.cache.monitor.count") for d in snapshot.domains} == {count}
-        points, _ = shape_snapshot(snapshot, {}, groups=(BY_NAME["cache_monitor"],))
+        points, _ = shape_snapshot(snapshot, {}, groups=(group("cache_monitor"),))
         assert [p for p in points if p.measurement == "vm_cache_monitor"] == []
 
 

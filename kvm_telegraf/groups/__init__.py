@@ -1,75 +1,68 @@
-"""The registry of ``--collect`` groups: one line per group module, in the order their output appears.
+"""The registry of ``--collect`` groups: one name per group module, in the order their output appears.
 
-Collect, shape, doctor, ``--collect --help`` and the config check iterate over
-GROUPS; a new group is one module (kvm_telegraf/group.py says what it may fill
-in) and one line here.
+Collect, shape, doctor, ``--collect --help`` and the config check go by NAMES; a
+new group is one module (kvm_telegraf/group.py says what it may fill in) named
+for its ``--collect`` value, and one name here. A group's module is imported
+only when a run asks for that group (or doctor reports on every one): the
+default run loads none of them.
 """
 
 from __future__ import annotations
 
-from typing import Dict, FrozenSet, Iterable, Tuple
+import importlib
+from typing import FrozenSet, Iterable, Tuple
 
 from kvm_telegraf.group import Group
-from kvm_telegraf.groups import (
-    backing,
-    balloon,
-    block_limits,
-    cache_monitor,
-    device_info,
-    dirtyrate,
-    disk_errors,
-    disk_latency,
-    energy,
-    events,
-    guest,
-    host,
-    hostdevs,
-    iothread,
-    jobs,
-    kvm,
-    latency_histogram,
-    memory_bandwidth,
-    perf,
-    pools,
-    queue_limits,
-    vcpu,
-)
 
-GROUPS: Tuple[Group, ...] = (
-    vcpu.GROUP,
-    perf.GROUP,
-    iothread.GROUP,
-    memory_bandwidth.GROUP,
-    dirtyrate.GROUP,
-    kvm.GROUP,
-    jobs.GROUP,
-    block_limits.GROUP,
-    host.GROUP,
-    pools.GROUP,
-    events.GROUP,
-    cache_monitor.GROUP,
-    backing.GROUP,
-    balloon.GROUP,
-    disk_latency.GROUP,
-    latency_histogram.GROUP,
-    queue_limits.GROUP,
-    energy.GROUP,
-    device_info.GROUP,
-    disk_errors.GROUP,
-    hostdevs.GROUP,
-    guest.GROUP,
+NAMES: Tuple[str, ...] = (
+    "vcpu",
+    "perf",
+    "iothread",
+    "memory_bandwidth",
+    "dirtyrate",
+    "kvm",
+    "jobs",
+    "block_limits",
+    "host",
+    "pools",
+    "events",
+    "cache_monitor",
+    "backing",
+    "balloon",
+    "disk_latency",
+    "latency_histogram",
+    "queue_limits",
+    "energy",
+    "device_info",
+    "disk_errors",
+    "hostdevs",
+    "guest",
 )
 ALL = "all"  # every group that a read-only connection serves
-BY_NAME: Dict[str, Group] = {group.name: group for group in GROUPS}
+
+
+def group(name: str) -> Group:
+    """The group a name of NAMES stands for: its module's ``GROUP``, the module imported on first use."""
+    found: Group = importlib.import_module(f"{__name__}.{name}").GROUP
+    return found
+
+
+def every_group() -> Tuple[Group, ...]:
+    """Every group, in registry order (doctor's report, the docs' checks): imports every group's module."""
+    return tuple(group(name) for name in NAMES)
 
 
 def implied(names: Iterable[str]) -> FrozenSet[str]:
     """The groups that only ``all`` brought in, none of them named: a daemon that lacks one leaves it out quietly."""
     chosen = set(names)
-    return frozenset(group.name for group in resolve(chosen) if group.name not in chosen)
+    return frozenset(found.name for found in resolve(chosen) if found.name not in chosen)
 
 
 def resolve(names: Iterable[str]) -> Tuple[Group, ...]:
-    """The groups of ``--collect`` values, in registry order; ``all`` stands for every one but the read-write ones."""
+    """The groups of ``--collect`` values, in registry order; ``all`` stands for every one but the read-write ones.
+
+    Only the groups asked for are imported (with ``all``, every one, to learn which are read-write).
+    """
     chosen = set(names)
-    return tuple(group for group in GROUPS if group.name in chosen or (ALL in chosen and not group.read_write))
+    candidates = (group(name) for name in NAMES if ALL in chosen or name in chosen)
+    return tuple(found for found in candidates if found.name in chosen or (ALL in chosen and not found.read_write))
