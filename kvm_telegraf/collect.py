@@ -71,14 +71,16 @@ class Collector:
         self._episodes.note(read)
         records = read.records  # the chosen domains only (bulk_read.read_stats)
         # Each accessor once here: libvirt-python's UUIDString() alone costs about 1 us a call, and a collect
-        # used to ask 11 per domain (3 names, 5 UUIDs, 3 IDs; now 1, 2 and 2: tests/test_collect.py).
+        # used to ask 11 per domain (3 names, 5 UUIDs, 3 IDs; now one each: tests/test_collect.py).
         identities = [(dom.name(), dom.UUIDString(), dom.ID()) for dom, _ in records]
         self._matches.note(frozenset(name for name, _, _ in identities), read.domains_listed)
         deadline = started + self.timeout_s + COLLECT_GRACE_S  # for every call after the bulk read
         configs: Dict[str, DomainConfig] = {}
         if self.configs is not None:
             # On a saturated host the XML reads are not waited for: they land in the cache for later cycles.
-            configs = self.configs.configs_for(records, time.monotonic() if read.tier == STATE_ONLY else deadline)
+            configs = self.configs.configs_for(
+                records, identities, time.monotonic() if read.tier == STATE_ONLY else deadline
+            )
         host, calls = self._group_calls(records, configs, read, deadline)
         not_responding = frozenset(read.not_responding)
         domains = tuple(

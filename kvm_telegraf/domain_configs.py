@@ -13,7 +13,7 @@ import contextlib
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, FrozenSet, List, Set, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, List, Sequence, Set, Tuple, Union
 
 from kvm_telegraf.connection import error_message
 from kvm_telegraf.domain_xml import METADATA_VALUE_MAX_CHARS, MetadataTag
@@ -26,6 +26,8 @@ from kvm_telegraf.worker import Worker, answer_by
 
 log = get_logger(__name__)
 
+# A domain as collect names it: (name, UUID, ID).
+Identity = Tuple[str, str, int]
 # What one XML read gives: the config, or libvirt's refusal.
 ConfigRead = Union[DomainConfig, Exception]
 
@@ -76,8 +78,13 @@ class ConfigCache:
         """Have the next cycle read this domain's configuration again (an event); safe from the event thread."""
         self._stale.put(uuid)
 
-    def configs_for(self, records: RawStats, deadline: float) -> Dict[str, DomainConfig]:
-        """Each domain's configuration of its current boot, read where due, by *deadline*; UUIDs not in *records* go."""
+    def configs_for(
+        self, records: RawStats, identities: Sequence[Identity], deadline: float
+    ) -> Dict[str, DomainConfig]:
+        """Each domain's configuration of its current boot, read where due, by *deadline*.
+
+        *identities* are the records' (name, UUID, ID), in their order: collect asks libvirt-python once.
+        """
         if self._forget:
             self._forget = False
             self._entries.clear()
@@ -85,10 +92,8 @@ class ConfigCache:
         self._merge()
         now = self.monotonic()
         wanted = []
-        identities = []  # asked once per domain: each accessor is a call into libvirt-python
-        for dom, stats in records:
-            uuid, domain_id, taps = dom.UUIDString(), dom.ID(), nic_taps(stats)
-            identities.append((uuid, domain_id))
+        for (dom, stats), (name, uuid, domain_id) in zip(records, identities):
+            taps = nic_taps(stats)
             entry = self._entries.get(uuid)
             if (
                 entry is None
@@ -96,7 +101,7 @@ class ConfigCache:
                 or now - entry.fetched_at >= self.refresh_s
                 or not (taps == entry.taps or entry.config.names_all(taps))
             ):
-                wanted.append((dom, uuid, domain_id, taps))
+                wanted.append((dom, name, uuid, domain_id, taps))
         self._worker.start()  # at once, like the stats workers: the thread count stays level
         self.reads = len(wanted)
         if wanted:
@@ -106,7 +111,7 @@ class ConfigCache:
                     answer_by(future, deadline)
             self._merge()
         configs = {}
-        for uuid, domain_id in identities:
+        for _, uuid, domain_id in identities:
             entry = self._entries.get(uuid)
             if entry is not None and entry.domain_id == domain_id:
                 configs[uuid] = entry.config
@@ -119,9 +124,9 @@ class ConfigCache:
         self._costly_xml &= seen
         self._long_tags &= seen
 
-    def _read(self, wanted: List[Tuple[Any, str, int, FrozenSet[str]]], now: float) -> None:
-        for dom, uuid, domain_id, taps in wanted:
-            self._results.put((uuid, dom.name(), domain_id, taps, now, read_config(dom, self.metadata_tags)))
+    def _read(self, wanted: List[Tuple[Any, str, str, int, FrozenSet[str]]], now: float) -> None:
+        for dom, name, uuid, domain_id, taps in wanted:
+            self._results.put((uuid, name, domain_id, taps, now, read_config(dom, self.metadata_tags)))
 
     def _merge(self) -> None:
         """Cache what the worker has read so far, this cycle's reads and late ones alike."""

@@ -22,7 +22,7 @@ from kvm_telegraf.collect import COLLECT_GRACE_S, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, redact_uri
 from kvm_telegraf.log import HOST_THREAD_PREFIX, get_logger
 from kvm_telegraf.snapshot import Snapshot
-from kvm_telegraf.worker import Future, Worker
+from kvm_telegraf.worker import Call, Worker
 from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
 
 log = get_logger(__name__)
@@ -42,7 +42,7 @@ class Host:
         self.shadowed_by: Optional[str] = None  # the --uri whose hostname it repeats, while it does
         self._worker = Worker(HOST_THREAD_PREFIX + self.label)  # log lines from this thread name the host
 
-    def start(self) -> Optional[Future]:
+    def start(self) -> Optional[Call]:
         """Begin one collection; None while the previous one still runs (it missed its deadline)."""
         return self._worker.submit(self._collect)
 

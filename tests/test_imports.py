@@ -16,7 +16,7 @@ ONLY_WHEN_ASKED = {
     "kvm_telegraf.toml_reader": "--config",
     "kvm_telegraf.hosts": "several --uri, or --hypervisor-tag",
     "kvm_telegraf.guest_agent": "--collect guest",
-    "concurrent.futures": "nothing: worker.py has the Future it needs",
+    "concurrent.futures": "nothing: worker.py hands answers back through its own Call",
     "json": "record",
     "pwd": "doctor",
     "shlex": "a message that names the --domain or --device globs",

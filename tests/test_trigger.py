@@ -69,6 +69,18 @@ def test_eof_ends_the_run_after_the_pending_cycle(pipe):
     assert [trigger.next(timeout=10), trigger.next(timeout=10)] == [True, False]  # generous: a loaded machine
 
 
+def test_newlines_are_read_by_the_caller_without_a_thread_to_wake_per_newline():
+    read_end, write_end = os.pipe()
+    before = threading.active_count()
+    with os.fdopen(read_end, "rb") as reader:
+        trigger = StdinTrigger(reader)
+        os.write(write_end, b"\n")
+        assert trigger.next(timeout=2) is True
+        assert threading.active_count() == before
+        os.close(write_end)
+        assert trigger.next(timeout=2) is False
+
+
 def test_run_on_newlines_runs_one_cycle_per_newline_and_returns_on_eof(pipe):
     trigger, writer = pipe
     cycles = []
