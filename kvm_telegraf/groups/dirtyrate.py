@@ -38,7 +38,7 @@ def dirtyrate_fields(view: DomainView) -> Fields:
     return fields
 
 
-def vcpu_rate(stats: Stats, prefix: str) -> Fields:
+def vcpu_rate(stats: Stats, prefix: str, _own: Stats) -> Fields:
     """One vCPU's dirty rate (``prefix`` is ``vcpu.<n>.``): a dirty-ring calculation reports it per vCPU."""
     rate = counter(stats.get(f"dirtyrate.{prefix}megabytes_per_second"))
     return {"dirtyrate_mib_per_s": rate} if rate is not None else {}

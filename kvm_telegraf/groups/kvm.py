@@ -36,6 +36,11 @@ def domain_kvm_fields(view: DomainView) -> Fields:
     return kvm_fields(view.domain.stats, "vm.")
 
 
+def vcpu_kvm_fields(_stats: Stats, _prefix: str, own: Stats) -> Fields:
+    """kvm_fields of one vCPU, from its own stats (``vcpu.<n>.`` cut off)."""
+    return kvm_fields(own, "")
+
+
 def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
     return any(key.startswith("vm.") for key in stats)
 
@@ -46,7 +51,7 @@ GROUP = Group(
     since=8_009_000,
     bits=STATS_VM,
     totals_fields=domain_kvm_fields,
-    vcpu_fields=kvm_fields,
+    vcpu_fields=vcpu_kvm_fields,
     enabled=enabled,
     enable_hint="<domain type='kvm'>",
 )
