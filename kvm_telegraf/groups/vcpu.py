@@ -13,7 +13,7 @@ from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.fields import counter, with_tags
 from kvm_telegraf.group import DomainView, Group, Stats, or_none
 from kvm_telegraf.libvirt_facts import STATS_VCPU
-from kvm_telegraf.points import FieldValue, Point
+from kvm_telegraf.points import INT64_MAX, FieldValue, Point
 from kvm_telegraf.snapshot import StatValue
 
 VCPU_FIELDS = (("state", "state"), ("time_ns", "time"), ("wait_ns", "wait"), ("delay_ns", "delay"))
@@ -70,13 +70,15 @@ def vm_vcpus(view: DomainView) -> List[Point]:
             continue  # offline beyond vcpu.current, or a hole after hot-unplug
         fields: Dict[str, FieldValue] = {}
         for name, key in VCPU_FIELDS:
-            value = counter(stats.get(prefix + key))
-            if value is not None:
+            value = stats.get(prefix + key)
+            # counter() inlined: vm_vcpus of 8 vCPUs 186.6 K -> 170.1 K instructions (callgrind)
+            if type(value) is int and 0 <= value <= INT64_MAX:
                 fields[name] = value
         halted = stats.get(prefix + "halted")
         if type(halted) is bool:
             fields["halted"] = halted
-        pcpu = counter(pcpus.get(str(n)))
+        number = str(n)
+        pcpu = counter(pcpus.get(number))
         if pcpu is not None:
             fields["pcpu"] = pcpu
         cpuset = affinity(facts, n)
@@ -84,7 +86,7 @@ def vm_vcpus(view: DomainView) -> List[Point]:
             fields["affinity"] = cpuset
         for add in adding:
             fields.update(add(stats, prefix, own.get(prefix) or {}))
-        points.append(Point("vm_vcpus", with_tags(view.tags, ("vcpu", str(n))), fields))
+        points.append(Point("vm_vcpus", with_tags(view.tags, ("vcpu", number)), fields))
     return points
 
 
