@@ -46,7 +46,11 @@ def vcpu_stats(stats: Stats) -> Dict[str, Dict[str, StatValue]]:
         if key.startswith("vcpu."):
             end = key.find(".", 5)  # vcpu.current and vcpu.maximum have none
             if end > 5:
-                own.setdefault(key[: end + 1], {})[key[end + 1 :]] = value
+                prefix = key[: end + 1]  # no setdefault: it built an empty dict for every key
+                of_vcpu = own.get(prefix)
+                if of_vcpu is None:
+                    of_vcpu = own[prefix] = {}
+                of_vcpu[key[end + 1 :]] = value
     return own
 
 
