@@ -39,7 +39,8 @@ def vcpu_stats(stats: Stats) -> Dict[str, Dict[str, StatValue]]:
     """Each vCPU's own stats by its prefix ``vcpu.<n>.``, keys without the prefix, in one pass over the domain's keys.
 
     What the groups' vcpu_fields read: the kvm group scanned every key of the domain once per vCPU for its
-    own (callgrind, 200 synthetic domains with 8 vCPUs, every group on: shape 2,861 K -> 2,217 K instructions per domain).
+    own (callgrind, 200 synthetic domains with 8 vCPUs, every group on: shape 2,861 K -> 2,217 K instructions
+    per domain).
     """
     own: Dict[str, Dict[str, StatValue]] = {}
     for key, value in stats.items():
