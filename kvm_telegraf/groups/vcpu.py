@@ -11,10 +11,9 @@ from typing import Any, Dict, List, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.fields import counter, with_tags
-from kvm_telegraf.group import DomainView, Group, Stats, or_none
+from kvm_telegraf.group import DomainView, Group, or_none
 from kvm_telegraf.libvirt_facts import STATS_VCPU
 from kvm_telegraf.points import INT64_MAX, FieldValue, Point
-from kvm_telegraf.snapshot import StatValue
 
 VCPU_FIELDS = (("state", "state"), ("time_ns", "time"), ("wait_ns", "wait"), ("delay_ns", "delay"))
 
@@ -35,26 +34,6 @@ def affinity(facts: Optional[DomainFacts], vcpu: int) -> Optional[str]:
     return facts.vcpu_cpuset
 
 
-def vcpu_stats(stats: Stats) -> Dict[str, Dict[str, StatValue]]:
-    """Each vCPU's own stats by its prefix ``vcpu.<n>.``, keys without the prefix, in one pass over the domain's keys.
-
-    What the groups' vcpu_fields read: the kvm group scanned every key of the domain once per vCPU for its
-    own (callgrind, 200 synthetic domains with 8 vCPUs, every group on: shape 2,861 K -> 2,217 K instructions
-    per domain).
-    """
-    own: Dict[str, Dict[str, StatValue]] = {}
-    for key, value in stats.items():
-        if key.startswith("vcpu."):
-            end = key.find(".", 5)  # vcpu.current and vcpu.maximum have none
-            if end > 5:
-                prefix = key[: end + 1]  # no setdefault: it built an empty dict for every key
-                of_vcpu = own.get(prefix)
-                if of_vcpu is None:
-                    of_vcpu = own[prefix] = {}
-                of_vcpu[key[end + 1 :]] = value
-    return own
-
-
 def vm_vcpus(view: DomainView) -> List[Point]:
     """One point per vCPU of a running domain: state, times, current pCPU, affinity (and what other groups add).
 
@@ -66,8 +45,8 @@ def vm_vcpus(view: DomainView) -> List[Point]:
     stats = domain.stats
     facts = domain.config.facts if domain.config is not None else None
     pcpus = domain.calls.get("pcpus", {})
-    adding = [group.vcpu_fields for group in view.groups if group.vcpu_fields is not None]
-    own = vcpu_stats(stats) if adding else {}
+    # each group's fields for every vCPU at once: one pass over the domain's keys, not one per vCPU
+    adding = [group.vcpu_fields(stats) for group in view.groups if group.vcpu_fields is not None]
     points = []
     for n in range(counter(stats.get("vcpu.maximum")) or 0):
         prefix = f"vcpu.{n}."
@@ -89,8 +68,10 @@ def vm_vcpus(view: DomainView) -> List[Point]:
         cpuset = affinity(facts, n)
         if cpuset:
             fields["affinity"] = cpuset
-        for add in adding:
-            fields.update(add(stats, prefix, own.get(prefix) or {}))
+        for added in adding:
+            of_vcpu = added.get(number)
+            if of_vcpu:
+                fields.update(of_vcpu)
         points.append(Point("vm_vcpus", with_tags(view.tags, ("vcpu", number)), fields))
     return points
 
