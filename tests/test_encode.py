@@ -93,7 +93,8 @@ def test_the_same_keys_with_other_value_types_print_each_type_its_own_way():
         Point("m", (), {"v": "1"}),
         Point("m", (), {"v": 1.0}),
     ]
-    assert encoder.encode(batch, 1).splitlines() == ["m v=1i 1", "m v=true 1", 'm v="1" 1', "m v=1 1"]
+    for _ in range(2):  # the second batch finds each layout cached
+        assert encoder.encode(batch, 1).splitlines() == ["m v=1i 1", "m v=true 1", 'm v="1" 1', "m v=1 1"]
 
 
 def test_a_field_key_that_escapes_to_nothing_is_dropped_and_the_others_print_in_every_batch():

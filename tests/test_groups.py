@@ -216,6 +216,20 @@ def test_kvm_counters_keep_bare_names_and_instant_ones_their_suffix(recorded):
     assert vcpu.fields["kvm_exits"] > 0 and vcpu.fields["kvm_blocking_cur"] in (True, False)
 
 
+def test_each_of_eleven_vcpus_gets_its_own_kvm_counters_and_no_other_vcpus(recorded):
+    domain = domain_named(recorded[0], "ktkvm-")
+    own = {k[len("vcpu.0.") :]: v for k, v in domain.stats.items() if k.startswith("vcpu.0.")}
+    stats = dict(domain.stats, **{"vcpu.current": 11, "vcpu.maximum": 11})
+    for n in range(11):  # vcpu.1. is a prefix of vcpu.10.'s keys as text, not as libvirt's numbering
+        stats.update({f"vcpu.{n}.{key}": value for key, value in own.items()})
+        stats[f"vcpu.{n}.exits.sum"] = 1000 + n
+    points = points_of(dataclasses.replace(domain, stats=stats), recorded[0], groups=resolve(["kvm", "vcpu"]))
+    vcpus = only(points, "vm_vcpus")
+    assert [p.fields["kvm_exits"] for p in vcpus] == [1000 + n for n in range(11)]
+    kvm_names = [sorted(name for name in p.fields if name.startswith("kvm_")) for p in vcpus]
+    assert kvm_names == [kvm_names[0]] * 11 and len(kvm_names[0]) == len([k for k in own if k.endswith(".sum")]) + 2
+
+
 def test_kvm_counters_go_on_vm_vcpus_only_when_vcpu_is_on_too(recorded):
     points = points_of(domain_named(recorded[0], "ktkvm-"), recorded[0], groups=resolve(["kvm"]))
     assert not only(points, "vm_vcpus") and "kvm_exits" not in only(points, "vm_totals")[0].fields

@@ -368,3 +368,23 @@ def test_a_domain_with_twenty_nics_and_twenty_disks_reports_each_and_sums_all(ru
     totals = points["vm_totals"][0].fields
     assert totals["net_rx_bytes"] == 20 * running.stats["net.0.rx.bytes"]
     assert totals["disk_write_bytes"] == 20 * running.stats["block.0.wr.bytes"]
+
+
+def test_a_domain_with_forty_vcpus_sums_and_rates_every_one_of_them(running):
+    def forty_vcpus(time_ns):
+        def change(stats):
+            for n in range(40):
+                stats.update(
+                    {f"vcpu.{n}.state": 1, f"vcpu.{n}.time": time_ns, f"vcpu.{n}.wait": 3, f"vcpu.{n}.delay": 5}
+                )
+            stats["vcpu.current"] = stats["vcpu.maximum"] = 40
+
+        return change
+
+    # the 40th vCPU lies past any prebuilt table of keys: every vCPU busy the whole second, 40 vCPUs: 100 %
+    before = with_stats(running, forty_vcpus(0))
+    after = with_stats(running, forty_vcpus(1_000_000_000))
+    _, history = shape_snapshot(Snapshot(1_000_000_000, (before,), started_ns=1_000_000_000), {})
+    points, _ = shape_snapshot(Snapshot(2_000_000_000, (after,), started_ns=2_000_000_000), history)
+    totals = next(p for p in points if p.measurement == "vm_totals").fields
+    assert (totals["vcpu_wait_ns"], totals["vcpu_delay_ns"], totals["cpu_percent"]) == (120, 200, 100.0)

@@ -6,7 +6,7 @@ with its mode, period and start; a dirty-ring calculation also gives each vCPU's
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Dict, Optional
 
 from kvm_telegraf.domain_xml import DomainFacts
 from kvm_telegraf.fields import counter
@@ -38,10 +38,14 @@ def dirtyrate_fields(view: DomainView) -> Fields:
     return fields
 
 
-def vcpu_rate(stats: Stats, prefix: str) -> Fields:
-    """One vCPU's dirty rate (``prefix`` is ``vcpu.<n>.``): a dirty-ring calculation reports it per vCPU."""
-    rate = counter(stats.get(f"dirtyrate.{prefix}megabytes_per_second"))
-    return {"dirtyrate_mib_per_s": rate} if rate is not None else {}
+def vcpu_rates(stats: Stats) -> Dict[str, Fields]:
+    """Each vCPU's dirty rate, by vCPU number: a dirty-ring calculation reports it per vCPU."""
+    rates: Dict[str, Fields] = {}
+    for n in range(counter(stats.get("vcpu.maximum")) or 0):
+        rate = counter(stats.get(f"dirtyrate.vcpu.{n}.megabytes_per_second"))
+        if rate is not None:
+            rates[str(n)] = {"dirtyrate_mib_per_s": rate}
+    return rates
 
 
 def enabled(stats: Stats, _facts: Optional[DomainFacts]) -> bool:
@@ -54,7 +58,7 @@ GROUP = Group(
     since=7_002_000,
     bits=STATS_DIRTYRATE,
     totals_fields=dirtyrate_fields,
-    vcpu_fields=vcpu_rate,
+    vcpu_fields=vcpu_rates,
     enabled=enabled,
     enable_hint="virsh domdirtyrate-calc DOMAIN (a read-write call; kvm-telegraf never starts one)",
 )
