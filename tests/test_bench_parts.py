@@ -164,13 +164,25 @@ def test_the_replayer_prints_the_recorded_batch_once_per_newline_under_a_new_tim
 
 
 def test_the_floor_makes_the_bulk_call_before_each_replayed_batch(tmp_path):
+    import libvirt
+
+    try:
+        libvirt.openReadOnly("test:///default").getAllDomainStats(libvirt.VIR_DOMAIN_STATS_STATE, 0)
+    except libvirt.libvirtError as exc:  # libvirt 7.0's test driver (the bullseye tree) has no bulk stats
+        pytest.skip(f"this libvirt's test driver cannot answer the bulk call: {exc}")
     batch = tmp_path / "batch.lp"
     batch.write_text("vm_metrics,vm=a state=1i 1700000000000000000\n")
     argv = [sys.executable, str(REPLAY), str(batch), "test:///default", "test", str(DEFAULT_STATS)]
     done = subprocess.run(argv, input="\n\n", capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert [line.rsplit(" ", 1)[0] for line in done.stdout.splitlines()] == ["vm_metrics,vm=a state=1i"] * 2
-    refused = subprocess.run([*argv[:3], "test:///nowhere", "test", "1"], input="\n", capture_output=True, text=True)
+
+
+def test_the_floor_prints_no_batch_without_its_bulk_call(tmp_path):
+    batch = tmp_path / "batch.lp"
+    batch.write_text("vm_metrics,vm=a state=1i 1700000000000000000\n")
+    argv = [sys.executable, str(REPLAY), str(batch), "test:///nowhere", "test", "1"]
+    refused = subprocess.run(argv, input="\n", capture_output=True, text=True, timeout=30)
     assert refused.returncode != 0 and refused.stdout == ""  # no connection: no batch, not a batch without the call
 
 
