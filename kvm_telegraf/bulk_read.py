@@ -35,8 +35,7 @@ from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import STATE_RUNNING, STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
-from kvm_telegraf.worker import Worker, answer_by
+from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
 
 log = get_logger(__name__)
 
@@ -168,7 +167,7 @@ class TieredRead:
         future = None if carried_over else self._full.submit(lambda: self._full_call(conn, stats, flags))
         if future is not None:
             self._full_started = started
-            with contextlib.suppress(FutureTimeout):
+            with contextlib.suppress(CallTimeoutError):
                 return answer_by(future, started + self.timeout_s), FULL, carried_over
         chosen = self.chosen
         # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
@@ -184,7 +183,7 @@ class TieredRead:
         for future, tier, grace_s in fallbacks:
             if future is None:  # its call of an earlier cycle is still out
                 continue
-            with contextlib.suppress(FutureTimeout):
+            with contextlib.suppress(CallTimeoutError):
                 return answer_by(future, started + self.timeout_s + grace_s), tier, carried_over
         raise LibvirtUnavailableError(
             f"libvirt answered no stats call within {self.timeout_s + STATE_GRACE_S:g}s, not even for the state alone"

@@ -44,8 +44,7 @@ from kvm_telegraf.libvirt_facts import (
 from kvm_telegraf.redact import redact_argv
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
-from kvm_telegraf.worker import Worker, answer_by
+from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
 
 OK, NOTE, WARN, FAIL = "ok", "note", "warn", "FAIL"
 
@@ -289,7 +288,7 @@ def state_probe_s(conn: Any, cap_s: float) -> float:
     started = time.monotonic()
     future = Worker("doctor-state-probe").submit(lambda: conn.getAllDomainStats(STATS_STATE, 0))
     if future is not None:  # always: a new worker is never busy
-        with contextlib.suppress(FutureTimeout):
+        with contextlib.suppress(CallTimeoutError):
             answer_by(future, started + cap_s)
     return time.monotonic() - started
 

@@ -21,8 +21,7 @@ from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, error_code
 from kvm_telegraf.log import clip, get_logger
 from kvm_telegraf.snapshot import DomainConfig, nic_taps
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
-from kvm_telegraf.worker import Worker, answer_by
+from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
 
 log = get_logger(__name__)
 
@@ -107,7 +106,7 @@ class ConfigCache:
         if wanted:
             future = self._worker.submit(lambda: self._read(wanted, now))
             if future is not None:
-                with contextlib.suppress(FutureTimeout):
+                with contextlib.suppress(CallTimeoutError):
                     answer_by(future, deadline)
             self._merge()
         configs = {}

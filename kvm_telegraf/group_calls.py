@@ -23,8 +23,7 @@ from kvm_telegraf.group import Group, HostMemo, OwnCalls, RawStats
 from kvm_telegraf.libvirt_facts import version_text
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.snapshot import DomainConfig
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
-from kvm_telegraf.worker import Worker, answer_by
+from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
 
 log = get_logger(__name__)
 
@@ -155,7 +154,7 @@ class GroupCalls:
         self._runs[free[0]] = run
         future = self._workers[free[0]].submit(lambda: self._calls(conn, asked, run))
         if future is not None:
-            with contextlib.suppress(FutureTimeout):
+            with contextlib.suppress(CallTimeoutError):
                 answer_by(future, deadline)
         return run.taken()  # what came in by the deadline; the rest of a late run is never read
 

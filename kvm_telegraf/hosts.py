@@ -22,8 +22,7 @@ from kvm_telegraf.collect import COLLECT_GRACE_S, Collector
 from kvm_telegraf.connection import LibvirtUnavailableError, redact_uri
 from kvm_telegraf.log import HOST_THREAD_PREFIX, get_logger
 from kvm_telegraf.snapshot import Snapshot
-from kvm_telegraf.worker import Call, Worker
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
+from kvm_telegraf.worker import Call, CallTimeoutError, Worker
 
 log = get_logger(__name__)
 
@@ -94,7 +93,7 @@ class HostSet:
                 continue
             try:
                 answered.append((host, future.result(timeout=max(0.0, deadline - self._monotonic()))))
-            except FutureTimeout:
+            except CallTimeoutError:
                 failed.append((host, log.warning, f"did not answer within {self.deadline_s:g}s"))
             except Exception as exc:  # LibvirtUnavailableError, or a bug: either costs this host only
                 text = str(exc) if isinstance(exc, LibvirtUnavailableError) else f"{type(exc).__name__}: {exc}"

@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Optional, Tuple
 
 
-class FutureTimeoutError(Exception):
+class CallTimeoutError(Exception):
     """The call's answer was not in by the caller's deadline (the call goes on).
 
     Our own, not concurrent.futures' TimeoutError: that module keeps 3 modules and some 0.1 MiB in the process.
@@ -41,12 +41,12 @@ class Call:
         return self._outcome is not None or not self._box.empty()
 
     def result(self, timeout: Optional[float] = None) -> Any:
-        """The call's result within *timeout* seconds; FutureTimeoutError if not in by then; its exceptions."""
+        """The call's result within *timeout* seconds; CallTimeoutError if not in by then; its exceptions."""
         if self._outcome is None:
             try:
                 self._outcome = self._box.get(timeout=timeout)
             except queue.Empty:
-                raise FutureTimeoutError from None
+                raise CallTimeoutError from None
         answered, value = self._outcome
         if answered:
             return value
@@ -99,5 +99,5 @@ class Worker:
 
 
 def answer_by(future: Call, deadline: float, monotonic: Callable[[], float] = time.monotonic) -> Any:
-    """The call's result if it is in by *deadline* (a monotonic time); FutureTimeoutError if not; its exceptions."""
+    """The call's result if it is in by *deadline* (a monotonic time); CallTimeoutError if not; its exceptions."""
     return future.result(timeout=max(0.0, deadline - monotonic()))

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from kvm_telegraf.worker import FutureTimeoutError as FutureTimeout
-from kvm_telegraf.worker import Worker, answer_by
+from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
 
 
 def test_an_answer_in_time_is_returned_and_the_worker_is_free_again():
@@ -25,7 +24,7 @@ def test_a_call_late_for_its_deadline_is_left_running_and_the_worker_takes_no_ot
     call = worker.submit(lambda: release.wait(10) and "late")
     assert call is not None
     started = time.monotonic()
-    with pytest.raises(FutureTimeout):
+    with pytest.raises(CallTimeoutError):
         answer_by(call, started + 0.05)
     assert time.monotonic() - started < 1
     assert worker.busy and worker.submit(lambda: "next") is None
@@ -40,7 +39,7 @@ def test_a_deadline_already_past_gives_up_at_once_without_losing_the_answer():
     worker = Worker("test-worker")
     call = worker.submit(lambda: time.sleep(0.05) or "done")
     assert call is not None
-    with pytest.raises(FutureTimeout):
+    with pytest.raises(CallTimeoutError):
         answer_by(call, time.monotonic() - 1)
     assert call.result(timeout=5) == "done"
     assert call.result(timeout=0) == "done"  # taken once, kept for later asks
