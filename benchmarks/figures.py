@@ -23,6 +23,7 @@ class Results:
     guests: int
     cycles: int
     load: List[PartLoad]
+    filtered: bool = False  # whether kvm-telegraf ran with --domain in some part (other domains on the host)
     peers: Optional[PeersResult] = None
     same: Dict[str, Optional[Dict[str, Any]]] = field(default_factory=dict)  # label -> same_process.py's answer
     memory: Dict[str, Optional[Dict[str, Any]]] = field(default_factory=dict)  # rss, heap -> memory.py's answer

@@ -101,6 +101,9 @@ def render(r: Results) -> str:
             f"QEMU {m['qemu']}, Python {m['python']}, Telegraf {m['telegraf']}.",
             f"Run: {m['date']}; {r.guests} paused lab guests among {domains} domains on the host (other labs' too); "
             f"{r.cycles} rounds per part. The machine's load during each part is in the last table.",
+            "kvm-telegraf ran with `--domain` in a part (other domains on the host): its cycles listed the domains."
+            if r.filtered
+            else "kvm-telegraf ran as an operator's default, no `--domain`: the host held only the bench's guests.",
         ],
         targets(r),
         ["### Telegraf + kvm-telegraf per gather, in parts (five Telegrafs at once, a cgroup each)"],

@@ -96,7 +96,7 @@ def record_batch(argv: Sequence[str], path: Path, timeout: float = 30.0) -> int:
 def blocks(names: Sequence[str], argv: Sequence[str], batch: Path, interval_s: float) -> Dict[str, str]:
     offsets = {name: share * interval_s for name, (_, share) in SETUPS.items()}
     replay = [sys.executable, str(REPLAY), str(batch)]
-    glob = argv[argv.index("--domain") + 1]
+    glob = argv[argv.index("--domain") + 1] if "--domain" in argv else "*"  # the floor reads what ours reads
     return {
         "kvm-telegraf": execd_input(argv, offsets["kvm-telegraf"]),
         "replay": execd_input(replay, offsets["replay"]),

@@ -232,3 +232,28 @@ def test_the_python_heap_is_put_down_to_the_package_or_stdlib_module_that_alloca
     assert package_of("/usr/lib/python3.11/logging/__init__.py") == "stdlib:logging"
     assert package_of("/usr/lib/python3.11/dataclasses.py") == "stdlib:dataclasses"
     assert package_of("<frozen importlib._bootstrap_external>").startswith("code objects")
+
+
+def test_kvm_telegraf_runs_as_an_operators_default_when_the_host_holds_only_the_benchs_guests():
+    from benchmarks.bench import as_operators_run  # its module imports the Telegraf harness: only here
+
+    assert as_operators_run("kvm-telegraf", "te*", "test:///default") == ["kvm-telegraf"]  # its one domain: "test"
+
+
+def test_kvm_telegraf_keeps_other_domains_out_with_a_domain_glob_when_the_host_has_them():
+    from benchmarks.bench import as_operators_run
+
+    argv = as_operators_run("kvm-telegraf", "ktbench-*", "test:///default")
+    assert argv == ["kvm-telegraf", "--domain", "ktbench-*"]
+
+
+def test_the_in_process_rounds_leave_the_filter_out_only_when_every_domain_matches():
+    import libvirt
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))  # same_process's own imports
+    try:
+        from benchmarks.same_process import only_these
+    finally:
+        sys.path.pop(0)
+    conn = libvirt.openReadOnly("test:///default")
+    assert only_these(conn, "te*") and not only_these(conn, "ktbench-*")
