@@ -101,7 +101,14 @@ def in_process(same: Optional[Dict[str, Any]]) -> Dict[str, Optional[float]]:
     }
     for stage in STAGES:
         out[stage] = median(same["stages"][stage])
+    out["print_floor"] = median(same.get("print_floor_s"))
     return out
+
+
+def room_beyond_floor(total: float, ours: float, theirs: float, floor_process: float, limit: float) -> float:
+    """CPU per gather our process may spend beyond the floor's process (the bare call, one write) for Telegraf +
+    kvm-telegraf to stay within *limit* times Telegraf + inputs.libvirt, Telegraf's own side as measured."""
+    return limit * theirs - (total - ours) - floor_process
 
 
 def telegraf_ratio(run: Optional[TelegrafRun]) -> Optional[float]:

@@ -107,7 +107,7 @@ def render(r: Results) -> str:
         ],
         targets(r),
         ["### Telegraf + kvm-telegraf per gather, in parts (five Telegrafs at once, a cgroup each)"],
-        telegraf_split(r),
+        telegraf_split(r, {"4 running": TELEGRAF_SMALL_MAX, f"{r.guests} paused": TELEGRAF_PAUSED_MAX}),
         ["### Our process per cycle, in one process (`same_process.py`, `time.process_time_ns()`)"],
         process_split(r),
         ["### Resident memory, from a bare interpreter to a running pipeline (`memory.py`)"],

@@ -5,7 +5,7 @@ Pure: the figures in (figures.Results), Markdown lines out; a part that failed s
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from benchmarks.agreement import Agreement
 from benchmarks.figures import (
@@ -18,13 +18,15 @@ from benchmarks.figures import (
     fmt_share,
     in_process,
     ratio,
+    room_beyond_floor,
     telegraf_ratio,
 )
 from benchmarks.host import PartLoad
 from benchmarks.vs_telegraf import split
 
 
-def telegraf_split(r: Results) -> List[str]:
+def telegraf_split(r: Results, limits: Dict[str, float]) -> List[str]:
+    """The parts per gather; *limits*: each label's target, for the room it leaves beyond the floor."""
     runs = {label: run for label, run in r.telegraf.items() if run is not None}
     if not runs:
         return ["Telegraf side by side: not measured (see the bench's log)."]
@@ -40,6 +42,11 @@ def telegraf_split(r: Results) -> List[str]:
         )
 
     same = {label: in_process(r.same.get(label)) for label in labels}
+
+    def room(label: str) -> float:
+        p = parts[label]
+        return room_beyond_floor(p.total, p.ours, p.theirs_total, p.floor_process, limits[label])
+
     return [
         "| Per gather | " + " | ".join(labels) + " |",
         "|---|" + "---|" * len(labels),
@@ -61,6 +68,14 @@ def telegraf_split(r: Results) -> List[str]:
         ),
         row("  of which the floor's process (schedstat)", lambda label: fmt_ms(parts[label].floor_process)),
         row("Ratio, the floor's setup to inputs.libvirt's", lambda label: fmt_ratio(floor_ratio(runs[label]))),
+        row(
+            "The target's room for our process beyond the floor's (collect, shape, encode, the cycle's fixed cost)",
+            lambda label: f"{fmt_ms(room(label), 3)} at {limits[label]:.1f}x" if label in limits else "no target",
+        ),
+        row(
+            "  printing the batch's values, nothing else (in one process: `PrintFloor`)",
+            lambda label: fmt_ms(same[label].get("print_floor"), 3) if same[label] else "n/a",
+        ),
         row("The replayer's own CPU (subtracted above)", lambda label: fmt_ms(runs[label].child_s["replay"], 3)),
         row(
             "Lines / fields per gather, ours; theirs",

@@ -11,10 +11,11 @@ import pytest
 
 from benchmarks.callgrind import part_totals, per_stage
 from benchmarks.cgroup import CpuGroup, hierarchy, usage_ns
-from benchmarks.figures import Results, floor_ratio, in_process, telegraf_ratio
+from benchmarks.figures import Results, floor_ratio, in_process, room_beyond_floor, telegraf_ratio
 from benchmarks.host import PartLoad, busy_share
 from benchmarks.memory import package_of
 from benchmarks.table import render, targets
+from benchmarks.table_parts import telegraf_split
 from benchmarks.vs_peers import PeersResult, Series
 from benchmarks.vs_telegraf import TelegrafRun, chunk_s, split
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS
@@ -257,3 +258,30 @@ def test_the_in_process_rounds_leave_the_filter_out_only_when_every_domain_match
         sys.path.pop(0)
     conn = libvirt.openReadOnly("test:///default")
     assert only_these(conn, "te*") and not only_these(conn, "ktbench-*")
+
+
+def test_the_room_a_target_leaves_is_its_share_of_theirs_less_telegrafs_side_and_the_floors_process():
+    # 0.8 x 6.3 ms, less Telegraf's side of ours (7.5 - 4.6 ms), less the floor's process (1.5 ms): 0.64 ms
+    assert room_beyond_floor(0.0075, 0.0046, 0.0063, 0.0015, 0.8) == pytest.approx(0.00064)
+    runs = {"20 paused": telegraf_run(), "60 paused": telegraf_run("60 paused")}
+    table = "\n".join(
+        telegraf_split(Results(machine={}, guests=20, cycles=30, load=[], telegraf=runs), {"20 paused": 0.8})
+    )
+    assert "| The target's room for our process beyond the floor's" in table
+    assert "| 0.640 ms at 0.8x | no target |" in table
+
+
+def test_the_print_floor_times_only_a_cycle_whose_points_it_has_seen_before():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from benchmarks.same_process import PrintFloor, template
+    finally:
+        sys.path.pop(0)
+    assert template("vm_metrics", (("vm", "a"),), ("state", "cpu%")) == "vm_metrics,vm=a state=%s,cpu%%=%s"
+    floor = PrintFloor()
+    points = [("vm_metrics", (("vm", "a"),), {"state": 1}, None)]
+    floor(points, 1)
+    assert floor.samples == []  # a first cycle: its templates are made, not timed
+    floor([("vm_metrics", (("vm", "a"),), {"state": 3}, None)], 2)
+    floor([("vm_metrics", (("vm", "b"),), {"state": 3}, None)], 3)  # another series: made again, not timed
+    assert len(floor.samples) == 1
