@@ -215,8 +215,13 @@ def test_a_frozen_guest_costs_one_warning_and_telegraf_still_writes_every_guest_
     assert during[lab[0]] == during[stuck], "the frozen guest is in every gather"
     assert len(during[stuck]) >= 4, f"{len(during[stuck])} gathers in {5 * INTERVAL:g}s"
     warnings = telegraf.plugin_log("W")
-    assert len(warnings) == 1 and stuck in warnings[0], warnings
+    assert len([w for w in warnings if stuck in w]) == 1, warnings
+    # A machine saturated by other work can miss the NOWAIT tier too: its own episode, said once, is no guest's fault.
+    assert all(stuck in w or SATURATED in w for w in warnings) and len(warnings) <= 2, warnings
     assert telegraf.plugin_log("E") == []
+
+
+SATURATED = "libvirt answered too slowly for the batch deadline"  # bulk_read.Episodes: the state-only tier's warning
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="stops and starts the system libvirtd")
