@@ -11,10 +11,12 @@ from benchmarks.agreement import MAPPING, agreement, theirs_by_key
 from benchmarks.figures import paired_median, verdict
 from benchmarks.peers import collectd_config
 from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
+from benchmarks.rss_floor import table
 from benchmarks.synthetic import kept_per_domain_kib, recorded_pairs, reference_batch, steady_host, synthetic_host
 from benchmarks.under_telegraf import parse
 from kvm_telegraf.groups import resolve
 from kvm_telegraf.shape import shape_snapshot
+from tests.harness.imports import modules_after
 
 
 def test_the_synthetic_host_replicates_recorded_domains_under_new_names_and_uuids():
@@ -153,3 +155,21 @@ def test_every_field_of_ours_in_the_migration_mapping_is_documented_in_the_readm
     readme = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     metrics = readme.split("## Metrics", 1)[1].split("## Example Output", 1)[0]
     assert [ours for _, _, _, ours, _ in MAPPING if f"`{ours}`" not in metrics] == []
+
+
+def test_the_run_path_floor_runs_the_pipeline_without_click_or_the_command_lines_modules():
+    loaded = modules_after("benchmarks.rss_contenders", ["run-path", "test:///default", "*"], stdin="\n")
+    assert "kvm_telegraf.pipeline" in loaded
+    assert {"click", "kvm_telegraf.cli", "kvm_telegraf.config"} & loaded == set()
+
+
+def test_the_logging_free_floor_runs_the_pipeline_on_a_stub_that_brings_none_of_loggings_imports():
+    loaded = modules_after("benchmarks.rss_contenders", ["run-path-nolog", "test:///default", "*"], stdin="\n")
+    assert "kvm_telegraf.pipeline" in loaded
+    assert {"traceback", "string", "click"} & loaded == set()  # the real logging imports the first two
+
+
+def test_the_floor_table_gives_each_process_its_median_and_its_distance_from_the_bare_call():
+    text = table({"bare call": [27.0, 27.4, 27.2], "kvm-telegraf": [34.1, 33.9, 34.0]})
+    assert "| bare call | 27.20 MiB | 27.00 to 27.40 | +0.00 MiB |" in text
+    assert "| kvm-telegraf | 34.00 MiB | 33.90 to 34.10 | +6.80 MiB |" in text

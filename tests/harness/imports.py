@@ -15,10 +15,16 @@ def modules_after_run(args: List[str], stdin: str = "") -> Set[str]:
 
     -S: without site, whose .pth files (the editable install's among them) import urllib.parse and more themselves.
     """
+    return modules_after("kvm_telegraf.cli", args, stdin)
+
+
+def modules_after(module: str, args: List[str], stdin: str = "") -> Set[str]:
+    """``sys.modules`` once *module*'s ``main(args)`` has returned or exited, fed *stdin*, from a fresh interpreter
+    (-S, as above)."""
     paths = [str(REPO), *(p for p in sys.path if "-packages" in p)]
     code = (
         f"import sys\nsys.path[:0] = {paths!r}\n"
-        "from kvm_telegraf.cli import main\n"
+        f"from {module} import main\n"
         f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
         "print('modules:', *sorted(sys.modules), file=sys.stderr)\n"
     )
