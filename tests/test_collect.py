@@ -141,6 +141,28 @@ def test_a_tap_the_cached_configuration_does_not_name_has_the_configuration_read
     assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
 
 
+def with_taps(snapshot: Snapshot, name: str, count: int, last_tap: str) -> Snapshot:
+    """*name* with *count* NICs in the stats, the last under *last_tap*."""
+
+    def nics(d):
+        if d.name != name:
+            return d
+        taps = {f"net.{i}.name": f"vnet{50 + i}" for i in range(count - 1)}
+        return dataclasses.replace(d, stats={**d.stats, **taps, "net.count": count, f"net.{count - 1}.name": last_tap})
+
+    return dataclasses.replace(snapshot, domains=tuple(map(nics, snapshot.domains)))
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 40], ids=lambda n: f"{n}-nics")
+def test_a_new_tap_on_any_nic_has_the_configuration_read_again_once_however_many_nics(count):
+    first, second = load_snapshots("lab-running.json")
+    cycles = [with_taps(first, "ktlab-02", count, "vnet98"), with_taps(second, "ktlab-02", count, "vnet99")]
+    collector, source, _ = collector_over(cycles)
+    for _ in range(3):
+        collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
+
+
 class AskedDomain:
     """A replayed domain that counts the identity accessors asked of it (each a call into libvirt-python)."""
 
@@ -277,6 +299,18 @@ def test_every_cycle_returns_by_the_deadline_whatever_the_calls_do(stalling, sta
         assert took < WITHIN_S, f"a cycle took {took:.2f}s with {sorted(stall)} blocking"
         assert [d.name for d in snapshot.domains] == ["ktlab-01", "ktlab-02"]
         assert all(d.stats["state.state"] == 1 for d in snapshot.domains), "state for every domain"
+
+
+def test_a_configuration_due_again_is_still_served_while_its_new_read_is_late(stalling):
+    clock = Clock()
+    host = stalling()
+    collector = deadline_collector(host, configs=ConfigCache(60, monotonic=clock))
+    first = collector.collect()
+    assert all(d.config is not None for d in first.domains)
+    host.stall, clock.now = {XML}, 61  # due for its refresh, and the read blocks
+    late, took = timed_collect(collector)
+    assert took < WITHIN_S
+    assert [d.config for d in late.domains] == [d.config for d in first.domains]
 
 
 def test_when_even_the_state_call_blocks_the_cycle_fails_by_the_deadline_instead_of_hanging(stalling):
