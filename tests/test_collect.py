@@ -7,6 +7,7 @@ real libvirtd, because only it raises the real error for a domain that vanished 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import subprocess
 import time
 from collections import Counter
@@ -403,6 +404,39 @@ def test_an_empty_host_without_a_filter_is_told_once_as_information(logged):
     collector.collect()
     collector.collect()
     assert logged == ["I! no domains on replay:///: batches stay empty until one is defined"]
+
+
+GLOBS = ("ktperf-*", "web?", "db[0-3]", "x[!a]y", "a.b", "a+(b)", "*\n*", "[", "", "*", "a|b", "\\", "é*")
+NAMES = (
+    "ktperf-01",
+    "web1",
+    "web12",
+    "db2",
+    "db5",
+    "xby",
+    "xay",
+    "a.b",
+    "axb",
+    "a+(b)",
+    "l1\nl2",
+    "[",
+    "",
+    "éa",
+    "a|b",
+    "a",
+    "\\",
+)
+
+
+@pytest.mark.parametrize("exclude", [(), ("*1",), ("web*", "db?")], ids=["no-exclude", "one-exclude", "two-excludes"])
+def test_the_filter_chooses_exactly_the_names_fnmatch_matches_whatever_the_globs(exclude):
+    for include in [(), *((glob,) for glob in GLOBS), GLOBS[:3], GLOBS[3:8]]:
+        chosen = DomainFilter(include, exclude)
+        for name in NAMES:
+            expected = (not include or any(fnmatch.fnmatchcase(name, glob) for glob in include)) and not any(
+                fnmatch.fnmatchcase(name, glob) for glob in exclude
+            )
+            assert chosen(name) == expected, (include, exclude, name)
 
 
 def test_the_filter_describes_itself_as_the_options_that_made_it():
