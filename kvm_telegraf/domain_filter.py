@@ -7,7 +7,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Callable, ClassVar, FrozenSet, Optional, Tuple
+from typing import Any, Callable, ClassVar, Optional, Tuple
 
 from kvm_telegraf.log import get_logger
 
@@ -65,15 +65,16 @@ class DeviceFilter(DomainFilter):
 
 
 class MatchNotes:
-    """Says once when no domain is left to report, and again only after the matches changed."""
+    """Says once when no domain is left to report, and again only after a cycle that had some."""
 
     def __init__(self, domain_filter: DomainFilter, where: str) -> None:
         self.domain_filter = domain_filter
         self.where = where  # the host, credentials left out
-        self._matched: Optional[FrozenSet[str]] = None
+        self._matched: Optional[int] = None
 
-    def note(self, matched: FrozenSet[str], total: int) -> None:
-        if not matched and self._matched != matched:
+    def note(self, matched: int, total: int) -> None:
+        """*matched* of the *total* domains on the host are reported this cycle (only none or some matters)."""
+        if not matched and self._matched != 0:
             if str(self.domain_filter):
                 log.warning("no domain matches %s (%d domains on %s)", self.domain_filter, total, self.where)
             else:
