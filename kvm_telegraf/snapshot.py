@@ -50,12 +50,27 @@ class DomainConfig:
         return taps <= {dev for dev, _ in facts.interfaces}
 
 
-def nic_taps(stats: Mapping[str, StatValue]) -> FrozenSet[str]:
-    """The host-side tap names the bulk stats report."""
+# libvirt's keys of the first NICs' tap names, made once: the cache check reads them for every domain each cycle.
+TAP_NAME_KEYS = tuple(tuple(f"net.{i}.name" for i in range(count)) for count in range(9))
+
+
+def tap_names(stats: Mapping[str, StatValue]) -> Tuple[StatValue, ...]:
+    """The bulk stats' tap name of each NIC, as libvirt sent it (None where it sent none): compared as they are.
+
+    A tuple from one C-level map over keys made once, where the check built each key and a set per domain:
+    the configuration cache's check per cycle, 14.4 K -> 6.8 K instructions per domain (issue #26, callgrind,
+    20 paused lab guests with 2 NICs each).
+    """
     count = stats.get("net.count")
-    if type(count) is not int:
-        return frozenset()
-    return frozenset(tap for tap in (stats.get(f"net.{i}.name") for i in range(count)) if isinstance(tap, str) and tap)
+    if type(count) is not int or count <= 0:
+        return ()
+    keys = TAP_NAME_KEYS[count] if count < len(TAP_NAME_KEYS) else tuple(f"net.{i}.name" for i in range(count))
+    return tuple(map(stats.get, keys))
+
+
+def tap_set(names: Tuple[StatValue, ...]) -> FrozenSet[str]:
+    """The host-side tap names among tap_names(): the set an XML must name."""
+    return frozenset(tap for tap in names if isinstance(tap, str) and tap)
 
 
 @dataclass

@@ -7,6 +7,7 @@ real libvirtd, because only it raises the real error for a domain that vanished 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import subprocess
 import time
 from collections import Counter
@@ -137,6 +138,28 @@ def test_a_tap_the_cached_configuration_does_not_name_has_the_configuration_read
     first, second = load_snapshots("lab-running.json")
     collector, source, _ = collector_over([first, with_new_tap(second, "ktlab-02", "vnet99")])
     for _ in range(3):  # the third cycle does not read it again, although the XML still lacks the tap
+        collector.collect()
+    assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
+
+
+def with_taps(snapshot: Snapshot, name: str, count: int, last_tap: str) -> Snapshot:
+    """*name* with *count* NICs in the stats, the last under *last_tap*."""
+
+    def nics(d):
+        if d.name != name:
+            return d
+        taps = {f"net.{i}.name": f"vnet{50 + i}" for i in range(count - 1)}
+        return dataclasses.replace(d, stats={**d.stats, **taps, "net.count": count, f"net.{count - 1}.name": last_tap})
+
+    return dataclasses.replace(snapshot, domains=tuple(map(nics, snapshot.domains)))
+
+
+@pytest.mark.parametrize("count", [1, 8, 9, 40], ids=lambda n: f"{n}-nics")
+def test_a_new_tap_on_any_nic_has_the_configuration_read_again_once_however_many_nics(count):
+    first, second = load_snapshots("lab-running.json")
+    cycles = [with_taps(first, "ktlab-02", count, "vnet98"), with_taps(second, "ktlab-02", count, "vnet99")]
+    collector, source, _ = collector_over(cycles)
+    for _ in range(3):
         collector.collect()
     assert source.xml_reads == Counter({"ktlab-01": 1, "ktlab-02": 2})
 
@@ -279,6 +302,18 @@ def test_every_cycle_returns_by_the_deadline_whatever_the_calls_do(stalling, sta
         assert all(d.stats["state.state"] == 1 for d in snapshot.domains), "state for every domain"
 
 
+def test_a_configuration_due_again_is_still_served_while_its_new_read_is_late(stalling):
+    clock = Clock()
+    host = stalling()
+    collector = deadline_collector(host, configs=ConfigCache(60, monotonic=clock))
+    first = collector.collect()
+    assert all(d.config is not None for d in first.domains)
+    host.stall, clock.now = {XML}, 61  # due for its refresh, and the read blocks
+    late, took = timed_collect(collector)
+    assert took < WITHIN_S
+    assert [d.config for d in late.domains] == [d.config for d in first.domains]
+
+
 def test_when_even_the_state_call_blocks_the_cycle_fails_by_the_deadline_instead_of_hanging(stalling):
     collector = deadline_collector(stalling(stall={FULL, NOWAIT, STATE}))
     for _ in range(2):
@@ -369,6 +404,39 @@ def test_an_empty_host_without_a_filter_is_told_once_as_information(logged):
     collector.collect()
     collector.collect()
     assert logged == ["I! no domains on replay:///: batches stay empty until one is defined"]
+
+
+GLOBS = ("ktperf-*", "web?", "db[0-3]", "x[!a]y", "a.b", "a+(b)", "*\n*", "[", "", "*", "a|b", "\\", "é*")
+NAMES = (
+    "ktperf-01",
+    "web1",
+    "web12",
+    "db2",
+    "db5",
+    "xby",
+    "xay",
+    "a.b",
+    "axb",
+    "a+(b)",
+    "l1\nl2",
+    "[",
+    "",
+    "éa",
+    "a|b",
+    "a",
+    "\\",
+)
+
+
+@pytest.mark.parametrize("exclude", [(), ("*1",), ("web*", "db?")], ids=["no-exclude", "one-exclude", "two-excludes"])
+def test_the_filter_chooses_exactly_the_names_fnmatch_matches_whatever_the_globs(exclude):
+    for include in [(), *((glob,) for glob in GLOBS), GLOBS[:3], GLOBS[3:8]]:
+        chosen = DomainFilter(include, exclude)
+        for name in NAMES:
+            expected = (not include or any(fnmatch.fnmatchcase(name, glob) for glob in include)) and not any(
+                fnmatch.fnmatchcase(name, glob) for glob in exclude
+            )
+            assert chosen(name) == expected, (include, exclude, name)
 
 
 def test_the_filter_describes_itself_as_the_options_that_made_it():
