@@ -29,9 +29,9 @@ import math
 import re
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
+from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Fields, Layout, Point, Tags
 
 _CONTROL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 _NAME_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ "})
@@ -130,7 +130,7 @@ class LineEncoder:
 
     def __init__(self) -> None:
         self._prefixes: Dict[Tuple[str, Tags], str] = {}
-        self._layouts: Dict[FieldsLayout, Optional[_Template]] = {}
+        self._layouts: Dict[Union[FieldsLayout, Layout], Optional[_Template]] = {}
 
     def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
         """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
@@ -144,12 +144,18 @@ class LineEncoder:
         suffix = f" {timestamp_ns}\n"
         lines = []
         for measurement, tags, fields, own_timestamp in points:
-            values = tuple(fields.values())
-            layout = (tuple(fields), tuple(map(type, values)))
-            template = layouts.get(layout, _UNSEEN)
-            if template is _UNSEEN:
-                template = layouts[layout] = _Template.of(layout)
-            body = template.format(values) if template is not None else None
+            if type(fields) is Fields:  # shape's plans: the layout is shared, found by identity; ints in range
+                template = layouts.get(fields.layout, _UNSEEN)
+                if template is _UNSEEN:
+                    template = layouts[fields.layout] = _Template.of((fields.layout.keys, fields.layout.types))
+                body = template.fill(fields.values) if template is not None else None
+            else:
+                values = tuple(fields.values())
+                layout = (tuple(fields), tuple(map(type, values)))
+                template = layouts.get(layout, _UNSEEN)
+                if template is _UNSEEN:
+                    template = layouts[layout] = _Template.of(layout)
+                body = template.format(values) if template is not None else None
             if body is None:
                 body = _field_by_field(fields)
                 if not body:
@@ -203,6 +209,10 @@ class _Template:
         ints = values if self.ints is None else self.ints(values)
         if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
             return None
+        return self.fill(values)
+
+    def fill(self, values: Tuple[FieldValue, ...]) -> Optional[str]:
+        """format() of values whose ints are within int64 already (a Fields' are: no check again)."""
         if not self.others:
             return self.text % values
         args = list(values)
