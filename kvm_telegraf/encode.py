@@ -31,7 +31,7 @@ from operator import itemgetter, methodcaller
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Fields, Layout, Point, Tags
+from kvm_telegraf.points import INT64_MAX, INT64_MIN, Fields, FieldValue, Layout, Point, Tags
 
 _CONTROL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 _NAME_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ "})

@@ -58,8 +58,7 @@ def shape_domain(
     """
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
-    plan = plans.plan(domain) if plans is not None else None
-    planned = plan.shape(domain, snapshot, previous, tags, extra) if plan is not None else None
+    planned = plans.shape(domain, snapshot, previous, tags, extra) if plans is not None else None
     if planned is not None:
         points, reading = planned
         if devices.active:

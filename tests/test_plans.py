@@ -56,7 +56,9 @@ def test_every_recorded_snapshot_gives_the_same_points_through_its_plans(name):
 def test_nova_metadata_tags_and_a_hypervisor_tag_are_the_same_through_plans():
     cycles = snapshots_from_json((SNAPSHOTS / "nova-metadata.json").read_text(), NOVA_TAGS)
     assert_both_paths_agree(cycles)
-    assert_both_paths_agree([each_domain(cycle, lambda d: dataclasses.replace(d, hypervisor="kvm-07")) for cycle in cycles])
+    assert_both_paths_agree(
+        [each_domain(cycle, lambda d: dataclasses.replace(d, hypervisor="kvm-07")) for cycle in cycles]
+    )
 
 
 def test_a_device_filter_leaves_out_the_same_devices_through_plans():
@@ -132,7 +134,7 @@ def copy_device(stats: dict, kind: str, source: int, target: int, name: str) -> 
     prefix = f"{kind}.{source}."
     for key, value in list(stats.items()):
         if key.startswith(prefix):
-            stats[f"{kind}.{target}.{key[len(prefix):]}"] = value
+            stats[f"{kind}.{target}.{key[len(prefix) :]}"] = value
     stats[f"{kind}.{target}.name"] = name
 
 
