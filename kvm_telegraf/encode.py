@@ -148,7 +148,7 @@ class LineEncoder:
                 template = layouts.get(fields.layout, _UNSEEN)
                 if template is _UNSEEN:
                     template = layouts[fields.layout] = _Template.of((fields.layout.keys, fields.layout.types))
-                body = template.fill(fields.values) if template is not None else None
+                body = template.format(fields.values, True) if template is not None else None
             else:
                 values = tuple(fields.values())
                 layout = (tuple(fields), tuple(map(type, values)))
@@ -204,15 +204,15 @@ class _Template:
         getter = None if not others else (itemgetter(*ints) if len(ints) > 1 else _single(ints))
         return cls(",".join(parts), others, getter)
 
-    def format(self, values: Tuple[FieldValue, ...]) -> Optional[str]:
-        """The fields' text, or None when a value cannot be carried (printed field by field then)."""
-        ints = values if self.ints is None else self.ints(values)
-        if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
-            return None
-        return self.fill(values)
+    def format(self, values: Tuple[FieldValue, ...], in_range: bool = False) -> Optional[str]:
+        """The fields' text, or None when a value cannot be carried (printed field by field then).
 
-    def fill(self, values: Tuple[FieldValue, ...]) -> Optional[str]:
-        """format() of values whose ints are within int64 already (a Fields' are: no check again)."""
+        in_range: the ints are known to be within int64 (a Fields' are), not checked again.
+        """
+        if not in_range:
+            ints = values if self.ints is None else self.ints(values)
+            if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+                return None
         if not self.others:
             return self.text % values
         args = list(values)
