@@ -125,7 +125,10 @@ class LineEncoder:
     one C-level format (callgrind, 200 synthetic domains: 319 K -> 271 K instructions per domain against a
     loop over the fields with a cache of escaped keys), kept per layout, not per domain. A line whose values a
     template cannot take (an integer outside int64, a non-finite float, a key that escapes to nothing) is
-    printed field by field, dropping what cannot go.
+    printed field by field, dropping what cannot go. A line whose fields are a ``Fields`` (shape's plans)
+    brings its shared Layout: its template is found by the layout's identity, and its ints, in int64 by
+    Fields' promise, are not checked again (callgrind, 200 synthetic domains, with shape's plans: 254.8 K ->
+    165.9 K instructions per domain).
     """
 
     def __init__(self) -> None:

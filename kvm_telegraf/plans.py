@@ -11,6 +11,13 @@ fields.py's one rule still holds: a plan assumes every stat it reads is a plain 
 domain where one is not (libvirt's -1, a float), or whose disk allocation needs the rule's other branch,
 goes down the plain path (shape.shape_domain) for that cycle. Both give the same points
 (tests/test_plans.py, every recorded snapshot and changes of them).
+
+What it buys (callgrind, ``python -m benchmarks.synthetic --stages 3 --domains 200``, groups off, main's
+56eff48 against this side by side): shape 284.2 -> 215.9 K instructions per domain, encode 254.8 -> 165.9 K;
+5.0 -> 4.4 KiB kept per domain (a reading's disks are Fields, not dicts). Of a planned domain's shape, the
+plan's lookup (``tuple(stats)``, hashed) is about 22 K, the read 12.5 K, fields.py's rule over the values
+23 K, the scaling and sums 20 K, each line's tags, values and Point 3 to 6 K, the disks' latencies and
+cpu_percent 25 K.
 """
 
 from __future__ import annotations
