@@ -51,6 +51,7 @@ from kvm_telegraf.points import INT64_MAX, INT64_MIN, Fields, FieldValue, Layout
 from kvm_telegraf.snapshot import DomainConfig, DomainSample, Snapshot, StatValue
 
 Getter = Callable[[Sequence[Any]], Tuple[Any, ...]]
+LayoutOf = Callable[[Tuple[str, ...], Tuple[type, ...]], Layout]
 Shaped = Tuple[List[Point], Optional[Reading]]
 ShapeKey = Tuple[Tuple[str, ...], Tuple[StatValue, ...], Tuple[StatValue, ...], bool]
 
@@ -95,11 +96,13 @@ class _Columns:
         self.reads: Dict[str, int] = {}  # stat key -> its column
         self.seen: Dict[Tuple[int, int], None] = {}  # every (column, scale) the rows asked for, in order
 
-    def rows(self, rows: Rows, prefix: str = "") -> List[Tuple[str, Tuple[int, int]]]:
-        """(field, (column, scale)) of each row whose stat the shape has, in the rows' order."""
+    def rows(self, rows: Rows) -> List[Tuple[str, Tuple[int, int]]]:
+        """(field, (column, scale)) of each row whose stat the shape has, in the rows' order.
+
+        The rows' keys are whole (measurements.py's keyed devices and vCPUs): the plan keeps them, made once.
+        """
         found = []
         for name, key, scale in rows:
-            key = prefix + key
             if key in self.stats:
                 column = (self.reads.setdefault(key, len(self.reads)), scale)
                 self.seen[column] = None
@@ -110,9 +113,17 @@ class _Columns:
 class _Disk:
     """One disk's line in a plan: its name, which values its line picks, its layouts (base and with latencies)."""
 
-    __slots__ = ("name", "pick", "layout", "latencies", "variants")
+    __slots__ = ("name", "pick", "layout", "latencies", "variants", "layout_of")
 
-    def __init__(self, name: str, pick: Getter, layout: Layout, latencies: Tuple[Tuple[str, int, int], ...]) -> None:
+    def __init__(
+        self,
+        name: str,
+        pick: Getter,
+        layout: Layout,
+        latencies: Tuple[Tuple[str, int, int], ...],
+        layout_of: LayoutOf,
+    ) -> None:
+        self.layout_of = layout_of
         self.name = name
         self.pick = pick
         self.layout = layout
@@ -122,14 +133,18 @@ class _Disk:
     def with_latencies(self, names: Tuple[str, ...]) -> Layout:
         layout = self.variants.get(names)
         if layout is None:
-            layout = self.variants[names] = Layout(self.layout.keys + names, self.layout.types + (float,) * len(names))
+            layout = self.variants[names] = self.layout_of(
+                self.layout.keys + names, self.layout.types + (float,) * len(names)
+            )
         return layout
 
 
 class Plan:
     """The default four measurements of one shape of domain; see the module docstring."""
 
-    def __init__(self, domain: DomainSample, disk_names: Tuple[Optional[str], ...]) -> None:
+    def __init__(self, domain: DomainSample, disk_names: Tuple[Optional[str], ...], layout_of: LayoutOf) -> None:
+        """layout_of: the Layout of some keys and types, one for every plan (ShapePlans.layout)."""
+        self.layout_of = layout_of
         stats = domain.stats
         self.running = running = domain.id >= 0
         columns = _Columns(stats)
@@ -142,16 +157,15 @@ class Plan:
             if keys.name in stats:
                 tap = len(tap_keys)
                 tap_keys.append(keys.name)
-            nics.append((i, columns.rows(INTERFACE_FIELDS, keys.prefix), tap))
+            nics.append((i, columns.rows(keys.rows), tap))
         disks = []
         seen = set()
         for i, name in enumerate(disk_names):  # measurements.disk_entries' rule: backing entries left out
             name = name or f"disk{i}"
             if name not in seen:
                 seen.add(name)
-                disks.append(
-                    (name, columns.rows(DISK_FIELDS, DISK_KEYS[i].prefix if i < KEYED_DEVICES else f"block.{i}."))
-                )
+                keys = DISK_KEYS[i] if i < KEYED_DEVICES else device_keys("block", DISK_FIELDS, i)
+                disks.append((name, columns.rows(keys.rows)))
         cpu_split = columns.rows(CPU_SPLIT_FIELDS) if running else []
         balloon = columns.rows(BALLOON_FIELDS)
         vcpu_rows = {
@@ -219,9 +233,9 @@ class Plan:
                 for latency, spent, requests in DISK_LATENCIES
                 if spent in places and requests in places
             )
-            self.disks.append(_Disk(name, pick, layout, latencies))
+            self.disks.append(_Disk(name, pick, layout, latencies, layout_of))
         self.totals = self._line(totals)
-        self.totals_with_percent = Layout(self.totals[1].keys + ("cpu_percent",), self.totals[1].types + (float,))
+        self.totals_with_percent = layout_of(self.totals[1].keys + ("cpu_percent",), self.totals[1].types + (float,))
         times = vcpu_rows.get("time", [])
         self.vcpu_numbers = tuple(int(n) for n, _ in times)
         self.vcpu_times = picker([place[column] for _, column in times])
@@ -237,13 +251,12 @@ class Plan:
                 read[allocation] = read[physical]
         return tuple(read)
 
-    @staticmethod
     def _line(
-        places: Dict[str, int], more: Tuple[str, ...] = (), types: Tuple[type, ...] = ()
+        self, places: Dict[str, int], more: Tuple[str, ...] = (), types: Tuple[type, ...] = ()
     ) -> Tuple[Getter, Layout]:
         """A line's getter over a cycle's values and its layout: the counters, then *more* (the domain's own)."""
         keys = tuple(places)
-        return picker(list(places.values())), Layout(keys + more, (int,) * len(keys) + types[: len(more)])
+        return picker(list(places.values())), self.layout_of(keys + more, (int,) * len(keys) + types[: len(more)])
 
     def shape(
         self,
@@ -363,6 +376,9 @@ class ShapePlans:
         self._batch = 1
         # id of a domain's config -> (the config, its vm_features fields, the batch that last used them)
         self._features: Dict[int, Tuple[DomainConfig, Mapping[str, FieldValue], int]] = {}
+        # Each line's Layout, one for every plan and config with those keys and types: the encoder keeps one
+        # template per Layout (the synthetic host's 16 plans: 136 templates, 17 with the layouts shared).
+        self._layouts: Dict[Tuple[Tuple[str, ...], Tuple[type, ...]], Layout] = {}
 
     def __len__(self) -> int:
         return len(self._plans)
@@ -382,7 +398,7 @@ class ShapePlans:
         if plan is None:
             if len(self._plans) >= self.bound:
                 return None
-            plan = self._plans[key] = Plan(domain, names)
+            plan = self._plans[key] = Plan(domain, names, self.layout)
         plan.last_batch = self._batch
         return plan
 
@@ -410,9 +426,18 @@ class ShapePlans:
             fields = vm_features(domain, tags).fields  # type: ignore[union-attr]
             values = tuple(fields.values())
             if all(type(value) is not int or INT64_MIN <= value <= INT64_MAX for value in values):
-                fields = Fields(Layout(tuple(fields), tuple(map(type, values))), values)
+                fields = Fields(self.layout(tuple(fields), tuple(map(type, values))), values)
         self._features[id(config)] = (config, fields, batch)
         return _point(Point, ("vm_features", tags, fields, None))
+
+    def layout(self, keys: Tuple[str, ...], types: Tuple[type, ...]) -> Layout:
+        """The Layout of lines with these keys and types: the one every plan shares, while at most 4 x bound."""
+        layout = self._layouts.get((keys, types))
+        if layout is None:
+            layout = Layout(keys, types)
+            if len(self._layouts) < 4 * self.bound:
+                self._layouts[keys, types] = layout
+        return layout
 
     def end_batch(self) -> None:
         """Drop the plans and features this batch did not use: a shape or a config that is gone costs nothing

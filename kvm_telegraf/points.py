@@ -28,12 +28,11 @@ class Layout:
     the keys again.
     """
 
-    __slots__ = ("keys", "types", "positions")
+    __slots__ = ("keys", "types")
 
     def __init__(self, keys: Tuple[str, ...], types: Tuple[type, ...]) -> None:
         self.keys = keys
         self.types = types
-        self.positions = {key: i for i, key in enumerate(keys)}
 
 
 class Fields(Mapping[str, FieldValue]):
@@ -50,7 +49,11 @@ class Fields(Mapping[str, FieldValue]):
         self.values = values
 
     def __getitem__(self, key: str) -> FieldValue:
-        return self.values[self.layout.positions[key]]
+        """A field by name: a scan of the keys, no index kept per layout (the hot paths read ``values``)."""
+        try:
+            return self.values[self.layout.keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.layout.keys)
