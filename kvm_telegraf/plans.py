@@ -241,15 +241,14 @@ class Plan:
         self.vcpu_times = picker([place[column] for _, column in times])
         self.last_batch = 0  # the ShapePlans batch that last used this plan
 
-    def _allocations_read(self, values: Tuple[int, ...]) -> Optional[Tuple[int, ...]]:
-        """*values* with measurements.disk_fields' rule for an allocation of 0: physical instead; None: left out."""
-        read = list(values)
+    def _allocations_read(self, values: List[int]) -> bool:
+        """measurements.disk_fields' rule for an allocation of 0, in place: physical instead; False: left out."""
         for allocation, physical in self.allocations:
-            if read[allocation] == 0:
+            if values[allocation] == 0:
                 if physical is None:  # the field is left out: a layout of its own, the plain path's
-                    return None
-                read[allocation] = read[physical]
-        return tuple(read)
+                    return False
+                values[allocation] = values[physical]
+        return True
 
     def _line(
         self, places: Dict[str, int], more: Tuple[str, ...] = (), types: Tuple[type, ...] = ()
@@ -272,24 +271,25 @@ class Plan:
         features: the domain's vm_features point (ShapePlans.features).
         """
         stats = domain.stats
-        values = self.read(stats)
+        read = self.read(stats)
         taps = self.read_taps(stats)
-        if not plain_counters(values) or (taps and (set(map(type, taps)) != _STRS or not all(taps))):
+        if not plain_counters(read) or (taps and (set(map(type, taps)) != _STRS or not all(taps))):
             return None
+        # One list, extended in place, not a tuple made anew by each step: shape 215.6 K -> 202.7 K instructions
+        # a domain (callgrind, 200 synthetic domains), fewer objects for the garbage collector
+        values = list(read)
         if self.scales:
-            values += tuple(map(mul, self.scale(values), self.scales))
-        if self.allocations and 0 in self.allocated(values):
-            values = self._allocations_read(values)
-            if values is None:
-                return None
-        values += (0,)
+            values += map(mul, self.scale(read), self.scales)
+        if self.allocations and 0 in self.allocated(values) and not self._allocations_read(values):
+            return None
+        values.append(0)
         if self.sum_members:
             sums = self.sum_members[0](values)
             for members in self.sum_members[1:]:
                 sums = map(add, sums, members(values))
-            values += tuple(sums)
+            values += sums
         if self.used is not None:
-            values += (values[self.used[0]] - values[self.used[1]],)
+            values.append(values[self.used[0]] - values[self.used[1]])
         derived = values[self.derived_from :]
         if max(derived) > INT64_MAX or min(derived) < INT64_MIN:  # a sum or scaled value line protocol cannot carry
             return None
