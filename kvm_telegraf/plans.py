@@ -13,11 +13,11 @@ goes down the plain path (shape.shape_domain) for that cycle. Both give the same
 (tests/test_plans.py, every recorded snapshot and changes of them).
 
 What it buys (callgrind, ``python -m benchmarks.synthetic --stages 3 --domains 200``, groups off, main's
-56eff48 against this side by side): shape 284.2 -> 215.9 K instructions per domain, encode 254.8 -> 165.9 K;
-5.0 -> 4.4 KiB kept per domain (a reading's disks are Fields, not dicts). Of a planned domain's shape, the
-plan's lookup (``tuple(stats)``, hashed) is about 22 K, the read 12.5 K, fields.py's rule over the values
-23 K, the scaling and sums 20 K, each line's tags, values and Point 3 to 6 K, the disks' latencies and
-cpu_percent 25 K.
+56eff48 against this side by side): shape 284.2 -> 202.7 K instructions per domain, encode 254.8 -> 166.6 K;
+5.0 -> 4.1 KiB kept per domain at 1,000 domains (a reading's disks are Fields, not dicts). Of a planned
+domain's shape, the plan's lookup (``tuple(stats)``, hashed) is about 22 K, the read 12.5 K, fields.py's rule
+over the values 23 K, the scaling and sums about 10 K, each line's tags, values and Point 3 to 6 K, the
+disks' latencies and cpu_percent 25 K.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def shape_domain(
 
     devices: which devices get points of their own (vm_devices, and the groups' points tagged ``device``);
     vm_totals sums every device all the same.
-    plans: read the default four measurements through the plan of the domain's shape (no groups then).
+    plans: read the default four measurements through the plan of the domain's shape; shape_snapshot passes them
+    only without groups and with all four measurements.
     """
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
