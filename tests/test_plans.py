@@ -199,7 +199,31 @@ def test_a_domain_of_another_shape_gets_a_plan_of_its_own(recorded):
     domain = first.domains[0]
     plans = ShapePlans()
     assert plans.plan(with_devices(3, 2)(domain)) is not plans.plan(domain)
-    assert len(plans) == 2
+    # the same devices and names, another stat reported or not: a plan of its own under the same counts
+    assert plans.plan(without_stat("block.1.rd.times")(domain)) is not plans.plan(domain)
+    assert plans.plan(set_stat("block.0.errors", 0)(domain)) is not plans.plan(domain)
+    assert len(plans) == 4
+
+
+def test_a_stat_no_measurement_reads_does_not_make_a_shape_of_its_own(recorded):
+    first, _ = recorded
+    domain = first.domains[0]
+    plans = ShapePlans()
+    assert plans.plan(set_stat("block.0.threshold", 1)(domain)) is plans.plan(domain)
+
+
+def test_domains_of_several_shapes_under_the_same_counts_give_the_same_points_through_plans(recorded):
+    first, second = recorded
+    mixed = [without_stat("block.1.rd.times"), set_stat("block.0.errors", 0), without_stat("net.1.name")]
+
+    def copies(domain: DomainSample) -> List[DomainSample]:
+        return [dataclasses.replace(change(domain), uuid=f"{domain.uuid[:-1]}{n}") for n, change in enumerate(mixed)]
+
+    cycles = [
+        Snapshot(cycle.timestamp_ns, tuple(copy for d in cycle.domains for copy in copies(d)), cycle.started_ns)
+        for cycle in (first, second, second)
+    ]
+    assert_both_paths_agree(cycles)
 
 
 def test_a_host_of_ever_new_shapes_keeps_no_more_plans_than_the_bound(recorded):
@@ -207,8 +231,8 @@ def test_a_host_of_ever_new_shapes_keeps_no_more_plans_than_the_bound(recorded):
     plans = ShapePlans(bound=8)
     kept = []
     for batch in range(4):
-        # 10 shapes never seen before in each batch (two domains of each)
-        shapes = [set_stat(f"extra.{batch}.{n}", 1)(domain) for n in range(10) for domain in first.domains]
+        # 10 shapes never seen before in each batch (two domains of each): disks named anew
+        shapes = [set_stat("block.1.name", f"sd{batch}{n}")(domain) for n in range(10) for domain in first.domains]
         shaped, _ = shape_snapshot(Snapshot(1, tuple(shapes)), {}, plans=plans)
         plain, _ = shape_snapshot(Snapshot(1, tuple(shapes)), {})
         assert ordered(shaped) == ordered(plain)  # the shapes beyond the bound go down the plain path
