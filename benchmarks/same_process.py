@@ -84,7 +84,9 @@ class StagedCycle:
         snapshot = p.source.collect()
         t1 = clock()
         marker()
-        points, self.history = shape_snapshot(snapshot, self.history, p.measurements, p.groups)
+        points, self.history = shape_snapshot(
+            snapshot, self.history, p.measurements, p.groups, devices=p.devices, plans=p.plans
+        )
         t2 = clock()
         marker()
         batch = p.encoder.encode(points, snapshot.timestamp_ns)

@@ -31,6 +31,7 @@ from benchmarks.gc_clock import GcClock
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group
 from kvm_telegraf.groups import every_group, resolve
+from kvm_telegraf.plans import ShapePlans
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
@@ -118,14 +119,14 @@ class Steady:
     """The long-running process's state over the synthetic host: the encoder and the history of the cycles before."""
 
     def __init__(self, cycles: Sequence[Snapshot], groups: Sequence[Group]) -> None:
-        self.encoder, self.history, self.groups = LineEncoder(), {}, groups
+        self.encoder, self.history, self.groups, self.plans = LineEncoder(), {}, groups, ShapePlans()
         for snapshot in cycles[:-1]:
-            points, self.history = shape_snapshot(snapshot, self.history, groups=groups)
+            points, self.history = shape_snapshot(snapshot, self.history, groups=groups, plans=self.plans)
             self.encoder.encode(points, snapshot.timestamp_ns)
         self.last = cycles[-1]
 
     def shape(self) -> List:
-        return shape_snapshot(self.last, self.history, groups=self.groups)[0]
+        return shape_snapshot(self.last, self.history, groups=self.groups, plans=self.plans)[0]
 
     def encode(self, points: List) -> str:
         return self.encoder.encode(points, self.last.timestamp_ns)

@@ -29,9 +29,9 @@ import math
 import re
 from operator import itemgetter, methodcaller
 from types import MappingProxyType
-from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
-from kvm_telegraf.points import INT64_MAX, INT64_MIN, FieldValue, Point, Tags
+from kvm_telegraf.points import INT64_MAX, INT64_MIN, Fields, FieldValue, Layout, Point, Tags
 
 _CONTROL_ESCAPES = {"\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r"}
 _NAME_ESCAPES = str.maketrans({**_CONTROL_ESCAPES, ",": "\\,", " ": "\\ "})
@@ -125,12 +125,15 @@ class LineEncoder:
     one C-level format (callgrind, 200 synthetic domains: 319 K -> 271 K instructions per domain against a
     loop over the fields with a cache of escaped keys), kept per layout, not per domain. A line whose values a
     template cannot take (an integer outside int64, a non-finite float, a key that escapes to nothing) is
-    printed field by field, dropping what cannot go.
+    printed field by field, dropping what cannot go. A line whose fields are a ``Fields`` (shape's plans)
+    brings its shared Layout: its template is found by the layout's identity, and its ints, in int64 by
+    Fields' promise, are not checked again (callgrind, 200 synthetic domains, with shape's plans: 254.8 K ->
+    165.9 K instructions per domain).
     """
 
     def __init__(self) -> None:
         self._prefixes: Dict[Tuple[str, Tags], str] = {}
-        self._layouts: Dict[FieldsLayout, Optional[_Template]] = {}
+        self._layouts: Dict[Union[FieldsLayout, Layout], Optional[_Template]] = {}
 
     def encode(self, points: Iterable[Point], timestamp_ns: int) -> str:
         """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
@@ -144,12 +147,18 @@ class LineEncoder:
         suffix = f" {timestamp_ns}\n"
         lines = []
         for measurement, tags, fields, own_timestamp in points:
-            values = tuple(fields.values())
-            layout = (tuple(fields), tuple(map(type, values)))
-            template = layouts.get(layout, _UNSEEN)
-            if template is _UNSEEN:
-                template = layouts[layout] = _Template.of(layout)
-            body = template.format(values) if template is not None else None
+            if type(fields) is Fields:  # shape's plans: the layout is shared, found by identity; ints in range
+                template = layouts.get(fields.layout, _UNSEEN)
+                if template is _UNSEEN:
+                    template = layouts[fields.layout] = _Template.of((fields.layout.keys, fields.layout.types))
+                body = template.format(fields.values, True) if template is not None else None
+            else:
+                values = tuple(fields.values())
+                layout = (tuple(fields), tuple(map(type, values)))
+                template = layouts.get(layout, _UNSEEN)
+                if template is _UNSEEN:
+                    template = layouts[layout] = _Template.of(layout)
+                body = template.format(values) if template is not None else None
             if body is None:
                 body = _field_by_field(fields)
                 if not body:
@@ -198,11 +207,15 @@ class _Template:
         getter = None if not others else (itemgetter(*ints) if len(ints) > 1 else _single(ints))
         return cls(",".join(parts), others, getter)
 
-    def format(self, values: Tuple[FieldValue, ...]) -> Optional[str]:
-        """The fields' text, or None when a value cannot be carried (printed field by field then)."""
-        ints = values if self.ints is None else self.ints(values)
-        if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
-            return None
+    def format(self, values: Tuple[FieldValue, ...], in_range: bool = False) -> Optional[str]:
+        """The fields' text, or None when a value cannot be carried (printed field by field then).
+
+        in_range: the ints are known to be within int64 (a Fields' are), not checked again.
+        """
+        if not in_range:
+            ints = values if self.ints is None else self.ints(values)
+            if ints and (min(ints) < INT64_MIN or max(ints) > INT64_MAX):
+                return None
         if not self.others:
             return self.text % values
         args = list(values)

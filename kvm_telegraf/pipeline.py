@@ -12,6 +12,7 @@ from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.group import Group
 from kvm_telegraf.log import get_logger
 from kvm_telegraf.measurements import MEASUREMENTS, Reading
+from kvm_telegraf.plans import ShapePlans
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import SnapshotSource
 from kvm_telegraf.trigger import Shutdown
@@ -29,6 +30,7 @@ class Pipeline:
     groups: Tuple[Group, ...] = ()  # --collect
     devices: DeviceFilter = field(default_factory=DeviceFilter)  # --device, --exclude-device
     encoder: LineEncoder = field(default_factory=LineEncoder)
+    plans: ShapePlans = field(default_factory=ShapePlans)
     _history: Dict[str, Reading] = field(default_factory=dict, init=False)
     _last_cycle_ns: Optional[int] = field(default=None, init=False)  # the previous cycle, newline to flush
     _outage: Optional[str] = field(default=None, init=False)
@@ -40,7 +42,7 @@ class Pipeline:
             self.source.forget_configs()
         snapshot = self.source.collect()
         points, self._history = shape_snapshot(
-            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns, self.devices
+            snapshot, self._history, self.measurements, self.groups, self._last_cycle_ns, self.devices, self.plans
         )
         batch = self.encoder.encode(points, snapshot.timestamp_ns)
         with self.shutdown.writing():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Iterator, Mapping, NamedTuple, Optional, Tuple, Union
 
 FieldValue = Union[bool, int, float, str]
 Tags = Tuple[Tuple[str, str], ...]
@@ -19,3 +19,47 @@ class Point(NamedTuple):
     fields: Mapping[str, FieldValue]
     # None: the batch's timestamp. Only a vm_events point has its own: when libvirt pushed the event.
     timestamp_ns: Optional[int] = None
+
+
+class Layout:
+    """The field keys and value types that lines share: shape's plans make one per line of a shape of domain.
+
+    Hashed and compared by identity, so the encoder finds its template for a planned line without hashing
+    the keys again.
+    """
+
+    __slots__ = ("keys", "types")
+
+    def __init__(self, keys: Tuple[str, ...], types: Tuple[type, ...]) -> None:
+        self.keys = keys
+        self.types = types
+
+
+class Fields(Mapping[str, FieldValue]):
+    """A line's fields as a shared Layout and the values in its order, each of exactly the layout's type and
+    every int within int64 (the maker checks; the encoder trusts it).
+
+    A read-only Mapping like any point's fields; made without a dict per line.
+    """
+
+    __slots__ = ("layout", "values")
+
+    def __init__(self, layout: Layout, values: Tuple[FieldValue, ...]) -> None:
+        self.layout = layout
+        self.values = values
+
+    def __getitem__(self, key: str) -> FieldValue:
+        """A field by name: a scan of the keys, no index kept per layout (the hot paths read ``values``)."""
+        try:
+            return self.values[self.layout.keys.index(key)]
+        except ValueError:
+            raise KeyError(key) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layout.keys)
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __repr__(self) -> str:
+        return f"Fields({dict(self)!r})"

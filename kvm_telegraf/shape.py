@@ -28,10 +28,12 @@ from kvm_telegraf.measurements import (
     vm_metrics,
     vm_totals,
 )
+from kvm_telegraf.plans import ShapePlans
 from kvm_telegraf.points import Point, Tags
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 
 EVERY_DEVICE = DeviceFilter()  # no --device or --exclude-device: a frozen value, shared as a default
+DEFAULT_MEASUREMENTS = frozenset(MEASUREMENTS)
 
 
 def history_key(domain: DomainSample) -> str:
@@ -46,15 +48,24 @@ def shape_domain(
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
     groups: Sequence[Group] = (),
     devices: DeviceFilter = EVERY_DEVICE,
+    plans: Optional[ShapePlans] = None,
 ) -> Tuple[List[Point], Optional[Reading]]:
     """One domain's points, in batch order, and the reading its next cycle starts from (None: not running).
 
     devices: which devices get points of their own (vm_devices, and the groups' points tagged ``device``);
     vm_totals sums every device all the same.
+    plans: read the default four measurements through the plan of the domain's shape; shape_snapshot passes them
+    only without groups and with all four measurements.
     """
-    points: List[Point] = []
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
+    planned = plans.shape(domain, snapshot, previous, tags, extra) if plans is not None else None
+    if planned is not None:
+        points, reading = planned
+        if devices.active:
+            points = [point for point in points if _device_chosen(point, devices)]
+        return points, reading
+    points: List[Point] = []
     nics, block_devices = interfaces(domain), disks(domain.stats)
     reading = reading_of(domain, snapshot, block_devices)
     if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
@@ -140,24 +151,30 @@ def shape_snapshot(
     groups: Sequence[Group] = (),
     cycle_ns: Optional[int] = None,
     devices: DeviceFilter = EVERY_DEVICE,
+    plans: Optional[ShapePlans] = None,
 ) -> Tuple[List[Point], Dict[str, Reading]]:
     """All points of one cycle, and the history the next cycle needs.
 
     groups: the ``--collect`` groups on this run, in registry order;
     cycle_ns: how long the previous cycle took, newline to flush (vm_host);
-    devices: ``--device`` / ``--exclude-device``.
+    devices: ``--device`` / ``--exclude-device``;
+    plans: the long-running process's plans (kvm_telegraf/plans.py), used for the default four measurements
+    without groups; None: every domain field by field.
 
     History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
     """
     points: List[Point] = []
     new_history: Dict[str, Reading] = {}
+    planned = plans if plans is not None and not groups and measurements == DEFAULT_MEASUREMENTS else None
     for domain in snapshot.domains:
         key = history_key(domain)
-        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups, devices)
+        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups, devices, planned)
         points += of_domain
         if reading is not None:
             new_history[key] = reading
     if groups:
         points += batch_points(snapshot, groups, cycle_ns)
+    if plans is not None:
+        plans.end_batch()
     return points, new_history
