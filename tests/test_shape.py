@@ -12,6 +12,7 @@ from typing import Dict, List
 import pytest
 
 from kvm_telegraf.encode import LineEncoder
+from kvm_telegraf.plans import ShapePlans
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import MEASUREMENTS, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot
@@ -29,6 +30,17 @@ def test_recorded_snapshots_shape_into_the_golden_records(golden):
     cycles = []
     for snapshot in golden_snapshots(golden):
         points, history = shape_snapshot(snapshot, history, groups=golden_groups(golden))
+        cycles.append(as_yaml(points))
+    assert cycles == golden.out["cycles"]
+
+
+@pytest.mark.golden_test("goldens/shape/*.yml")
+def test_recorded_snapshots_shape_into_the_same_records_through_the_plans_the_process_keeps(golden):
+    history: Dict = {}
+    plans = ShapePlans()  # as Pipeline keeps them: across cycles
+    cycles = []
+    for snapshot in golden_snapshots(golden):
+        points, history = shape_snapshot(snapshot, history, groups=golden_groups(golden), plans=plans)
         cycles.append(as_yaml(points))
     assert cycles == golden.out["cycles"]
 
