@@ -151,7 +151,7 @@ class LineEncoder:
                 template = layouts.get(fields.layout, _UNSEEN)
                 if template is _UNSEEN:
                     template = layouts[fields.layout] = _Template.of((fields.layout.keys, fields.layout.types))
-                body = template.format(fields.values, True) if template is not None else None
+                body = template.format(fields.row, True) if template is not None else None
             else:
                 values = tuple(fields.values())
                 layout = (tuple(fields), tuple(map(type, values)))

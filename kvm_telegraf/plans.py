@@ -373,9 +373,9 @@ class Plan:
 
 def _with_latencies(disk: _Disk, fields: Fields, before: Mapping[str, FieldValue]) -> Fields:
     """The disk's fields and its latencies since *before* (measurements.add_disk_latency's rule)."""
-    now = fields.values
+    now = fields.row
     if type(before) is Fields and before.layout is disk.layout:
-        then: Tuple[Any, ...] = before.values
+        then: Tuple[Any, ...] = before.row
     else:  # the previous cycle went down the plain path, or the disk changed
         then = tuple(map(before.get, disk.layout.keys))
     names: Tuple[str, ...] = ()

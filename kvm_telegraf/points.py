@@ -42,16 +42,16 @@ class Fields(Mapping[str, FieldValue]):
     A read-only Mapping like any point's fields; made without a dict per line.
     """
 
-    __slots__ = ("layout", "values")
+    __slots__ = ("layout", "row")
 
-    def __init__(self, layout: Layout, values: Tuple[FieldValue, ...]) -> None:
+    def __init__(self, layout: Layout, row: Tuple[FieldValue, ...]) -> None:
         self.layout = layout
-        self.values = values
+        self.row = row  # the values in the layout's order (not ``values``: that is the Mapping's method)
 
     def __getitem__(self, key: str) -> FieldValue:
-        """A field by name: a scan of the keys, no index kept per layout (the hot paths read ``values``)."""
+        """A field by name: a scan of the keys, no index kept per layout (the hot paths read ``row``)."""
         try:
-            return self.values[self.layout.keys.index(key)]
+            return self.row[self.layout.keys.index(key)]
         except ValueError:
             raise KeyError(key) from None
 
@@ -59,7 +59,7 @@ class Fields(Mapping[str, FieldValue]):
         return iter(self.layout.keys)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.row)
 
     def __repr__(self) -> str:
         return f"Fields({dict(self)!r})"

@@ -53,6 +53,24 @@ def test_every_recorded_snapshot_gives_the_same_points_through_its_plans(name):
     assert len(plans) > 0
 
 
+@pytest.mark.parametrize("name", ["lab-running.json", "lab-states.json"])
+def test_a_planned_lines_fields_answer_every_mapping_method_as_the_plain_paths_dict_does(name):
+    plans: ShapePlans = ShapePlans()
+    plain_history: Dict = {}
+    planned_history: Dict = {}
+    for snapshot in load_snapshots(name):
+        plain, plain_history = shape_snapshot(snapshot, plain_history)
+        planned, planned_history = shape_snapshot(snapshot, planned_history, plans=plans)
+    assert len(plans) > 0
+    for mine, theirs in zip(planned, plain):
+        fields = mine.fields
+        assert list(fields.keys()) == list(theirs.fields.keys())
+        assert list(fields.values()) == list(theirs.fields.values())  # a Mapping's values(), not an attribute
+        assert list(fields.items()) == list(theirs.fields.items())
+        assert all(key in fields and fields.get(key) == value for key, value in theirs.fields.items())
+        assert fields.get("no such field") is None and len(fields) == len(theirs.fields)
+
+
 def test_nova_metadata_tags_and_a_hypervisor_tag_are_the_same_through_plans():
     cycles = snapshots_from_json((SNAPSHOTS / "nova-metadata.json").read_text(), NOVA_TAGS)
     assert_both_paths_agree(cycles)
