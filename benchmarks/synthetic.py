@@ -192,8 +192,9 @@ def formatting_floor_s(points, timestamp_ns: int) -> float:
 
     No Python encoder can do less per field; it shows what CPython costs on this machine.
     """
+    lines = [(m, dict(fields)) for m, _, fields, _ in points]  # plain dicts: a plan's Fields reads key by key
     started = time.process_time()
-    "".join([f"{m} {','.join([f'{k}={v}' for k, v in fields.items()])} {timestamp_ns}\n" for m, _, fields, _ in points])
+    "".join([f"{m} {','.join([f'{k}={v}' for k, v in fields.items()])} {timestamp_ns}\n" for m, fields in lines])
     return time.process_time() - started
 
 
