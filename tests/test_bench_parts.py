@@ -285,3 +285,19 @@ def test_the_print_floor_times_only_a_cycle_whose_points_it_has_seen_before():
     floor([("vm_metrics", (("vm", "a"),), {"state": 3}, None)], 2)
     floor([("vm_metrics", (("vm", "b"),), {"state": 3}, None)], 3)  # another series: made again, not timed
     assert len(floor.samples) == 1
+
+
+def test_a_contender_s_cpu_leaves_out_what_it_says_it_spent_measuring_something_else():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    try:
+        from benchmarks.gc_clock import GcClock
+        from benchmarks.same_process import measure
+    finally:
+        sys.path.pop(0)
+    clock = GcClock()
+    try:
+        samples = measure(2, {"plain": lambda: None, "aside": lambda: 10.0}, clock, pause_s=0)
+    finally:
+        clock.remove()
+    assert all(-10.0 < cpu < -9.0 for cpu in samples["aside"]["cpu_s"])  # its 10 s aside, not a real 10 s
+    assert all(0 <= cpu < 1.0 for cpu in samples["plain"]["cpu_s"])
