@@ -99,11 +99,11 @@ class StagedCycle:
         marker()
         for stage, start, end in zip(STAGES, (t0, t1, t2, t3), (t1, t2, t3, t4)):
             self.samples[stage].append((end - start) / 1e9)
+        self.domains.append(len(snapshot.domains))
         if self.print_floor is None:
             return 0.0
         self.print_floor(points, snapshot.timestamp_ns)  # after the stages' clocks: in no stage's time
         return (clock() - t4) / 1e9
-        self.domains.append(len(snapshot.domains))
 
 
 def measure(
