@@ -9,6 +9,10 @@ cycle waits for one past ``--timeout`` + STATE_GRACE_S, whatever libvirt does:
 3. the state group alone, which needs no QEMU and answers in about a
    millisecond even on a saturated host, until ``--timeout`` + STATE_GRACE_S.
 
+Both fallbacks start FALLBACK_LEAD_S before ``--timeout`` when the full call is
+not in by then, not at it: a NOWAIT answer that takes more than its grace (the
+healthy guests' QEMU monitors, on a busy machine) still makes the batch.
+
 A late answer is dropped: its domains were read at instants spread over the
 whole late call, up to an interval before the next batch, so sending it then
 would pass old values off as new and skew every rate.
@@ -35,13 +39,18 @@ from kvm_telegraf.connection import LibvirtUnavailableError
 from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import STATE_RUNNING, STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.log import get_logger
-from kvm_telegraf.worker import CallTimeoutError, Worker, answer_by
+from kvm_telegraf.worker import Call, CallTimeoutError, Worker, answer_by
 
 log = get_logger(__name__)
 
 # How far past --timeout each fallback tier may answer.
 NOWAIT_GRACE_S = 0.3
 STATE_GRACE_S = 0.4
+# How long before --timeout the fallbacks start when the full call is not in by then (at most half of --timeout).
+# With one guest frozen, a NOWAIT call took 0.3 to 0.9 s now and then in the fresh-clone CI (healthy: 6-50 ms),
+# and with the fallbacks started at --timeout that cycle came as state only. The cost: a full call that answers
+# in its last FALLBACK_LEAD_S also has its fallbacks made, and their answers dropped.
+FALLBACK_LEAD_S = 0.5
 
 # Which tier answered a cycle's bulk read.
 FULL, NOWAIT, STATE_ONLY = "full", "nowait", "state-only"
@@ -164,22 +173,16 @@ class TieredRead:
         for worker in (self._full, self._nowait, self._state):
             worker.start()  # all at once: a first fallback, however late, adds no thread
         carried_over = self.stuck
-        future = None if carried_over else self._full.submit(lambda: self._full_call(conn, stats, flags))
-        if future is not None:
+        full = None if carried_over else self._full.submit(lambda: self._full_call(conn, stats, flags))
+        if full is not None:
             self._full_started = started
             with contextlib.suppress(CallTimeoutError):
-                return answer_by(future, started + self.timeout_s), FULL, carried_over
-        chosen = self.chosen
-        # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
-        # and is then in hand the moment NOWAIT misses its deadline.
-        fallbacks = (
-            (
-                self._nowait.submit(lambda: read_stats(conn, stats, flags | STATS_NOWAIT, chosen)),
-                NOWAIT,
-                NOWAIT_GRACE_S,
-            ),
-            (self._state.submit(lambda: read_stats(conn, STATS_STATE, flags, chosen)), STATE_ONLY, STATE_GRACE_S),
-        )
+                lead_s = min(FALLBACK_LEAD_S, self.timeout_s / 2)
+                return answer_by(full, started + self.timeout_s - lead_s), FULL, carried_over
+        fallbacks = self._fallbacks(conn, stats, flags)
+        if full is not None:
+            with contextlib.suppress(CallTimeoutError):
+                return answer_by(full, started + self.timeout_s), FULL, carried_over
         for future, tier, grace_s in fallbacks:
             if future is None:  # its call of an earlier cycle is still out
                 continue
@@ -187,6 +190,20 @@ class TieredRead:
                 return answer_by(future, started + self.timeout_s + grace_s), tier, carried_over
         raise LibvirtUnavailableError(
             f"libvirt answered no stats call within {self.timeout_s + STATE_GRACE_S:g}s, not even for the state alone"
+        )
+
+    def _fallbacks(self, conn: Any, stats: int, flags: int) -> Tuple[Tuple[Optional[Call], str, float], ...]:
+        """NOWAIT and the state-only call, started; (call or None while its worker's last is out, tier, grace)."""
+        chosen = self.chosen
+        # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
+        # and is then in hand the moment NOWAIT misses its deadline.
+        return (
+            (
+                self._nowait.submit(lambda: read_stats(conn, stats, flags | STATS_NOWAIT, chosen)),
+                NOWAIT,
+                NOWAIT_GRACE_S,
+            ),
+            (self._state.submit(lambda: read_stats(conn, STATS_STATE, flags, chosen)), STATE_ONLY, STATE_GRACE_S),
         )
 
 
