@@ -22,7 +22,7 @@ from benchmarks.figures import (
     telegraf_ratio,
 )
 from benchmarks.host import PartLoad
-from benchmarks.vs_telegraf import split
+from benchmarks.vs_telegraf import TelegrafRun, split
 
 
 def telegraf_split(r: Results, limits: Dict[str, float]) -> List[str]:
@@ -90,12 +90,29 @@ def telegraf_split(r: Results, limits: Dict[str, float]) -> List[str]:
         ),
         row("Interval; gathers counted", lambda label: f"{runs[label].interval_s:g} s; {runs[label].gathers}"),
         row(
-            "`E!`/`W!` lines in Telegraf's log, ours; theirs",
+            "`E!`/`W!` lines in Telegraf's log, ours; theirs (their text below)",
             lambda label: (
                 f"{len(runs[label].log_problems['kvm-telegraf'])}; {len(runs[label].log_problems['libvirt'])}"
             ),
         ),
+        *log_problems(runs),
     ]
+
+
+LOGGED_MAX, LOGGED_CHARS = 5, 240  # of each part's E!/W! lines, the first few, clipped
+
+
+def log_problems(runs: Dict[str, TelegrafRun]) -> List[str]:
+    """The text of each part's E!/W! lines from ours and inputs.libvirt's Telegraf, so a run's count explains
+    itself (the 60-paused part of one run counted one from our block and kept nothing else)."""
+    out = []
+    for label, run in runs.items():
+        for name in ("kvm-telegraf", "libvirt"):
+            logged = run.log_problems.get(name, [])
+            out += [f"- {label}, {name}: `{line[:LOGGED_CHARS]}`" for line in logged[:LOGGED_MAX]]
+            if len(logged) > LOGGED_MAX:
+                out.append(f"- {label}, {name}: {len(logged) - LOGGED_MAX} more")
+    return [""] + out if out else []
 
 
 def process_split(r: Results) -> List[str]:

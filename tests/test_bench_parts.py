@@ -320,3 +320,15 @@ def test_the_in_process_rounds_run_whole_against_libvirts_test_driver_and_report
     assert {len(answer[name]["cpu_s"]) for name in ("bare", "cycle", "staged")} == {3}
     assert answer["domains"] == {"read": 1, "kept_by_bare": 1, "filtered": False}
     assert len(answer["print_floor_s"]) == 4  # every round and the second warm-up: the first made the templates
+
+
+def test_the_telegraf_table_gives_the_text_of_each_logged_problem_clipped_and_at_most_five_per_setup():
+    run = telegraf_run()
+    run.log_problems["kvm-telegraf"] = [f"E! [inputs.execd] line {n} " + "x" * 300 for n in range(7)]
+    table = "\n".join(
+        telegraf_split(Results(machine={}, guests=20, cycles=30, load=[], telegraf={"20 paused": run}), {})
+    )
+    assert "- 20 paused, libvirt: `W! [inputs.libvirt] slow`" in table
+    ours = [line for line in table.splitlines() if line.startswith("- 20 paused, kvm-telegraf: `")]
+    assert len(ours) == 5 and all(len(line) < 300 for line in ours) and "line 4 " in ours[-1]
+    assert "- 20 paused, kvm-telegraf: 2 more" in table
