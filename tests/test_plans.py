@@ -274,3 +274,57 @@ def test_groups_or_fewer_measurements_keep_the_plain_path(recorded):
     shape_snapshot(first, {}, frozenset({"vm_metrics", "vm_totals"}), plans=plans)
     shape_snapshot(first, {}, groups=resolve(["vcpu"]), plans=plans)
     assert len(plans) == 0
+
+
+# --- each domain's tags, kept from batch to batch ----------------------------------------------------------
+
+
+def test_a_domains_tags_are_the_same_tuples_from_batch_to_batch_while_it_is_unchanged(recorded):
+    _, second = recorded
+    plans = ShapePlans()
+    earlier, history = shape_snapshot(second, {}, plans=plans)
+    later, _ = shape_snapshot(dataclasses.replace(second, timestamp_ns=second.timestamp_ns + 1), history, plans=plans)
+    assert [p.tags for p in later] == [p.tags for p in earlier]
+    assert all(now.tags is then.tags for now, then in zip(later, earlier))
+
+
+def with_config_xml(change: Callable[[str], str]) -> Callable[[DomainSample], DomainSample]:
+    def changed(domain: DomainSample) -> DomainSample:
+        config = domain.config
+        return dataclasses.replace(domain, config=dataclasses.replace(config, xml=change(config.xml)))
+
+    return changed
+
+
+RENAMES = {
+    "renamed": lambda domain: dataclasses.replace(domain, name=f"{domain.name}-renamed"),
+    "a MAC changed in its XML": with_config_xml(lambda xml: xml.replace("52:54:00:6b:01:00", "52:54:00:6b:01:77")),
+    "the same XML read again": with_config_xml(lambda xml: xml),
+    "new tap names (a restart)": with_stats(lambda stats: stats.update({"net.0.name": "vnet7", "net.1.name": "vnet9"})),
+    "on another host": lambda domain: dataclasses.replace(domain, hypervisor="kvm-07"),
+    "its config unread": lambda domain: dataclasses.replace(domain, config=None),
+}
+
+
+@pytest.mark.parametrize("change", list(RENAMES.values()), ids=list(RENAMES))
+def test_a_domain_whose_names_change_between_batches_gives_the_same_points_through_plans(recorded, change):
+    first, second = recorded
+    assert_both_paths_agree([first, each_domain(second, change), second, each_domain(second, change)])
+
+
+def test_one_uuid_on_two_hosts_in_one_batch_gives_the_same_points_through_plans(recorded):
+    first, second = recorded
+
+    def on_two_hosts(cycle: Snapshot) -> Snapshot:
+        moved = [dataclasses.replace(domain, hypervisor="kvm-07", name=f"{domain.name}-m") for domain in cycle.domains]
+        return dataclasses.replace(cycle, domains=(*cycle.domains, *moved))
+
+    assert_both_paths_agree([on_two_hosts(first), on_two_hosts(second), on_two_hosts(second)])
+
+
+def test_a_gone_domains_tags_are_dropped_after_one_batch(recorded):
+    first, _ = recorded
+    plans = ShapePlans()
+    shape_snapshot(first, {}, plans=plans)
+    shape_snapshot(dataclasses.replace(first, domains=first.domains[:1]), {}, plans=plans)
+    assert set(plans._names_before) == {first.domains[0].uuid}
