@@ -491,7 +491,13 @@ class ShapePlans:
         if key is None:
             return None
         names = self.names(domain)
-        for plan in self._plans.get(key, ()):
+        plans = self._plans.get(key, ())
+        last = names.plan
+        if len(plans) > 1 and last is not None and last is not plans[0] and last in plans:
+            # The domain's plan of the batch before first: the others under its key would answer MISFIT, each by a
+            # KeyError (callgrind, 200 synthetic domains, 90 misfits a batch: shape 181.4 K -> 175.3 K per domain)
+            plans = [last, *plans]
+        for plan in plans:
             shaped = plan.shape(domain, snapshot, previous, names)
             if shaped is not MISFIT:
                 plan.last_batch = self._batch

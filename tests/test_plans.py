@@ -16,7 +16,7 @@ from kvm_telegraf.domain_filter import DeviceFilter
 from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import resolve
-from kvm_telegraf.plans import ShapePlans
+from kvm_telegraf.plans import Plan, ShapePlans
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import EVERY_DEVICE, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
@@ -328,3 +328,21 @@ def test_a_gone_domains_tags_are_dropped_after_one_batch(recorded):
     shape_snapshot(first, {}, plans=plans)
     shape_snapshot(dataclasses.replace(first, domains=first.domains[:1]), {}, plans=plans)
     assert set(plans._names_before) == {first.domains[0].uuid}
+
+
+def test_a_domain_tries_its_own_plan_of_the_batch_before_first_among_the_plans_under_its_counts(recorded, monkeypatch):
+    first, second = recorded
+    mixed = [without_stat("block.1.rd.times"), set_stat("block.0.errors", 0), lambda domain: domain]
+    domain = second.domains[0]
+    cycle = Snapshot(
+        second.timestamp_ns,
+        tuple(dataclasses.replace(change(domain), uuid=f"{domain.uuid[:-1]}{n}") for n, change in enumerate(mixed)),
+    )
+    plans = ShapePlans()
+    shape_snapshot(cycle, {}, plans=plans)
+    assert len(plans) == 3
+    tried = []
+    real_shape = Plan.shape
+    monkeypatch.setattr(Plan, "shape", lambda plan, *args: tried.append(plan) or real_shape(plan, *args))
+    assert ordered(shape_snapshot(cycle, {}, plans=plans)[0]) == ordered(shape_snapshot(cycle, {})[0])
+    assert len(tried) == 3 and len(set(map(id, tried))) == 3
