@@ -134,6 +134,13 @@ def test_a_float_field_prints_through_a_template_as_format_field_value_prints_it
     assert line == (f"m f={expected},n=1i {TS}\n" if expected is not None else f"m n=1i {TS}\n")
 
 
+@pytest.mark.parametrize("text", ["vnet12", "", 'a"b', "a\\b", '\\"', "ünï \t=,"])
+def test_a_string_field_prints_through_a_template_as_format_field_value_prints_it(text):
+    assert [encode("m", [], {"s": text, "n": 1}) for _ in range(2)] == [
+        f"m s={format_field_value(text)},n=1i {TS}\n"
+    ] * 2
+
+
 def test_kept_fields_are_formatted_once_while_each_batch_prints_them_and_again_after_a_batch_without(monkeypatch):
     formatted = []
     real_format = _Template.format
