@@ -403,7 +403,9 @@ class DomainNames:
 
     Callgrind, 200 synthetic domains, medians of 3 batches: shape 199.8 K -> 184.6 K instructions per domain
     (device_tags() per NIC and disk, extra_tags and domain_tags per domain), and encode 135.2 K -> 126.0 K: its
-    prefix lookup finds the same tuple, compared by identity. About 0.2 KiB kept per domain.
+    prefix lookup finds the same tuple, compared by identity. With the vm_features text the encoder keeps, the state
+    kept per domain at 1,000 synthetic domains went from 4.06 to 5.06 KiB (each domain its own config: 4.37 to
+    5.05; the tags were kept before too, as the encoder's keys).
     """
 
     __slots__ = ("name", "config", "hypervisor", "tags", "extra", "features", "plan", "taps", "nic_tags", "disk_tags")

@@ -67,6 +67,6 @@ class Fields(Mapping[str, FieldValue]):
 
 class KeptFields(Fields):
     """Fields that their maker hands out as the same object batch after batch while what they say is unchanged
-    (a domain's vm_features, kept per config): the encoder keeps their text while a batch still uses them."""
+    (a domain's vm_features, kept while its config stays): the encoder keeps their text while each batch prints them."""
 
     __slots__ = ()
