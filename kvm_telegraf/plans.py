@@ -330,8 +330,10 @@ class Plan:
             values += sums
         if self.used is not None:
             values.append(values[self.used[0]] - values[self.used[1]])
-        derived = values[self.derived_from :]
-        if max(derived) > INT64_MAX or min(derived) < INT64_MIN:  # a sum or scaled value line protocol cannot carry
+        # A sum or scaled value line protocol cannot carry. Only above: every value read is at least 0 (the rule),
+        # and so is each scaled one and each sum; memory used, the one difference, is two of those, each at most
+        # INT64_MAX once this holds (no min(): shape 173.1 K -> 169.6 K instructions per domain, callgrind).
+        if max(values[self.derived_from :]) > INT64_MAX:
             return None
 
         tags = names.tags

@@ -127,6 +127,12 @@ CHANGES = {
     "an empty tap name": set_stat("net.0.name", ""),
     "a tap named by the operator": set_stat("net.0.name", "ops-uplink"),
     "a memory size out of int64 in bytes": set_stat("balloon.maximum", 2**62),
+    "the most memory available in bytes, none usable": with_stats(
+        lambda stats: stats.update({"balloon.available": (2**63 - 1) // 1024, "balloon.usable": 0})
+    ),
+    "none available, the most usable in bytes": with_stats(
+        lambda stats: stats.update({"balloon.available": 0, "balloon.usable": (2**63 - 1) // 1024})
+    ),
     "an allocation of 0 with physical": set_stat("block.0.allocation", 0),
     "an allocation of 0 without physical": with_stats(
         lambda stats: (stats.__setitem__("block.0.allocation", 0), stats.pop("block.0.physical"))
