@@ -62,4 +62,11 @@ class Fields(Mapping[str, FieldValue]):
         return len(self.row)
 
     def __repr__(self) -> str:
-        return f"Fields({dict(self)!r})"
+        return f"{type(self).__name__}({dict(self)!r})"
+
+
+class KeptFields(Fields):
+    """Fields that their maker hands out as the same object batch after batch while what they say is unchanged
+    (a domain's vm_features, kept while its config stays): the encoder keeps their text while each batch prints them."""
+
+    __slots__ = ()

@@ -57,14 +57,14 @@ def shape_domain(
     plans: read the default four measurements through the plan of the domain's shape; shape_snapshot passes them
     only without groups and with all four measurements.
     """
-    extra = extra_tags(domain)
-    tags = domain_tags(domain, extra)
-    planned = plans.shape(domain, snapshot, previous, tags, extra) if plans is not None else None
+    planned = plans.shape(domain, snapshot, previous) if plans is not None else None
     if planned is not None:
         points, reading = planned
         if devices.active:
             points = [point for point in points if _device_chosen(point, devices)]
         return points, reading
+    extra = extra_tags(domain)
+    tags = domain_tags(domain, extra)
     points: List[Point] = []
     nics, block_devices = interfaces(domain), disks(domain.stats)
     reading = reading_of(domain, snapshot, block_devices)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kvm_telegraf.encode import LineEncoder, carried_key, format_float
-from kvm_telegraf.points import Point
+from kvm_telegraf.encode import LineEncoder, _Template, carried_key, format_field_value, format_float
+from kvm_telegraf.points import KeptFields, Layout, Point
 from kvm_telegraf.shape import shape_snapshot
 from tests.harness.goldens import batches, golden_groups, golden_snapshots
 from tests.harness.influxdb import quote_ident
@@ -124,6 +124,43 @@ def test_percent_signs_in_keys_and_strings_print_as_they_are():
 )
 def test_floats_print_in_plain_decimal_like_go_format_float(value, text):
     assert format_float(value) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_a_float_field_prints_through_a_template_as_format_field_value_prints_it(value):
+    expected = format_field_value(value)
+    line = encode("m", [], {"f": value, "n": 1})
+    assert line == (f"m f={expected},n=1i {TS}\n" if expected is not None else f"m n=1i {TS}\n")
+
+
+@pytest.mark.parametrize("text", ["vnet12", "", 'a"b', "a\\b", '\\"', "ünï \t=,"])
+def test_a_string_field_prints_through_a_template_as_format_field_value_prints_it(text):
+    assert [encode("m", [], {"s": text, "n": 1}) for _ in range(2)] == [
+        f"m s={format_field_value(text)},n=1i {TS}\n"
+    ] * 2
+
+
+def test_kept_fields_are_formatted_once_while_each_batch_prints_them_and_again_after_a_batch_without(monkeypatch):
+    formatted = []
+    real_format = _Template.format
+    monkeypatch.setattr(_Template, "format", lambda self, *args: formatted.append(args[0]) or real_format(self, *args))
+    kept = KeptFields(Layout(("os", "acpi", "vcpus"), (str, bool, int)), ("hvm", True, 2))
+    other = KeptFields(Layout(("os",), (str,)), ("hvm",))
+    encoder = LineEncoder()
+    line = f'vm_features,vm=a os="hvm",acpi=true,vcpus=2i {TS}\n'
+    assert encoder.encode([Point("vm_features", (("vm", "a"),), kept)], TS) == line
+    assert encoder.encode([Point("vm_features", (("vm", "a"),), kept)], TS) == line
+    assert formatted == [("hvm", True, 2)]
+    encoder.encode([Point("vm_features", (("vm", "a"),), other)], TS)
+    assert encoder.encode([Point("vm_features", (("vm", "a"),), kept)], TS) == line
+    assert formatted == [("hvm", True, 2), ("hvm",), ("hvm", True, 2)]
+
+
+def test_kept_fields_with_a_value_no_template_carries_print_field_by_field_in_every_batch():
+    kept = KeptFields(Layout(("ok", "bad"), (int, float)), (1, math.inf))
+    encoder = LineEncoder()
+    assert [encoder.encode([Point("m", (), kept)], TS) for _ in range(2)] == [f"m ok=1i {TS}\n"] * 2
 
 
 def test_every_line_of_a_batch_carries_the_same_timestamp():

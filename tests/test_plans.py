@@ -16,7 +16,7 @@ from kvm_telegraf.domain_filter import DeviceFilter
 from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import resolve
-from kvm_telegraf.plans import ShapePlans
+from kvm_telegraf.plans import Plan, ShapePlans
 from kvm_telegraf.points import Point
 from kvm_telegraf.shape import EVERY_DEVICE, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
@@ -127,6 +127,12 @@ CHANGES = {
     "an empty tap name": set_stat("net.0.name", ""),
     "a tap named by the operator": set_stat("net.0.name", "ops-uplink"),
     "a memory size out of int64 in bytes": set_stat("balloon.maximum", 2**62),
+    "the most memory available in bytes, none usable": with_stats(
+        lambda stats: stats.update({"balloon.available": (2**63 - 1) // 1024, "balloon.usable": 0})
+    ),
+    "none available, the most usable in bytes": with_stats(
+        lambda stats: stats.update({"balloon.available": 0, "balloon.usable": (2**63 - 1) // 1024})
+    ),
     "an allocation of 0 with physical": set_stat("block.0.allocation", 0),
     "an allocation of 0 without physical": with_stats(
         lambda stats: (stats.__setitem__("block.0.allocation", 0), stats.pop("block.0.physical"))
@@ -274,3 +280,75 @@ def test_groups_or_fewer_measurements_keep_the_plain_path(recorded):
     shape_snapshot(first, {}, frozenset({"vm_metrics", "vm_totals"}), plans=plans)
     shape_snapshot(first, {}, groups=resolve(["vcpu"]), plans=plans)
     assert len(plans) == 0
+
+
+# --- each domain's tags, kept from batch to batch ----------------------------------------------------------
+
+
+def test_a_domains_tags_are_the_same_tuples_from_batch_to_batch_while_it_is_unchanged(recorded):
+    _, second = recorded
+    plans = ShapePlans()
+    earlier, history = shape_snapshot(second, {}, plans=plans)
+    later, _ = shape_snapshot(dataclasses.replace(second, timestamp_ns=second.timestamp_ns + 1), history, plans=plans)
+    assert [p.tags for p in later] == [p.tags for p in earlier]
+    assert all(now.tags is then.tags for now, then in zip(later, earlier))
+
+
+def with_config_xml(change: Callable[[str], str]) -> Callable[[DomainSample], DomainSample]:
+    def changed(domain: DomainSample) -> DomainSample:
+        config = domain.config
+        return dataclasses.replace(domain, config=dataclasses.replace(config, xml=change(config.xml)))
+
+    return changed
+
+
+RENAMES = {
+    "renamed": lambda domain: dataclasses.replace(domain, name=f"{domain.name}-renamed"),
+    "a MAC changed in its XML": with_config_xml(lambda xml: xml.replace("52:54:00:6b:01:00", "52:54:00:6b:01:77")),
+    "the same XML read again": with_config_xml(lambda xml: xml),
+    "new tap names (a restart)": with_stats(lambda stats: stats.update({"net.0.name": "vnet7", "net.1.name": "vnet9"})),
+    "on another host": lambda domain: dataclasses.replace(domain, hypervisor="kvm-07"),
+    "its config unread": lambda domain: dataclasses.replace(domain, config=None),
+}
+
+
+@pytest.mark.parametrize("change", list(RENAMES.values()), ids=list(RENAMES))
+def test_a_domain_whose_names_change_between_batches_gives_the_same_points_through_plans(recorded, change):
+    first, second = recorded
+    assert_both_paths_agree([first, each_domain(second, change), second, each_domain(second, change)])
+
+
+def test_one_uuid_on_two_hosts_in_one_batch_gives_the_same_points_through_plans(recorded):
+    first, second = recorded
+
+    def on_two_hosts(cycle: Snapshot) -> Snapshot:
+        moved = [dataclasses.replace(domain, hypervisor="kvm-07", name=f"{domain.name}-m") for domain in cycle.domains]
+        return dataclasses.replace(cycle, domains=(*cycle.domains, *moved))
+
+    assert_both_paths_agree([on_two_hosts(first), on_two_hosts(second), on_two_hosts(second)])
+
+
+def test_a_gone_domains_tags_are_dropped_after_one_batch(recorded):
+    first, _ = recorded
+    plans = ShapePlans()
+    shape_snapshot(first, {}, plans=plans)
+    shape_snapshot(dataclasses.replace(first, domains=first.domains[:1]), {}, plans=plans)
+    assert set(plans._names_before) == {first.domains[0].uuid}
+
+
+def test_a_domain_tries_its_own_plan_of_the_batch_before_first_among_the_plans_under_its_counts(recorded, monkeypatch):
+    first, second = recorded
+    mixed = [without_stat("block.1.rd.times"), set_stat("block.0.errors", 0), lambda domain: domain]
+    domain = second.domains[0]
+    cycle = Snapshot(
+        second.timestamp_ns,
+        tuple(dataclasses.replace(change(domain), uuid=f"{domain.uuid[:-1]}{n}") for n, change in enumerate(mixed)),
+    )
+    plans = ShapePlans()
+    shape_snapshot(cycle, {}, plans=plans)
+    assert len(plans) == 3
+    tried = []
+    real_shape = Plan.shape
+    monkeypatch.setattr(Plan, "shape", lambda plan, *args: tried.append(plan) or real_shape(plan, *args))
+    assert ordered(shape_snapshot(cycle, {}, plans=plans)[0]) == ordered(shape_snapshot(cycle, {})[0])
+    assert len(tried) == 3 and len(set(map(id, tried))) == 3
