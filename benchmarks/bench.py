@@ -3,7 +3,8 @@
 Runs the parts below on ktbench-* lab guests (benchmarks/README.md has the method), then prints
 the table and writes it to benchmarks/results.md:
 
-1. Telegraf + kvm-telegraf against Telegraf + inputs.libvirt, on 4 running guests (vs_telegraf.py);
+1. Telegraf + kvm-telegraf against Telegraf + inputs.libvirt, on 4 running guests (vs_telegraf.py), then
+   the same guests in one process (same_process.py);
 2. the bare call, kvm-telegraf, collectd and the exporter on 20 paused guests (vs_peers.py);
 3. in one process: the bare call, a cycle, its stages and the garbage collector (same_process.py);
 4. what the memory above the bare process is (memory.py);
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace, workdir: str, telegraf: Path) -> Results:
     results = Results(machine=machine, guests=args.guests, cycles=args.cycles, load=load.parts)
     chunks = max(3, args.cycles // 5)
 
-    load.begin(f"Telegraf side by side, {SMALL_HOST} running guests ({chunks * 10} s)")
+    load.begin(f"Telegraf side by side, {SMALL_HOST} running guests ({chunks * 10} s), then in one process")
     lab("down")  # a small host: only these guests of the bench's (a run with --keep-guests left more)
     lab("up", str(SMALL_HOST))
     argv = as_operators_run(command, glob)
@@ -129,6 +130,10 @@ def run(args: argparse.Namespace, workdir: str, telegraf: Path) -> Results:
     results.telegraf[f"{SMALL_HOST} running"] = attempt(
         "Telegraf comparison",
         lambda: compare(telegraf, work, f"{SMALL_HOST} running", names_of(SMALL_HOST), argv, 2.0, chunks),
+    )
+    # The same guests in one process: on a small host the cycle's fixed cost is most of our process's share
+    results.same[f"{SMALL_HOST} running"] = attempt(
+        "same-process rounds", lambda: in_venv(workdir, "same_process.py", [URI, glob, "15"], 15 * 30)
     )
     load.end()
 
