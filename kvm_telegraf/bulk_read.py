@@ -13,6 +13,13 @@ Both fallbacks start FALLBACK_LEAD_S before ``--timeout`` when the full call is
 not in by then, not at it: a NOWAIT answer that takes more than its grace (the
 healthy guests' QEMU monitors, on a busy machine) still makes the batch.
 
+Each fallback calls over a connection of its own, opened on its first call: on
+one connection, libvirt's client can leave a call unsent behind another that
+waits (a wake-up lost between two threads, libvirt 9.0's client; seen against the
+7.0 and 12.8 daemons), until a reply or the next keepalive probe 5 s later comes.
+Behind a full call that a frozen guest holds, the fallbacks missed their deadline
+that way (NOWAIT and state alike, 1.5 to 5 s), and the cycle printed nothing.
+
 A late answer is dropped: its domains were read at instants spread over the
 whole late call, up to an interval before the next batch, so sending it then
 would pass old values off as new and skew every rate.
@@ -35,7 +42,7 @@ import contextlib
 import time
 from typing import Any, Callable, List, NamedTuple, Optional, Set, Tuple
 
-from kvm_telegraf.connection import LibvirtUnavailableError
+from kvm_telegraf.connection import Connection, LibvirtUnavailableError, on_live
 from kvm_telegraf.group import RawStats
 from kvm_telegraf.libvirt_facts import STATE_RUNNING, STATS_NOWAIT, STATS_STATE
 from kvm_telegraf.log import get_logger
@@ -112,12 +119,14 @@ class TieredRead:
     client by default).
     """
 
-    def __init__(self, timeout_s: float, chosen: Optional[Chosen] = None) -> None:
+    def __init__(self, timeout_s: float, connect: Callable[[], Connection], chosen: Optional[Chosen] = None) -> None:
         self.timeout_s = timeout_s
         self.chosen = chosen  # None: read every domain in one call
         self._full = Worker("bulk-stats")
         self._nowait = Worker("bulk-stats-nowait")
         self._state = Worker("bulk-stats-state")
+        self._nowait_connection = connect()  # each used by its worker alone
+        self._state_connection = connect()
         self._full_started = 0.0
         self._slowest_full_s = 0.0  # the slowest full call that returned since full answers last came in time
 
@@ -179,7 +188,7 @@ class TieredRead:
             with contextlib.suppress(CallTimeoutError):
                 lead_s = min(FALLBACK_LEAD_S, self.timeout_s / 2)
                 return answer_by(full, started + self.timeout_s - lead_s), FULL, carried_over
-        fallbacks = self._fallbacks(conn, stats, flags)
+        fallbacks = self._fallbacks(stats, flags)
         if full is not None:
             with contextlib.suppress(CallTimeoutError):
                 return answer_by(full, started + self.timeout_s), FULL, carried_over
@@ -192,19 +201,22 @@ class TieredRead:
             f"libvirt answered no stats call within {self.timeout_s + STATE_GRACE_S:g}s, not even for the state alone"
         )
 
-    def _fallbacks(self, conn: Any, stats: int, flags: int) -> Tuple[Tuple[Optional[Call], str, float], ...]:
+    def _fallbacks(self, stats: int, flags: int) -> Tuple[Tuple[Optional[Call], str, float], ...]:
         """NOWAIT and the state-only call, started; (call or None while its worker's last is out, tier, grace)."""
         chosen = self.chosen
         # Both fallbacks at once: the state-only call costs libvirtd a millisecond and no QEMU,
         # and is then in hand the moment NOWAIT misses its deadline.
-        return (
-            (
-                self._nowait.submit(lambda: read_stats(conn, stats, flags | STATS_NOWAIT, chosen)),
-                NOWAIT,
-                NOWAIT_GRACE_S,
-            ),
-            (self._state.submit(lambda: read_stats(conn, STATS_STATE, flags, chosen)), STATE_ONLY, STATE_GRACE_S),
+        nowait = self._nowait.submit(
+            lambda: on_live(self._nowait_connection, lambda conn: read_stats(conn, stats, flags | STATS_NOWAIT, chosen))
         )
+        state = self._state.submit(
+            lambda: on_live(self._state_connection, lambda conn: read_stats(conn, STATS_STATE, flags, chosen))
+        )
+        return (nowait, NOWAIT, NOWAIT_GRACE_S), (state, STATE_ONLY, STATE_GRACE_S)
+
+    def close(self) -> None:
+        self._nowait_connection.close()
+        self._state_connection.close()
 
 
 class Episodes:

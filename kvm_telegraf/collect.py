@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.bulk_read import FULL, STATE_ONLY, BulkRead, Episodes, TieredRead
-from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, redact_uri
+from kvm_telegraf.connection import Connection, LibvirtUnavailableError, error_message, is_alive, redact_uri
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.domain_filter import DomainFilter, MatchNotes
 from kvm_telegraf.events import CONFIG_CHANGING, TUNABLES_CHANGED, EventQueue
@@ -53,7 +54,11 @@ class Collector:
     _forget: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
-        self.reader = TieredRead(self.timeout_s, self.domain_filter if self.domain_filter.active else None)
+        self.reader = TieredRead(
+            self.timeout_s,
+            partial(Connection, self.connection.uri, self.connection.opener),
+            self.domain_filter if self.domain_filter.active else None,
+        )
         self._episodes = Episodes(self.timeout_s)
         self._matches = MatchNotes(self.domain_filter, redact_uri(self.connection.uri))
 
@@ -116,7 +121,7 @@ class Collector:
             except LibvirtUnavailableError:
                 raise
             except Exception as exc:  # libvirtError: daemon restarted, socket closed, a domain gone mid-call
-                if not _is_alive(conn):
+                if not is_alive(conn):
                     self.connection.close()
                 if attempt == 2:
                     raise LibvirtUnavailableError(
@@ -175,12 +180,6 @@ class Collector:
 
     def close(self) -> None:
         self.connection.close()
+        self.reader.close()
         if self._calls is not None:
             self._calls.close()
-
-
-def _is_alive(conn: Any) -> bool:
-    try:
-        return bool(conn.isAlive())
-    except Exception:
-        return False

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from kvm_telegraf.log import LIBVIRT_TEXT_MAX_CHARS, clip
 from kvm_telegraf.redact import redact
+
+T = TypeVar("T")
 
 # Called with a fresh connection and what to call when libvirt finds it dead; returns how to undo it.
 Subscriber = Callable[[Any, Callable[[], None]], Callable[[], None]]
@@ -111,3 +113,22 @@ class Connection:
         if conn is not None:
             with contextlib.suppress(Exception):  # already dead: nothing to release
                 conn.close()
+
+
+def is_alive(conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:
+        return False
+
+
+def on_live(connection: Connection, call: Callable[[Any], T]) -> T:
+    """call(conn) on *connection*; once more on a new connection if it failed on a dead one (libvirtd restarted)."""
+    conn = connection.get()
+    try:
+        return call(conn)
+    except Exception:
+        if is_alive(conn):
+            raise
+        connection.close()
+    return call(connection.get())

@@ -369,6 +369,26 @@ def test_a_frozen_guest_is_named_once_marked_not_responding_and_the_others_stay_
     ]
 
 
+def test_beside_a_frozen_guest_the_fallbacks_answer_though_a_connection_serves_no_call_behind_the_stuck_one(stalling):
+    """libvirt 9.0's client can leave a call unsent behind another that waits on the same connection, until the next
+    keepalive probe 5 s later: on every daemon of the matrix, under load, the fallbacks made over the frozen full
+    call's connection missed their deadline that way, and the cycle printed nothing."""
+    host = stalling(stall={FULL}, busy={"ktlab-02"})
+    opened: List[Any] = []
+
+    def opener(_uri: str) -> Any:
+        opened.append(host.client())
+        return opened[-1]
+
+    collector = Collector(Connection("replay:///", opener), timeout_s=TIMEOUT_S)
+    for _ in range(3):
+        healthy, frozen = collector.collect().domains
+        assert healthy.responding and "balloon.rss" in healthy.stats, "the healthy guest keeps its full stats"
+        assert not frozen.responding and "cpu.time" in frozen.stats
+    assert len(opened) == 3, "the collector's connection and one per fallback, each opened once"
+    collector.close()
+
+
 @pytest.mark.parametrize(
     "timeout_s",
     [pytest.param(1.0, id="lead-of-0.5s"), pytest.param(0.4, id="lead-of-half-a-short-timeout")],

@@ -13,6 +13,7 @@ from kvm_telegraf.connection import (
     Connection,
     LibvirtUnavailableError,
     error_message,
+    on_live,
     open_read_only,
     redact_uri,
 )
@@ -122,3 +123,45 @@ def test_closing_a_connection_that_already_died_does_not_raise():
     connection.get()
     connection.close()
     connection.close()  # and twice is fine too
+
+
+class DyingAfterOneCall:
+    """A connection whose first call finds libvirtd gone: the call fails, and isAlive() says so from then on."""
+
+    def __init__(self, fails: bool) -> None:
+        self.fails, self.alive = fails, True
+
+    def isAlive(self) -> bool:  # noqa: N802 - libvirt's API
+        return self.alive
+
+    def getHostname(self) -> str:  # noqa: N802 - libvirt's API
+        if self.fails:
+            self.alive = False
+            raise libvirt.libvirtError("End of file while reading data: Input/output error")
+        return "kvm1"
+
+
+@pytest.mark.parametrize("failures", [0, 1])
+def test_a_call_on_a_live_connection_is_made_once_and_on_a_dead_one_once_more_on_a_new_connection(failures):
+    opened = []
+
+    def opener(_uri):
+        opened.append(DyingAfterOneCall(fails=len(opened) < failures))
+        return opened[-1]
+
+    connection = Connection("qemu:///system", opener)
+    assert on_live(connection, lambda conn: conn.getHostname()) == "kvm1"
+    assert len(opened) == failures + 1
+    assert connection.get() is opened[-1]
+
+
+def test_a_call_that_fails_on_a_live_connection_raises_and_keeps_the_connection():
+    def refused(conn):
+        raise libvirt.libvirtError("Requested operation is not valid: domain is not running")
+
+    connection = Connection("test:///default", open_read_only)
+    first = connection.get()
+    with pytest.raises(libvirt.libvirtError, match="not running"):
+        on_live(connection, refused)
+    assert connection.get() is first
+    connection.close()

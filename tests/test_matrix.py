@@ -189,8 +189,11 @@ def test_a_frozen_guest_costs_only_its_own_details_and_one_warning(daemon):
         with frozen(stuck):
             for _ in range(2):
                 batch = next_batch(driver)
-                assert set(by_vm(batch, "vm_metrics")) == {healthy, stuck}, "the frozen guest keeps its vm_metrics"
-                assert "memory_usable_bytes" in by_vm(batch, "vm_totals")[healthy]
+                assert set(by_vm(batch, "vm_metrics")) == {healthy, stuck}, (
+                    "the frozen guest keeps its vm_metrics",
+                    driver.stderr,
+                )
+                assert "memory_usable_bytes" in by_vm(batch, "vm_totals")[healthy], driver.stderr
         for _ in range(10):  # the stuck call returns once QEMU runs again
             batch = next_batch(driver)
             if "memory_usable_bytes" in by_vm(batch, "vm_totals").get(stuck, {}):
