@@ -76,22 +76,26 @@ class BulkRead(NamedTuple):
     full_call_s: float  # the slowest full call since full answers last came in time, or how long the one out has run
     full_call_returned: bool  # whether full_call_s was measured on a call that came back
     domains_listed: int  # how many domains the host has, chosen or not (the records, when all are read)
+    conn: Any  # the connection the records came over: the groups' calls use it too, never behind a stuck call
 
 
 Chosen = Callable[[str], bool]  # --domain / --exclude-domain, on a domain's name
 
 
-def read_stats(conn: Any, stats: int, flags: int, chosen: Optional[Chosen]) -> Tuple[RawStats, int]:
-    """(records, domains on the host): every domain in one call, or the list and then the chosen ones' stats.
+Answer = Tuple[RawStats, int, Any]  # records, domains on the host, the connection they came over
+
+
+def read_stats(conn: Any, stats: int, flags: int, chosen: Optional[Chosen]) -> Answer:
+    """(records, domains on the host, conn): every domain in one call, or the list and then the chosen ones' stats.
 
     A domain gone between the two calls is left out by libvirt (virDomainListGetStats skips it).
     """
     if chosen is None:
         records = conn.getAllDomainStats(stats, flags)
-        return records, len(records)
+        return records, len(records), conn
     listed = conn.listAllDomains(0)
     picked = [dom for dom in listed if chosen(dom.name())]
-    return (conn.domainListGetStats(picked, stats, flags) if picked else []), len(listed)
+    return (conn.domainListGetStats(picked, stats, flags) if picked else []), len(listed), conn
 
 
 def unresponsive_domains(records: RawStats) -> List[str]:
@@ -153,32 +157,32 @@ class TieredRead:
 
         LibvirtUnavailableError when no tier answered in time.
         """
-        (records, listed), tier, carried_over = self._tiers(conn, stats, flags, started)
+        (records, listed, over), tier, carried_over = self._tiers(conn, stats, flags, started)
         full_s, returned = self.full_call_time()
         if tier == FULL:
             self._slowest_full_s = 0.0
-            return BulkRead(records, tier, None, (), full_s, returned, listed)
+            return BulkRead(records, tier, None, (), full_s, returned, listed, over)
         if tier == STATE_ONLY:
-            return BulkRead(records, tier, SATURATED, tuple(running_domains(records)), full_s, returned, listed)
+            return BulkRead(records, tier, SATURATED, tuple(running_domains(records)), full_s, returned, listed, over)
         # A NOWAIT answer also lacks the domain that a slow but healthy full call holds at that moment,
         # so a guest is called frozen only once the full call it blocks has been out since an earlier
         # cycle; a full call that missed its deadline and came back means the call as a whole is slow.
         marked = tuple(unresponsive_domains(records))
         if self.stuck and carried_over and marked:
-            return BulkRead(records, tier, FROZEN, marked, full_s, returned, listed)
+            return BulkRead(records, tier, FROZEN, marked, full_s, returned, listed, over)
         if self.stuck and self._slowest_full_s <= self.timeout_s and marked:
             # frozen or slow: the next cycle tells
-            return BulkRead(records, tier, None, marked, full_s, returned, listed)
-        return BulkRead(records, tier, SLOW, (), full_s, returned, listed)
+            return BulkRead(records, tier, None, marked, full_s, returned, listed, over)
+        return BulkRead(records, tier, SLOW, (), full_s, returned, listed, over)
 
-    def _full_call(self, conn: Any, stats: int, flags: int) -> Tuple[RawStats, int]:
+    def _full_call(self, conn: Any, stats: int, flags: int) -> Answer:
         started = time.monotonic()
         answer = read_stats(conn, stats, flags, self.chosen)
         self._slowest_full_s = max(self._slowest_full_s, time.monotonic() - started)
         return answer
 
-    def _tiers(self, conn: Any, stats: int, flags: int, started: float) -> Tuple[Tuple[RawStats, int], str, bool]:
-        """((records, domains listed), tier, whether a full call was out since an earlier cycle)."""
+    def _tiers(self, conn: Any, stats: int, flags: int, started: float) -> Tuple[Answer, str, bool]:
+        """(the answer, its tier, whether a full call was out since an earlier cycle)."""
         for worker in (self._full, self._nowait, self._state):
             worker.start()  # all at once: a first fallback, however late, adds no thread
         carried_over = self.stuck

@@ -143,7 +143,7 @@ class Collector:
         """The groups' own calls, none on a saturated host (state-only tier)."""
         if self._calls is None or read.tier == STATE_ONLY:
             return {}, {}
-        return self._calls.run(self.connection.get(), records, configs, read.not_responding, deadline)
+        return self._calls.run(read.conn, records, configs, read.not_responding, deadline)
 
     def _health(self, read: BulkRead, collect_ns: int) -> Dict[str, Any]:
         """This cycle's own health, for vm_host."""

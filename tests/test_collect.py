@@ -21,6 +21,7 @@ from kvm_telegraf.connection import Connection, LibvirtUnavailableError, open_re
 from kvm_telegraf.domain_configs import ConfigCache
 from kvm_telegraf.domain_filter import DomainFilter
 from kvm_telegraf.domain_xml import parse_metadata_tag
+from kvm_telegraf.groups import resolve
 from kvm_telegraf.libvirt_facts import ERR_NO_DOMAIN, STATS_NO_DOMAINS
 from kvm_telegraf.snapshot import Snapshot
 from tests.conftest import load_snapshots, need
@@ -369,9 +370,10 @@ def test_a_frozen_guest_is_named_once_marked_not_responding_and_the_others_stay_
     ]
 
 
-def test_beside_a_frozen_guest_the_fallbacks_answer_though_a_connection_serves_no_call_behind_the_stuck_one(stalling):
+@pytest.mark.parametrize("groups", [pytest.param((), id="default"), pytest.param(("host",), id="host-calls")])
+def test_beside_a_frozen_guest_no_call_waits_behind_the_stuck_one_on_its_connection(stalling, groups):
     """libvirt 9.0's client can leave a call unsent behind another that waits on the same connection, until the next
-    keepalive probe 5 s later: on every daemon of the matrix, under load, the fallbacks made over the frozen full
+    keepalive probe 5 s later: on the CI's and the lab's daemons, under load, the fallbacks made over the frozen full
     call's connection missed their deadline that way, and the cycle printed nothing."""
     host = stalling(stall={FULL}, busy={"ktlab-02"})
     opened: List[Any] = []
@@ -380,12 +382,16 @@ def test_beside_a_frozen_guest_the_fallbacks_answer_though_a_connection_serves_n
         opened.append(host.client())
         return opened[-1]
 
-    collector = Collector(Connection("replay:///", opener), timeout_s=TIMEOUT_S)
+    collector = Collector(Connection("replay:///", opener), timeout_s=TIMEOUT_S, groups=resolve(list(groups)))
     for _ in range(3):
-        healthy, frozen = collector.collect().domains
+        snapshot = collector.collect()
+        healthy, frozen = snapshot.domains
         assert healthy.responding and "balloon.rss" in healthy.stats, "the healthy guest keeps its full stats"
         assert not frozen.responding and "cpu.time" in frozen.stats
+        if groups:
+            assert "node" in snapshot.hosts[0], "the host calls answer too"
     assert len(opened) == 3, "the collector's connection and one per fallback, each opened once"
+    host.release()
     collector.close()
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +20,8 @@ import pytest
 
 from tests.harness.cli import KVM_TELEGRAF, Line, next_batch, parse_line
 from tests.harness.execd import ExecdDriver
-from tests.harness.matrix import INSIDE, Daemon, compatibility_row, qemu_pid
+from tests.harness.faults import frozen
+from tests.harness.matrix import INSIDE, Daemon, compatibility_row
 
 pytestmark = pytest.mark.lab
 
@@ -165,17 +164,6 @@ def test_a_suspend_and_a_resume_between_two_ticks_are_both_in_the_next_batch(dae
         (tags["event"], fields["detail"]) for m, tags, fields, _ in batch if m == "vm_events" and tags["vm"] == name
     ]
     assert events == [("suspended", '"paused"'), ("resumed", '"unpaused"')]
-
-
-@contextlib.contextmanager
-def frozen(name: str) -> Iterator[None]:
-    """The guest's QEMU under SIGSTOP: its monitor stops answering, as in a real hang."""
-    pid = qemu_pid(name)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
 
 
 def test_a_frozen_guest_costs_only_its_own_details_and_one_warning(daemon):

@@ -11,16 +11,14 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from tests.harness.matrix import qemu_pid
+
 LAB_PY = Path(__file__).resolve().parents[1] / "lab" / "lab.py"
-
-
-def qemu_pid(name: str) -> int:
-    return int(Path(f"/run/libvirt/qemu/{name}.pid").read_text())
 
 
 @contextlib.contextmanager
 def frozen(name: str) -> Iterator[None]:
-    """The guest's QEMU under SIGSTOP: its monitor stops answering, as in a real hang."""
+    """The guest's QEMU under SIGSTOP: its monitor stops answering, as in a real hang (whichever daemon runs it)."""
     pid = qemu_pid(name)
     os.kill(pid, signal.SIGSTOP)
     try:

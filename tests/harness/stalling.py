@@ -35,20 +35,24 @@ class StallingDomain:
 
 
 class OneClient:
-    """One connection to a StallingConnection host, as libvirt 9.0's client serves it at worst: a stats call made
-    while another call on the same connection waits stays unsent until that one returns (a lost wake-up; on a real
+    """One connection to a StallingConnection host, as libvirt 9.0's client serves it at worst: a call made while
+    another call on the same connection waits stays unsent until that one returns (a lost wake-up; on a real
     host, until a reply or the next keepalive probe, 5 s later)."""
 
     def __init__(self, host: StallingConnection) -> None:
         self._host = host
         self._one_at_a_time = threading.Lock()
 
-    def getAllDomainStats(self, stats: int, flags: int):  # noqa: N802 - libvirt's API
-        with self._one_at_a_time:
-            return self._host.getAllDomainStats(stats, flags)
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._host, name)
+        answer = getattr(self._host, name)
+        if not callable(answer):
+            return answer
+
+        def one_at_a_time(*args: Any) -> Any:
+            with self._one_at_a_time:
+                return answer(*args)
+
+        return one_at_a_time
 
 
 class StallingConnection(ReplayConnection):
