@@ -115,7 +115,8 @@ def running_domains(records: RawStats) -> List[str]:
 
 
 class TieredRead:
-    """The bulk read in three tiers, each on one persistent worker, none waited for past the deadline.
+    """The bulk read in three tiers, each on one persistent worker, none waited for past the deadline; the full
+    call over the collector's connection, each fallback over one of its own.
 
     A worker whose call is still out takes no new one, so at most three stats
     calls per host are outstanding in libvirtd at any time, whatever the load:
