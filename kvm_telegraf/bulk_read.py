@@ -55,8 +55,10 @@ NOWAIT_GRACE_S = 0.3
 STATE_GRACE_S = 0.4
 # How long before --timeout the fallbacks start when the full call is not in by then (at most half of --timeout).
 # With one guest frozen, a NOWAIT call took 0.3 to 0.9 s now and then in the fresh-clone CI (healthy: 6-50 ms),
-# and with the fallbacks started at --timeout that cycle came as state only. The cost: a full call that answers
-# in its last FALLBACK_LEAD_S also has its fallbacks made, and their answers dropped.
+# and with the fallbacks started at --timeout that cycle came as state only. Most likely those were calls held
+# behind the stuck full call on its connection (the module's docstring), which the fallbacks' own connections
+# end; the lead stays as margin for a NOWAIT call slower than its grace on a busy host. The cost: a full call
+# that answers in its last FALLBACK_LEAD_S also has its fallbacks made, and their answers dropped.
 FALLBACK_LEAD_S = 0.5
 
 # Which tier answered a cycle's bulk read.

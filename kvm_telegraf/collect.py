@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple
 
 from kvm_telegraf.bulk_read import FULL, STATE_ONLY, BulkRead, Episodes, TieredRead
@@ -56,7 +55,7 @@ class Collector:
     def __post_init__(self) -> None:
         self.reader = TieredRead(
             self.timeout_s,
-            partial(Connection, self.connection.uri, self.connection.opener),
+            self.connection.another,
             self.domain_filter if self.domain_filter.active else None,
         )
         self._episodes = Episodes(self.timeout_s)
@@ -133,7 +132,7 @@ class Collector:
         """The groups the daemon serves, found once per process (served_groups says which it does not)."""
         if self._active is None:
             self._active = served_groups(conn, self.groups, redact_uri(self.connection.uri), self.implied_groups)
-            own = self.own_connection or (lambda: Connection(self.connection.uri, self.connection.opener))
+            own = self.own_connection or self.connection.another
             self._calls = GroupCalls(self._active, self.features_refresh_s, own, self.own_refresh_s)
         return self._active
 

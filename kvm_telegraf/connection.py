@@ -74,6 +74,10 @@ class Connection:
         self._unsubscribe: Optional[Callable[[], None]] = None
         self._dead = False  # set by libvirt's close callback (event thread): keepalive or EOF found it gone
 
+    def another(self) -> Connection:
+        """A second connection to the same URI, opened the same way: a caller's own, closed by it."""
+        return Connection(self.uri, self.opener)
+
     def _died(self) -> None:
         self._dead = True
 

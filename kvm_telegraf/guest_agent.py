@@ -201,7 +201,7 @@ class GuestAgents:
 
     def _serve(self) -> None:
         """Serve the queue on a connection of this thread's own, closed when the queue is empty (see the module)."""
-        own = Connection(self.connection.uri, self.connection.opener)
+        own = self.connection.another()
         try:
             while True:
                 with self._lock:
