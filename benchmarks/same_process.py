@@ -31,6 +31,7 @@ from gc_clock import GcClock  # this file's directory is on sys.path when it run
 from kvm_telegraf.cli import main as cli_main
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from kvm_telegraf.pipeline import Pipeline
+from kvm_telegraf.points import each_point
 from kvm_telegraf.program import build_pipeline
 from kvm_telegraf.settings import Settings
 from kvm_telegraf.shape import shape_snapshot
@@ -51,7 +52,8 @@ class PrintFloor:
         self.templates: List[str] = []
         self.samples: List[float] = []
 
-    def __call__(self, points: List, timestamp_ns: int) -> None:
+    def __call__(self, batch: List, timestamp_ns: int) -> None:
+        points = each_point(batch)  # a planned domain's Lines as its points
         layout = [(measurement, tags, tuple(fields)) for measurement, tags, fields, _ in points]
         rows = [tuple(dict(fields).values()) for _, _, fields, _ in points]
         if layout != self.layout:

@@ -49,12 +49,23 @@ from kvm_telegraf.measurements import (
     vcpu_keys,
     vm_features,
 )
-from kvm_telegraf.points import INT64_MAX, INT64_MIN, Fields, FieldValue, KeptFields, Layout, Point, Tags
+from kvm_telegraf.points import (
+    INT64_MAX,
+    INT64_MIN,
+    Fields,
+    FieldValue,
+    KeptFields,
+    Layout,
+    Lines,
+    LinesLayout,
+    Point,
+    Tags,
+)
 from kvm_telegraf.snapshot import DomainSample, Snapshot, StatValue
 
 Getter = Callable[[Sequence[Any]], Tuple[Any, ...]]
 LayoutOf = Callable[[Tuple[str, ...], Tuple[type, ...]], Layout]
-Shaped = Tuple[List[Point], Optional[Reading]]
+Shaped = Tuple[List[Lines], Optional[Reading]]
 ShapeKey = Tuple[Tuple[StatValue, ...], Tuple[StatValue, ...], bool]  # device and vCPU counts, disk names, running
 
 
@@ -66,6 +77,7 @@ MISFIT = _Misfit()
 
 COUNT_KEYS = ("net.count", "block.count", "vcpu.maximum")
 MAX_DEVICES = 64  # NICs, and disks with their backing entries, a plan is made for
+MAX_VARIANTS = 64  # LinesLayouts a plan keeps: one per set of disks with latencies, cpu_percent and vm_features
 
 
 def _name_keys(count: int) -> Tuple[str, ...]:
@@ -125,19 +137,20 @@ class _Columns:
 class _Disk:
     """One disk's line in a plan: its name, which values its line picks, its layouts (base and with latencies)."""
 
-    __slots__ = ("name", "pick", "layout", "latencies", "variants", "layout_of")
+    __slots__ = ("name", "picks", "pick", "layout", "latencies", "variants", "layout_of")
 
     def __init__(
         self,
         name: str,
-        pick: Getter,
+        picks: Tuple[int, ...],
         layout: Layout,
         latencies: Tuple[Tuple[str, int, int], ...],
         layout_of: LayoutOf,
     ) -> None:
         self.layout_of = layout_of
         self.name = name
-        self.pick = pick
+        self.picks = picks  # its values' positions in a cycle's values
+        self.pick = picker(picks)  # its reading's values, for the next cycle's latencies
         self.layout = layout
         self.latencies = latencies  # (latency field, time's position, requests' position) in the line's values
         self.variants: Dict[Tuple[str, ...], Layout] = {(): layout}  # at most 8: one per set of latencies
@@ -236,25 +249,36 @@ class Plan:
             self.used = (totals["memory_available_bytes"], totals["memory_usable_bytes"])
             totals["memory_used_bytes"] = at
 
+        if self.used is not None:
+            at += 1
+        # After those, a cycle appends the domain's own: responding (running), its taps, its disks' latencies,
+        # cpu_percent and its vm_features' fields, each where it has one (Plan.lines_layout places them).
+        self.width = at
+        self.responding_at = at if running else None
+        self.taps_at = at + running
+        self.tap_count = len(tap_keys)
+
         metric_places = {field: place[column] for field, column in metrics}
         self.metrics = self._line(metric_places, ("responding",) if running else (), (bool,))
         self.nics = [
-            (i, *self._line(places, ("tap",) if tap is not None else (), (str,)), tap) for i, places, tap in nic_places
+            (*self._line(places, ("tap",) if tap is not None else (), (str,)), tap) for _, places, tap in nic_places
         ]
         self.disks = []
         for name, places in disk_places:
-            pick, layout = self._line(places)
+            picks, layout = self._line(places)
             latencies = tuple(
                 (latency, layout.keys.index(spent), layout.keys.index(requests))
                 for latency, spent, requests in DISK_LATENCIES
                 if spent in places and requests in places
             )
-            self.disks.append(_Disk(name, pick, layout, latencies, layout_of))
+            self.disks.append(_Disk(name, picks, layout, latencies, layout_of))
         self.totals = self._line(totals)
         self.totals_with_percent = layout_of(self.totals[1].keys + ("cpu_percent",), self.totals[1].types + (float,))
         times = vcpu_rows.get("time", [])
         self.vcpu_numbers = tuple(int(n) for n, _ in times)
         self.vcpu_times = picker([place[column] for _, column in times])
+        # LinesLayout of each variant seen: which disks have latencies, with cpu_percent, with vm_features
+        self.variants: Dict[Tuple[Tuple[Layout, ...], bool, bool], LinesLayout] = {}
         self.last_batch = 0  # the ShapePlans batch that last used this plan
 
     def read_shape(self, stats: Mapping[str, StatValue]) -> Optional[Tuple[Tuple[Any, ...], Tuple[Any, ...]]]:
@@ -280,17 +304,53 @@ class Plan:
 
     def _line(
         self, places: Dict[str, int], more: Tuple[str, ...] = (), types: Tuple[type, ...] = ()
-    ) -> Tuple[Getter, Layout]:
-        """A line's getter over a cycle's values and its layout: the counters, then *more* (the domain's own)."""
+    ) -> Tuple[Tuple[int, ...], Layout]:
+        """A line's positions in a cycle's values and its layout: the counters, then *more* (the domain's own, whose
+        positions Plan.lines_layout adds)."""
         keys = tuple(places)
-        return picker(list(places.values())), self.layout_of(keys + more, (int,) * len(keys) + types[: len(more)])
+        return tuple(places.values()), self.layout_of(keys + more, (int,) * len(keys) + types[: len(more)])
+
+    def lines_layout(self, disks: Tuple[Layout, ...], percent: bool, features: bool) -> LinesLayout:
+        """The LinesLayout of a cycle's variant: *disks*, each disk's layout (with the latencies it has this cycle);
+        *percent*, whether vm_totals has cpu_percent; *features*, whether the domain has a vm_features line."""
+        key = (disks, percent, features)
+        layout = self.variants.get(key)
+        if layout is not None:
+            return layout
+        at = self.taps_at + self.tap_count
+        measurements, layouts, picks = ["vm_metrics"], [self.metrics[1]], [self.metrics[0]]
+        if self.responding_at is not None:
+            picks[0] += (self.responding_at,)
+        for nic_picks, nic_layout, tap in self.nics:
+            measurements.append("vm_devices")
+            layouts.append(nic_layout)
+            picks.append(nic_picks if tap is None else nic_picks + (self.taps_at + tap,))
+        for disk, disk_layout in zip(self.disks, disks):
+            added = len(disk_layout.keys) - len(disk.layout.keys)
+            measurements.append("vm_devices")
+            layouts.append(disk_layout)
+            picks.append(disk.picks + tuple(range(at, at + added)))
+            at += added
+        measurements.append("vm_totals")
+        layouts.append(self.totals_with_percent if percent else self.totals[1])
+        picks.append(self.totals[0] + ((at,) if percent else ()))
+        at += percent
+        if features:
+            measurements.insert(1, "vm_features")
+            layouts.insert(1, None)
+            picks.insert(1, (at,))
+            at += 1
+        layout = LinesLayout(tuple(measurements), tuple(layouts), tuple(picks), at)
+        if len(self.variants) < MAX_VARIANTS:
+            self.variants[key] = layout
+        return layout
 
     def device_tags(self, domain: DomainSample, taps: Tuple[Any, ...], extra: Tags) -> Tuple[List[Tags], List[Tags]]:
         """The tags of each NIC's line and of each disk's, in the plan's order (measurements.vm_devices' rule)."""
         facts = domain.config.facts if domain.config is not None else None
         macs = dict(facts.interfaces) if facts is not None else {}
         nics = []
-        for i, _, _, tap_at in self.nics:
+        for i, (_, _, tap_at) in enumerate(self.nics):
             tap = None if tap_at is None else taps[tap_at]
             mac = None if tap is None else macs.get(tap)
             nics.append(device_tags(domain, nic_device(tap, mac, i), "interface", extra, mac))
@@ -336,25 +396,13 @@ class Plan:
         if max(values[self.derived_from :]) > INT64_MAX:
             return None
 
-        tags = names.tags
         if names.plan is not self or names.taps != taps:
-            names.nic_tags, names.disk_tags = self.device_tags(domain, taps, names.extra)
-            names.plan, names.taps = self, taps
-        running = self.running
-        if running:
+            names.set_devices(self, taps, *self.device_tags(domain, taps, names.extra))
+        reading = None
+        if self.running:
             if type(domain.responding) is not bool:
                 return None
-            metrics = Fields(self.metrics[1], self.metrics[0](values) + (domain.responding,))
-        else:
-            metrics = Fields(self.metrics[1], self.metrics[0](values))
-        points = [_point(Point, ("vm_metrics", tags, metrics, None))]
-        if names.features is not None:
-            points.append(names.features)
-        for (_, pick, layout, tap_at), nic_tags in zip(self.nics, names.nic_tags):
-            fields = Fields(layout, pick(values)) if tap_at is None else Fields(layout, pick(values) + (taps[tap_at],))
-            points.append(_point(Point, ("vm_devices", nic_tags, fields, None)))
-        reading = None
-        if running:
+            values.append(domain.responding)
             started = snapshot.started_ns if snapshot.started_ns is not None else snapshot.timestamp_ns
             times = dict(zip(self.vcpu_numbers, self.vcpu_times(values)))
             disks = {disk.name: Fields(disk.layout, disk.pick(values)) for disk in self.disks}
@@ -363,24 +411,37 @@ class Plan:
                 previous = None
         else:
             previous = None
-        for disk, disk_tags in zip(self.disks, names.disk_tags):
-            fields = reading.disks[disk.name] if reading is not None else Fields(disk.layout, disk.pick(values))
-            before = previous.disks.get(disk.name) if previous is not None else None
-            if before is not None and disk.latencies:
-                fields = _with_latencies(disk, fields, before)
-            points.append(_point(Point, ("vm_devices", disk_tags, fields, None)))
+        values += taps
+        disk_layouts = []
+        for disk in self.disks:
+            before = previous.disks.get(disk.name) if previous is not None and disk.latencies else None
+            if before is None:
+                disk_layouts.append(disk.layout)
+            else:
+                names_of, latencies = _latencies(disk, reading.disks[disk.name].row, before)  # type: ignore[union-attr]
+                disk_layouts.append(disk.with_latencies(names_of))
+                values += latencies
         percent = cpu_percent(reading, previous) if reading is not None else None
-        if percent is None:
-            totals = Fields(self.totals[1], self.totals[0](values))
-        else:
-            totals = Fields(self.totals_with_percent, self.totals[0](values) + (percent,))
-        points.append(_point(Point, ("vm_totals", tags, totals, None)))
-        return points, reading
+        if percent is not None:
+            values.append(percent)
+        features = names.features
+        if features is not None:
+            values.append(features.fields)
+        lines = _point(
+            Lines,
+            (
+                self.lines_layout(tuple(disk_layouts), percent is not None, features is not None),
+                names.lines_tags,
+                values,
+            ),
+        )
+        return [lines], reading
 
 
-def _with_latencies(disk: _Disk, fields: Fields, before: Mapping[str, FieldValue]) -> Fields:
-    """The disk's fields and its latencies since *before* (measurements.add_disk_latency's rule)."""
-    now = fields.row
+def _latencies(
+    disk: _Disk, now: Tuple[Any, ...], before: Mapping[str, FieldValue]
+) -> Tuple[Tuple[str, ...], Tuple[float, ...]]:
+    """The disk's latencies since *before*, named and valued (measurements.add_disk_latency's rule)."""
     if type(before) is Fields and before.layout is disk.layout:
         then: Tuple[Any, ...] = before.row
     else:  # the previous cycle went down the plain path, or the disk changed
@@ -396,7 +457,7 @@ def _with_latencies(disk: _Disk, fields: Fields, before: Mapping[str, FieldValue
         if requests > 0 and spent >= 0:
             names += (latency,)
             latencies += (round(spent / requests, 1),)
-    return Fields(disk.with_latencies(names), now + latencies) if names else fields
+    return names, latencies
 
 
 class DomainNames:
@@ -410,7 +471,7 @@ class DomainNames:
     5.05; the tags were kept before too, as the encoder's keys).
     """
 
-    __slots__ = ("name", "config", "hypervisor", "tags", "extra", "features", "plan", "taps", "nic_tags", "disk_tags")
+    __slots__ = ("name", "config", "hypervisor", "tags", "extra", "features", "plan", "taps", "lines_tags")
 
     def __init__(self, domain: DomainSample) -> None:
         self.name = domain.name
@@ -419,10 +480,15 @@ class DomainNames:
         self.extra = extra_tags(domain)
         self.tags = domain_tags(domain, self.extra)
         self.features: Optional[Point] = None  # its vm_features point (ShapePlans.features)
-        self.plan: Optional[Plan] = None  # the plan and taps the devices' tags below were made for
+        self.plan: Optional[Plan] = None  # the plan and taps the lines' tags below were made for
         self.taps: Tuple[Any, ...] = ()
-        self.nic_tags: List[Tags] = []
-        self.disk_tags: List[Tags] = []
+        self.lines_tags: Tuple[Tags, ...] = ()  # each line's, in a plan's order (Lines.tags)
+
+    def set_devices(self, plan: Plan, taps: Tuple[Any, ...], nics: List[Tags], disks: List[Tags]) -> None:
+        """The lines' tags for *plan* and *taps*, given the tags of its NICs' lines and of its disks'."""
+        features = (self.features.tags,) if self.features is not None else ()
+        self.lines_tags = (self.tags, *features, *nics, *disks, self.tags)
+        self.plan, self.taps = plan, taps
 
     def of(self, domain: DomainSample) -> bool:
         """Whether these are still *domain*'s (of the same UUID): its name, config and host unchanged."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 FieldValue = Union[bool, int, float, str]
 Tags = Tuple[Tuple[str, str], ...]
@@ -70,3 +70,62 @@ class KeptFields(Fields):
     (a domain's vm_features, kept while its config stays): the encoder keeps their text while each batch prints them."""
 
     __slots__ = ()
+
+
+class LinesLayout:
+    """What a run of lines that share one row of values prints: each line's measurement, its Layout, and where its
+    values sit in the row. Shape's plans make one per shape of domain (and its variants), shared by every domain of
+    that shape; hashed and compared by identity, so the encoder keeps one template for all of them.
+    """
+
+    __slots__ = ("measurements", "layouts", "picks", "width")
+
+    def __init__(
+        self,
+        measurements: Tuple[str, ...],
+        layouts: Tuple[Optional[Layout], ...],
+        picks: Tuple[Tuple[int, ...], ...],
+        width: int,
+    ) -> None:
+        self.measurements = measurements  # each line's
+        self.layouts = layouts  # each line's; None: its fields are the Mapping at its one position
+        self.picks = picks  # each line's values' positions in the row, in its layout's order
+        self.width = width  # the row's length
+
+
+class Lines(NamedTuple):
+    """Consecutive lines of one batch that share one row of values (a planned domain's default four measurements):
+    printed by one template, where a Point per line would cost an object and a lookup each.
+
+    Its values keep Fields' promise (each of exactly its layout's type, every int within int64); a line whose
+    layout is None has its fields whole at its one position (a domain's vm_features).
+    """
+
+    layout: LinesLayout
+    tags: Tuple[Tags, ...]  # each line's tags: the same tuple from batch to batch while they are unchanged
+    row: Sequence[object]  # the values; positions no line picks are the maker's, unprinted
+
+    def points(self) -> List[Point]:
+        """The same lines as Points (the encoder's path for a row a template cannot print, and the tests')."""
+        points = []
+        for measurement, tags, layout, picks in zip(
+            self.layout.measurements, self.tags, self.layout.layouts, self.layout.picks
+        ):
+            row = self.row
+            fields = row[picks[0]] if layout is None else Fields(layout, tuple([row[at] for at in picks]))
+            points.append(Point(measurement, tags, fields))  # type: ignore[arg-type]
+        return points
+
+
+Batch = List[Union[Point, Lines]]  # what shape hands encode: points in batch order, a planned domain's as one Lines
+
+
+def each_point(batch: Batch) -> List[Point]:
+    """The batch with every Lines as its points: for a reader of single points (tests, benchmarks)."""
+    points: List[Point] = []
+    for item in batch:
+        if type(item) is Lines:
+            points += item.points()
+        else:
+            points.append(item)  # type: ignore[arg-type]
+    return points

@@ -29,7 +29,7 @@ from kvm_telegraf.measurements import (
     vm_totals,
 )
 from kvm_telegraf.plans import ShapePlans
-from kvm_telegraf.points import Point, Tags
+from kvm_telegraf.points import Batch, Point, Tags, each_point
 from kvm_telegraf.snapshot import DomainSample, Snapshot
 
 EVERY_DEVICE = DeviceFilter()  # no --device or --exclude-device: a frozen value, shared as a default
@@ -49,23 +49,23 @@ def shape_domain(
     groups: Sequence[Group] = (),
     devices: DeviceFilter = EVERY_DEVICE,
     plans: Optional[ShapePlans] = None,
-) -> Tuple[List[Point], Optional[Reading]]:
+) -> Tuple[Batch, Optional[Reading]]:
     """One domain's points, in batch order, and the reading its next cycle starts from (None: not running).
 
     devices: which devices get points of their own (vm_devices, and the groups' points tagged ``device``);
     vm_totals sums every device all the same.
-    plans: read the default four measurements through the plan of the domain's shape; shape_snapshot passes them
-    only without groups and with all four measurements.
+    plans: read the default four measurements through the plan of the domain's shape, as one Lines; shape_snapshot
+    passes them only without groups and with all four measurements.
     """
     planned = plans.shape(domain, snapshot, previous) if plans is not None else None
     if planned is not None:
-        points, reading = planned
+        batch, reading = planned
         if devices.active:
-            points = [point for point in points if _device_chosen(point, devices)]
-        return points, reading
+            return [point for point in each_point(batch) if _device_chosen(point, devices)], reading
+        return batch, reading
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
-    points: List[Point] = []
+    points: Batch = []
     nics, block_devices = interfaces(domain), disks(domain.stats)
     reading = reading_of(domain, snapshot, block_devices)
     if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
@@ -152,8 +152,8 @@ def shape_snapshot(
     cycle_ns: Optional[int] = None,
     devices: DeviceFilter = EVERY_DEVICE,
     plans: Optional[ShapePlans] = None,
-) -> Tuple[List[Point], Dict[str, Reading]]:
-    """All points of one cycle, and the history the next cycle needs.
+) -> Tuple[Batch, Dict[str, Reading]]:
+    """All points of one cycle (a planned domain's as one Lines), and the history the next cycle needs.
 
     groups: the ``--collect`` groups on this run, in registry order;
     cycle_ns: how long the previous cycle took, newline to flush (vm_host);
@@ -164,7 +164,7 @@ def shape_snapshot(
     History is keyed by UUID (and host) and rebuilt from this snapshot alone, so a domain
     that vanished leaves nothing behind and a restarted one (new id) starts over.
     """
-    points: List[Point] = []
+    points: Batch = []
     new_history: Dict[str, Reading] = {}
     planned = plans if plans is not None and not groups and measurements == DEFAULT_MEASUREMENTS else None
     for domain in snapshot.domains:

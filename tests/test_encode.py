@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kvm_telegraf.encode import LineEncoder, _Template, carried_key, format_field_value, format_float
-from kvm_telegraf.points import KeptFields, Layout, Point
+from kvm_telegraf.plans import ShapePlans
+from kvm_telegraf.points import KeptFields, Layout, Lines, LinesLayout, Point
 from kvm_telegraf.shape import shape_snapshot
 from tests.harness.goldens import batches, golden_groups, golden_snapshots
 from tests.harness.influxdb import quote_ident
@@ -199,6 +200,18 @@ def test_recorded_snapshots_encode_into_the_golden_batches(golden):
     assert encoded == golden.out["batches"]
 
 
+@pytest.mark.golden_test("goldens/batch/*.yml")
+def test_recorded_snapshots_encode_into_the_golden_batches_through_the_plans_the_process_keeps(golden):
+    history: dict = {}
+    plans = ShapePlans()  # a planned domain's lines come as one Lines, as in the long-running process
+    encoder = LineEncoder()
+    encoded = []
+    for snapshot in golden_snapshots(golden):
+        points, history = shape_snapshot(snapshot, history, groups=golden_groups(golden), plans=plans)
+        encoded.append(encoder.encode(points, snapshot.timestamp_ns))
+    assert encoded == golden.out["batches"]
+
+
 # --- property tests against the Go oracle --------------------------------------------------------
 
 # The 2018 encoder and ours part only on the characters Telegraf's parser refuses (see encode.py):
@@ -305,3 +318,102 @@ def test_a_batch_recorded_from_a_guest_with_an_awkward_name_reads_back_from_infl
     names = {row["value"] for row in influx.rows("odd", 'SHOW TAG VALUES FROM vm_metrics WITH KEY = "vm"')}
     assert names == {HOSTILE_NAME.rstrip("\\")}
     assert influx.count("odd", "vm_devices") == sum(batch.count("vm_devices,") for batch in recorded)
+
+
+# --- Lines: several lines that share one row -----------------------------------------------------
+
+
+def lines_of(*lines, whole=()) -> Lines:
+    """A Lines of (measurement, tags, fields dict) lines, each's values after the one before's in the row; the
+    positions in *whole* take their line's fields as one Mapping (as a domain's vm_features)."""
+    measurements, layouts, picks, tags, row = [], [], [], [], []
+    for number, (measurement, line_tags, fields) in enumerate(lines):
+        measurements.append(measurement)
+        tags.append(tuple(line_tags))
+        if number in whole:
+            layouts.append(None)
+            picks.append((len(row),))
+            row.append(fields)
+        else:
+            layouts.append(Layout(tuple(fields), tuple(map(type, fields.values()))))
+            picks.append(tuple(range(len(row), len(row) + len(fields))))
+            row += fields.values()
+    row.append("unprinted")  # a position no line picks: the maker's own
+    return Lines(LinesLayout(tuple(measurements), tuple(layouts), tuple(picks), len(row)), tuple(tags), row)
+
+
+def test_a_lines_prints_the_text_of_its_points():
+    lines = lines_of(
+        ("vm_metrics", [("vm", "web 1")], {"state": 1, "responding": True}),
+        ("vm_devices", [("device", "vnet0"), ("vm", "web 1")], {"rx_bytes": 12, "tap": 'v"n'}),
+        ("vm_totals", [("vm", "web 1")], {"cpu_percent": 12.5, "read_latency_ns": 2.0}),
+    )
+    assert LineEncoder().encode([lines], 7) == (
+        "vm_metrics,vm=web\\ 1 state=1i,responding=true 7\n"
+        'vm_devices,device=vnet0,vm=web\\ 1 rx_bytes=12i,tap="v\\"n" 7\n'
+        "vm_totals,vm=web\\ 1 cpu_percent=12.5,read_latency_ns=2 7\n"
+    )
+
+
+def test_a_lines_value_line_protocol_cannot_carry_is_dropped_as_its_point_drops_it():
+    lines = lines_of(("m", [("vm", "a")], {"n": 1, "f": math.nan}), ("m", [("vm", "b")], {"f": math.inf}))
+    assert LineEncoder().encode([lines], 7) == "m,vm=a n=1i 7\n"
+
+
+def test_a_lines_whose_keys_escape_to_nothing_prints_what_its_points_print():
+    lines = lines_of(("m", [("vm", "a")], {"\\": 1, "kept": 2}))
+    assert LineEncoder().encode([lines], 7) == "m,vm=a kept=2i 7\n"
+
+
+def test_a_lines_fields_taken_whole_print_as_their_point_and_a_dict_among_them_too():
+    features = KeptFields(Layout(("persistent", "os_type"), (bool, str)), (True, "hvm"))
+    kept = lines_of(("vm_metrics", [("vm", "a")], {"state": 1}), ("vm_features", [("vm", "a")], features), whole=(1,))
+    out_of_range = lines_of(("vm_features", [("vm", "b")], {"max": 2**64, "arch": "x86_64"}), whole=(0,))
+    encoder = LineEncoder()
+    for _ in range(2):  # the kept text in the second batch
+        assert encoder.encode([kept, out_of_range], 7) == (
+            "vm_metrics,vm=a state=1i 7\n"
+            'vm_features,vm=a persistent=true,os_type="hvm" 7\n'
+            'vm_features,vm=b arch="x86_64" 7\n'
+        )
+
+
+def test_a_lines_prefixes_follow_its_tags_and_its_measurements_from_batch_to_batch():
+    encoder = LineEncoder()
+    tags = (("vm", "a"),)
+    first = lines_of(("vm_metrics", tags, {"n": 1}))
+    assert encoder.encode([first], 1) == "vm_metrics,vm=a n=1i 1\n"
+    other_measurement = Lines(
+        LinesLayout(("vm_totals",), first.layout.layouts, first.layout.picks, 2), first.tags, first.row
+    )
+    assert encoder.encode([other_measurement], 2) == "vm_totals,vm=a n=1i 2\n"
+    renamed = lines_of(("vm_totals", (("vm", "b"),), {"n": 1}))
+    assert encoder.encode([renamed], 3) == "vm_totals,vm=b n=1i 3\n"
+
+
+lines_values = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),  # Fields' promise: ints within int64
+    st.floats(),  # non-finite ones too: the Lines is printed as its points then
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=8),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    lines=st.lists(
+        st.tuples(
+            identifiers,
+            st.lists(st.tuples(identifiers, identifiers), max_size=3),
+            st.dictionaries(identifiers, lines_values, max_size=4),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    whole=st.sets(st.integers(min_value=0, max_value=4), max_size=2),
+)
+def test_any_lines_prints_byte_identical_to_its_points_in_every_batch(lines, whole):
+    item = lines_of(*lines, whole=whole)
+    as_lines, as_points = LineEncoder(), LineEncoder()
+    for ts in (1, 2):  # the second batch through the caches
+        assert as_lines.encode([item], ts) == as_points.encode(item.points(), ts)

@@ -17,7 +17,7 @@ from kvm_telegraf.domain_xml import NOVA_TAGS
 from kvm_telegraf.encode import LineEncoder
 from kvm_telegraf.groups import resolve
 from kvm_telegraf.plans import Plan, ShapePlans
-from kvm_telegraf.points import Point
+from kvm_telegraf.points import Batch, each_point
 from kvm_telegraf.shape import EVERY_DEVICE, shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 from tests.harness.goldens import SNAPSHOTS, load_snapshots
@@ -25,9 +25,9 @@ from tests.harness.goldens import SNAPSHOTS, load_snapshots
 ULLONG_MINUS_ONE = 2**64 - 1  # libvirt's -1 "unknown", as the binding hands it over
 
 
-def ordered(points: List[Point]) -> List[tuple]:
-    """The points with their fields in printing order (a dict compares equal in any order)."""
-    return [(p.measurement, p.tags, list(p.fields.items()), p.timestamp_ns) for p in points]
+def ordered(batch: Batch) -> List[tuple]:
+    """The points (a Lines' each) with their fields in printing order (a dict compares equal in any order)."""
+    return [(p.measurement, p.tags, list(p.fields.items()), p.timestamp_ns) for p in each_point(batch)]
 
 
 def assert_both_paths_agree(cycles: Sequence[Snapshot], devices: DeviceFilter = EVERY_DEVICE) -> ShapePlans:
@@ -62,7 +62,7 @@ def test_a_planned_lines_fields_answer_every_mapping_method_as_the_plain_paths_d
         plain, plain_history = shape_snapshot(snapshot, plain_history)
         planned, planned_history = shape_snapshot(snapshot, planned_history, plans=plans)
     assert len(plans) > 0
-    for mine, theirs in zip(planned, plain):
+    for mine, theirs in zip(each_point(planned), plain):
         fields = mine.fields
         assert list(fields.keys()) == list(theirs.fields.keys())
         assert list(fields.values()) == list(theirs.fields.values())  # a Mapping's values(), not an attribute
@@ -290,7 +290,7 @@ def test_a_domains_tags_are_the_same_tuples_from_batch_to_batch_while_it_is_unch
     plans = ShapePlans()
     earlier, history = shape_snapshot(second, {}, plans=plans)
     later, _ = shape_snapshot(dataclasses.replace(second, timestamp_ns=second.timestamp_ns + 1), history, plans=plans)
-    assert [p.tags for p in later] == [p.tags for p in earlier]
+    assert [p.tags for p in each_point(later)] == [p.tags for p in each_point(earlier)]
     assert all(now.tags is then.tags for now, then in zip(later, earlier))
 
 
