@@ -32,7 +32,7 @@ from kvm_telegraf.cli import main as cli_main
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 from kvm_telegraf.pipeline import Pipeline
 from kvm_telegraf.points import each_point
-from kvm_telegraf.program import build_pipeline
+from kvm_telegraf.program import build_pipeline, settle_collector
 from kvm_telegraf.settings import Settings
 from kvm_telegraf.shape import shape_snapshot
 
@@ -164,6 +164,7 @@ def main(argv: List[str]) -> int:
     sink = open(os.devnull, "wb")  # noqa: SIM115 - open for the whole run
     shipped = build_pipeline(settings, sink, libvirt.openReadOnly, events=False)
     staged = StagedCycle(build_pipeline(settings, sink, libvirt.openReadOnly, events=False), not under_callgrind)
+    settle_collector()  # as the long-running process does before its first cycle
     for _ in range(2):  # warm-up: connections, domain XML, the encoders' caches, cpu_percent's history
         bare()
         shipped.cycle()

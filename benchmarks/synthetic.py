@@ -33,6 +33,7 @@ from kvm_telegraf.group import Group
 from kvm_telegraf.groups import every_group, resolve
 from kvm_telegraf.plans import ShapePlans
 from kvm_telegraf.points import each_point
+from kvm_telegraf.program import settle_collector
 from kvm_telegraf.shape import shape_snapshot
 from kvm_telegraf.snapshot import DomainSample, Snapshot, snapshots_from_json
 
@@ -154,6 +155,7 @@ def time_shape_encode(
     Also: the same points printed as bare ``key=value`` text (the floor no Python encoder gets under),
     shape alone, the garbage collector's share, and the memory the long-running state keeps per domain.
     """
+    settle_collector()  # as the long-running process does at start-up, before any domain's objects exist
     cycles = steady_host(count, vcpus)
     steady = Steady(cycles, groups)
     text = steady.batch()  # and a warm-up for the encoder's caches
@@ -234,6 +236,7 @@ def callgrind_marker() -> None:
 
 def run_stages(batches: int, count: int, groups: Sequence[Group], vcpus: Optional[int]) -> List[str]:
     """Set up the synthetic host, then *batches* batches stage by stage, a marker after each; the parts' names."""
+    settle_collector()  # as the long-running process does at start-up
     steady = Steady(steady_host(count, vcpus), groups)
     steady.batch()  # the encoder's caches, as in a long-running process
     sink = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed at exit

@@ -48,24 +48,16 @@ def shape_domain(
     measurements: FrozenSet[str] = frozenset(MEASUREMENTS),
     groups: Sequence[Group] = (),
     devices: DeviceFilter = EVERY_DEVICE,
-    plans: Optional[ShapePlans] = None,
-) -> Tuple[Batch, Optional[Reading]]:
-    """One domain's points, in batch order, and the reading its next cycle starts from (None: not running).
+) -> Tuple[List[Point], Optional[Reading]]:
+    """One domain's points, field by field, in batch order, and the reading its next cycle starts from (None: not
+    running).
 
     devices: which devices get points of their own (vm_devices, and the groups' points tagged ``device``);
     vm_totals sums every device all the same.
-    plans: read the default four measurements through the plan of the domain's shape, as one Lines; shape_snapshot
-    passes them only without groups and with all four measurements.
     """
-    planned = plans.shape(domain, snapshot, previous) if plans is not None else None
-    if planned is not None:
-        batch, reading = planned
-        if devices.active:
-            return [point for point in each_point(batch) if _device_chosen(point, devices)], reading
-        return batch, reading
     extra = extra_tags(domain)
     tags = domain_tags(domain, extra)
-    points: Batch = []
+    points: List[Point] = []
     nics, block_devices = interfaces(domain), disks(domain.stats)
     reading = reading_of(domain, snapshot, block_devices)
     if reading is None or (previous is not None and previous.domain_id != reading.domain_id):
@@ -169,7 +161,15 @@ def shape_snapshot(
     planned = plans if plans is not None and not groups and measurements == DEFAULT_MEASUREMENTS else None
     for domain in snapshot.domains:
         key = history_key(domain)
-        of_domain, reading = shape_domain(domain, snapshot, history.get(key), measurements, groups, devices, planned)
+        previous = history.get(key)
+        # The plan of the domain's shape, its lines as one Lines; else the plain path, field by field
+        shaped = planned.shape(domain, snapshot, previous) if planned is not None else None
+        if shaped is None:
+            of_domain, reading = shape_domain(domain, snapshot, previous, measurements, groups, devices)
+        else:
+            of_domain, reading = shaped
+            if devices.active:
+                of_domain = [point for point in each_point(of_domain) if _device_chosen(point, devices)]
         points += of_domain
         if reading is not None:
             new_history[key] = reading

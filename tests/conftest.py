@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -163,3 +164,13 @@ def event_lab() -> Iterator[List[str]]:
     yield names
     if not os.environ.get("KVM_TELEGRAF_KEEP_LAB"):
         run_lab("kte-", "down")
+
+
+@pytest.fixture(autouse=True)
+def python_collector_as_it_was() -> Iterator[None]:
+    """An in-process run settles the garbage collector for a long run (program.settle_collector): each test after
+    it starts with the collector as Python set it."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -59,6 +60,18 @@ def test_each_newline_on_stdin_gives_one_batch_and_eof_ends_the_run(replay):
     first, second = batches(result.stdout)
     assert len(first) == len(second) == 2 * (1 + 1 + 4 + 1)
     assert len(replay.calls) == 2
+
+
+def test_a_long_run_freezes_what_start_up_made_and_collects_garbage_less_often(replay):
+    assert gc.get_freeze_count() == 0 and gc.get_threshold()[0] < 10_000
+    result = invoke([], replay, input="\n")
+    assert result.exit_code == 0, result.stderr
+    assert gc.get_freeze_count() > 0 and gc.get_threshold()[0] == 10_000
+
+
+def test_once_leaves_the_garbage_collector_as_python_set_it(replay):
+    invoke(["--once"], replay)
+    assert gc.get_freeze_count() == 0 and gc.get_threshold()[0] < 10_000
 
 
 def test_the_bulk_call_asks_only_for_the_six_groups_the_measurements_use(replay):

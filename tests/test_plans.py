@@ -152,6 +152,22 @@ def test_a_changed_value_or_key_gives_the_same_points_through_plans(recorded, ch
     first, second = recorded
     assert_both_paths_agree([first, each_domain(second, change), first, each_domain(second, change)])
     assert_both_paths_agree([each_domain(first, change), second])
+    # the same domains and configs, as a long run has them: each tries its plan of the batch before first
+    assert_both_paths_agree([first, each_domain(first, change), first, each_domain(first, change)])
+
+
+def only_the_first_nic(stats: dict) -> None:
+    for key in [key for key in stats if key.startswith("net.1.")]:
+        del stats[key]
+    stats["net.count"] = 1
+
+
+@pytest.mark.parametrize("count", [True, 1.0], ids=["True", "1.0"])
+def test_a_count_that_equals_the_plan_befores_yet_is_no_int_goes_the_plain_path(recorded, count):
+    first, _ = recorded
+    single = each_domain(first, with_stats(only_the_first_nic))
+    odd = each_domain(single, set_stat("net.count", count))  # the same domains, names and configs: their plans first
+    assert_both_paths_agree([single, odd, single])
 
 
 def copy_device(stats: dict, kind: str, source: int, target: int, name: str) -> None:
