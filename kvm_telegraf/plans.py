@@ -155,6 +155,26 @@ class _Disk:
         self.latencies = latencies  # (latency field, time's position, requests' position) in the line's values
         self.variants: Dict[Tuple[str, ...], Layout] = {(): layout}  # at most 8: one per set of latencies
 
+    def since(self, now: Tuple[Any, ...], before: Mapping[str, FieldValue]) -> Tuple[Layout, Tuple[float, ...]]:
+        """The layout of the disk's line and its latencies since *before*, the disk's fields of the reading before
+        (measurements.add_disk_latency's rule); *now*, its values this cycle."""
+        if type(before) is Fields and before.layout is self.layout:
+            then: Tuple[Any, ...] = before.row
+        else:  # the previous cycle went down the plain path, or the disk changed
+            then = tuple(map(before.get, self.layout.keys))
+        names: Tuple[str, ...] = ()
+        latencies: Tuple[float, ...] = ()
+        for latency, spent_at, requests_at in self.latencies:
+            spent_then, requests_then = then[spent_at], then[requests_at]
+            if spent_then is None or requests_then is None:
+                continue
+            requests = now[requests_at] - requests_then
+            spent = now[spent_at] - spent_then
+            if requests > 0 and spent >= 0:
+                names += (latency,)
+                latencies += (round(spent / requests, 1),)
+        return (self.with_latencies(names) if names else self.layout), latencies
+
     def with_latencies(self, names: Tuple[str, ...]) -> Layout:
         layout = self.variants.get(names)
         if layout is None:
@@ -320,13 +340,10 @@ class Plan:
         keys = tuple(places)
         return tuple(places.values()), self.layout_of(keys + more, (int,) * len(keys) + types[: len(more)])
 
-    def lines_layout(self, disks: Tuple[Layout, ...], percent: bool, features: bool) -> LinesLayout:
-        """The LinesLayout of a cycle's variant: *disks*, each disk's layout (with the latencies it has this cycle);
-        *percent*, whether vm_totals has cpu_percent; *features*, whether the domain has a vm_features line."""
-        key = (disks, percent, features)
-        layout = self.variants.get(key)
-        if layout is not None:
-            return layout
+    def lines_layout(self, variant: Tuple[Tuple[Layout, ...], bool, bool]) -> LinesLayout:
+        """The LinesLayout of a cycle's variant, kept while at most MAX_VARIANTS: each disk's layout (with the
+        latencies it has this cycle), whether vm_totals has cpu_percent, whether the domain has a vm_features line."""
+        disks, percent, features = variant
         at = self.taps_at + self.tap_count
         measurements, layouts, picks = ["vm_metrics"], [self.metrics[1]], [self.metrics[0]]
         if self.responding_at is not None:
@@ -352,7 +369,7 @@ class Plan:
             at += 1
         layout = LinesLayout(tuple(measurements), tuple(layouts), tuple(picks), at)
         if len(self.variants) < MAX_VARIANTS:
-            self.variants[key] = layout
+            self.variants[variant] = layout
         return layout
 
     def device_tags(self, domain: DomainSample, taps: Tuple[Any, ...], extra: Tags) -> Tuple[List[Tags], List[Tags]]:
@@ -428,8 +445,8 @@ class Plan:
             if before is None:
                 disk_layouts.append(disk.layout)
             else:
-                names_of, latencies = _latencies(disk, reading.disks[disk.name].row, before)  # type: ignore[union-attr]
-                disk_layouts.append(disk.with_latencies(names_of))
+                layout, latencies = disk.since(reading.disks[disk.name].row, before)  # type: ignore[union-attr]
+                disk_layouts.append(layout)
                 values += latencies
         percent = cpu_percent(reading, previous) if reading is not None else None
         if percent is not None:
@@ -437,37 +454,9 @@ class Plan:
         features = names.features
         if features is not None:
             values.append(features.fields)
-        lines = _point(
-            Lines,
-            (
-                self.lines_layout(tuple(disk_layouts), percent is not None, features is not None),
-                names.lines_tags,
-                values,
-            ),
-        )
-        return [lines], reading
-
-
-def _latencies(
-    disk: _Disk, now: Tuple[Any, ...], before: Mapping[str, FieldValue]
-) -> Tuple[Tuple[str, ...], Tuple[float, ...]]:
-    """The disk's latencies since *before*, named and valued (measurements.add_disk_latency's rule)."""
-    if type(before) is Fields and before.layout is disk.layout:
-        then: Tuple[Any, ...] = before.row
-    else:  # the previous cycle went down the plain path, or the disk changed
-        then = tuple(map(before.get, disk.layout.keys))
-    names: Tuple[str, ...] = ()
-    latencies: Tuple[float, ...] = ()
-    for latency, spent_at, requests_at in disk.latencies:
-        spent_then, requests_then = then[spent_at], then[requests_at]
-        if spent_then is None or requests_then is None:
-            continue
-        requests = now[requests_at] - requests_then
-        spent = now[spent_at] - spent_then
-        if requests > 0 and spent >= 0:
-            names += (latency,)
-            latencies += (round(spent / requests, 1),)
-    return names, latencies
+        variant = (tuple(disk_layouts), percent is not None, features is not None)
+        layout = self.variants.get(variant) or self.lines_layout(variant)
+        return [_point(Lines, (layout, names.lines_tags, values))], reading
 
 
 class DomainNames:
