@@ -3,10 +3,12 @@
 A shape is what decides a domain's default lines and their fields: its set of stat keys (the same devices
 reporting the same stats), its device and vCPU counts, its disks' names and whether it runs. Every domain of
 one shape shares one Plan, made from measurements.py's rows the first time the shape is seen: which stats to
-read (one C-level ``itemgetter``), which to scale, which to sum over devices, and each line's Layout, which
-travels with the line's values (``Fields``) so encode finds its template by identity. Per domain and cycle
-only what is the domain's own is Python: the taps, the allocation rule, the rates; its tags and vm_features
-point are kept from batch to batch while its name, config and taps stay (DomainNames).
+read (one C-level ``itemgetter``), which to scale, which to sum over devices, and each line's Layout. A cycle
+hands encode the domain's lines as one ``Lines``: its values in one row, and the LinesLayout of the plan's
+variant (which disks have latencies, whether cpu_percent is there), which encode finds by identity and prints
+with one template. Per domain and cycle only what is the domain's own is Python: the taps, the allocation rule,
+the rates; its tags and vm_features point are kept from batch to batch while its name, config and taps stay
+(DomainNames).
 
 fields.py's one rule still holds: a plan assumes every stat it reads is a plain non-negative int64, and a
 domain where one is not (libvirt's -1, a float), or whose disk allocation needs the rule's other branch,
@@ -14,7 +16,8 @@ goes down the plain path (shape.shape_domain) for that cycle. Both give the same
 (tests/test_plans.py, every recorded snapshot and changes of them).
 
 What it buys (callgrind, ``python -m benchmarks.synthetic --stages 3 --domains 200``, groups off, main's
-56eff48 against this side by side): shape 284.2 -> 200.2 K instructions per domain, encode 254.8 -> 166.5 K;
+56eff48 against this side by side, then with Lines against 2a27dd9: shape 169.9 -> 138.9 K, encode 122.3 ->
+99.6 K, benchmarks/README.md): shape 284.2 -> 200.2 K instructions per domain, encode 254.8 -> 166.5 K;
 5.0 -> 4.1 KiB kept per domain at 1,000 domains (a reading's disks are Fields, not dicts). Of a planned
 domain's shape, finding its plan is about 15 K, the read 12.5 K, fields.py's rule over the values 23 K, the
 scaling and sums about 10 K, each line's tags, values and Point 3 to 6 K, the disks' latencies and
