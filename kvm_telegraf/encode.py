@@ -144,9 +144,9 @@ class LineEncoder:
 
     A ``Lines`` (a planned domain's default lines) is printed by one template of all its lines, its LinesLayout's,
     with the lines' prefixes as arguments, kept while each batch prints the same tags tuple: one ``%`` format a
-    domain where a Point per line cost an object, a prefix lookup and a format each (synthetic host, 1,000
-    domains, groups off: shape + encode 43.1 -> 22.2 us per domain in the design's first measurement). A Lines
-    whose row a template cannot print is printed as its points.
+    domain where a Point per line cost an object, a prefix lookup and a format each (callgrind, 200 synthetic
+    domains, groups off: encode 122.3 K -> 99.6 K instructions per domain, shape 169.9 K -> 138.9 K; 1,000
+    domains: shape + encode 41.5 -> 28.1 us). A Lines whose row a template cannot print is printed as its points.
     """
 
     def __init__(self) -> None:
@@ -159,8 +159,10 @@ class LineEncoder:
         self._lines_prefixes: Dict[int, Tuple[Tuple[Tags, ...], Tuple[str, ...], List[str]]] = {}
 
     def encode(self, points: Batch, timestamp_ns: int) -> str:
-        """Encode *points*, stamped *timestamp_ns* unless one has its own; points left with no field are skipped.
+        """Encode a batch (points, and Lines of points), stamped *timestamp_ns* unless a point has its own; points
+        left with no field are skipped.
 
+        >>> from kvm_telegraf.points import Point
         >>> LineEncoder().encode([Point("vm_metrics", (("uuid", "4f1c"), ("vm", "web 1")),
         ...     {"state": 1, "cpu_time_ns": 4211000000})], 1700000000000000000)
         'vm_metrics,uuid=4f1c,vm=web\\\\ 1 state=1i,cpu_time_ns=4211000000i 1700000000000000000\\n'
