@@ -393,8 +393,8 @@ class Plan:
         previous: Optional[Reading],
         names: DomainNames,
     ) -> Union[Shaped, None, _Misfit]:
-        """The domain's points and reading, as shape_domain makes them; None: the plain path must make them;
-        MISFIT: the domain is of another shape (the same counts and disk names, other keys).
+        """The domain's lines, as one Lines of the points shape_domain makes, and its reading; None: the plain path
+        must make them; MISFIT: the domain is of another shape (the same counts and disk names, other keys).
 
         names: the domain's tags and vm_features point, kept from the batch before (ShapePlans.names).
         """
@@ -560,7 +560,8 @@ class ShapePlans:
         return plan
 
     def shape(self, domain: DomainSample, snapshot: Snapshot, previous: Optional[Reading]) -> Optional[Shaped]:
-        """The domain's points and reading through the plan of its shape; None: the plain path must make them.
+        """The domain's lines (one Lines) and reading through the plan of its shape; None: the plain path must make
+        them.
 
         The domain's plan of the batch before first, while its counts and disk names are the ones that plan was made
         for and it is still kept: no ShapeKey made and hashed (callgrind, 200 synthetic domains: shape 138.9 K ->

@@ -108,10 +108,10 @@ class Lines(NamedTuple):
     def points(self) -> List[Point]:
         """The same lines as Points (the encoder's path for a row a template cannot print, and the tests')."""
         points = []
+        row = self.row
         for measurement, tags, layout, picks in zip(
             self.layout.measurements, self.tags, self.layout.layouts, self.layout.picks
         ):
-            row = self.row
             fields = row[picks[0]] if layout is None else Fields(layout, tuple([row[at] for at in picks]))
             points.append(Point(measurement, tags, fields))  # type: ignore[arg-type]
         return points
