@@ -90,6 +90,13 @@ def _name_keys(count: int) -> Tuple[str, ...]:
 # The name keys of a domain's first n disks, made once (a generator over DISK_KEYS per lookup: 6.0 K instructions
 # against 1.6 K a domain, callgrind).
 DISK_NAME_KEYS = tuple(_name_keys(count) for count in range(KEYED_DEVICES + 1))
+
+
+def disk_name_keys(count: int) -> Tuple[str, ...]:
+    """The name keys of a domain's first *count* disks: what ShapePlans.key reads besides the counts."""
+    return DISK_NAME_KEYS[count] if count <= KEYED_DEVICES else _name_keys(count)
+
+
 _INTS = {int}
 # A Point (a Reading) made by tuple.__new__, not through its NamedTuple constructor, a Python function:
 # 1.3 K against 2.3 K instructions a point (callgrind).
@@ -176,7 +183,7 @@ class _Disk:
             if requests > 0 and spent >= 0:
                 names += (latency,)
                 latencies += (round(spent / requests, 1),)
-        return (self.with_latencies(names) if names else self.layout), latencies
+        return self.with_latencies(names), latencies
 
     def with_latencies(self, names: Tuple[str, ...]) -> Layout:
         layout = self.variants.get(names)
@@ -197,10 +204,7 @@ class Plan:
         counts, disk_names, _ = key
         # What ShapePlans.key reads, and what it found, with its types (a count of True equals 1, yet is no count):
         # a domain whose stats say the same is under this plan's key
-        disk_count = len(disk_names)
-        self.key_keys = COUNT_KEYS + (
-            DISK_NAME_KEYS[disk_count] if disk_count <= KEYED_DEVICES else _name_keys(disk_count)
-        )
+        self.key_keys = COUNT_KEYS + disk_name_keys(len(disk_names))
         self.key_values = counts + disk_names
         self.key_types = tuple(map(type, self.key_values))
         stats = domain.stats
@@ -533,9 +537,7 @@ class ShapePlans:
         disk_count = 0 if counts[1] is None else counts[1]
         if not (type(nic_count) is type(disk_count) is int and 0 <= nic_count <= MAX_DEVICES >= disk_count >= 0):
             return None  # no devices reported as a count, or more than a plan is made for: the plain path
-        names = tuple(
-            map(stats.get, DISK_NAME_KEYS[disk_count] if disk_count <= KEYED_DEVICES else _name_keys(disk_count))
-        )
+        names = tuple(map(stats.get, disk_name_keys(disk_count)))
         return counts, names, running
 
     def plan(self, domain: DomainSample) -> Optional[Plan]:
