@@ -159,7 +159,7 @@ class _Disk:
         self.layout_of = layout_of
         self.name = name
         self.picks = picks  # its values' positions in a cycle's values
-        self.pick = picker(picks)  # its reading's values, for the next cycle's latencies
+        self.pick = picker(picks)  # its values this cycle, for since() against a reading not of its plan
         self.layout = layout
         self.latencies = latencies  # (latency field, time's position, requests' position) in the line's values
         self.variants: Dict[Tuple[str, ...], Layout] = {(): layout}  # at most 8: one per set of latencies
