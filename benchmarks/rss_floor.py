@@ -4,7 +4,9 @@
 
 Each contender is a fresh process driven as Telegraf's execd drives kvm-telegraf (a newline in, a batch
 out), its VmHWM read after the last batch; the contenders take turns, the order reversed every round, and
-each figure is the median of the rounds. From the bottom up:
+each figure is the median of the rounds; a second table says where each one's resident memory sits then
+(procstat.resident_by_kind: anonymous maps, the heap, the interpreter's own pages, the libraries). From the
+bottom up:
 
 - the bare process: the bulk call and the name filter on each newline (benchmarks/contenders.py's BARE_LOOP);
 - ``minimal``, ``run-path`` and ``run-path-nolog`` (benchmarks/rss_contenders.py);
@@ -26,6 +28,7 @@ from typing import Dict, List, Sequence, Tuple
 
 from benchmarks.contenders import BARE_LOOP, URI, KvmTelegraf
 from benchmarks.host import install_as_documented
+from benchmarks.procstat import KINDS, resident_by_kind
 from kvm_telegraf.libvirt_facts import DEFAULT_STATS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,16 +48,18 @@ def contenders(entry_point: str, uri: str, glob: str) -> List[Contender]:
     ]
 
 
-def peak_after(argv: Sequence[str], newlines: int, attempts: int = 3) -> float:
-    """VmHWM in MiB of a fresh process after *newlines* batches; a run whose batch came out short (another lab's
-    test restarting the shared libvirtd) is started again, up to *attempts* times."""
+def peak_after(argv: Sequence[str], newlines: int, attempts: int = 3) -> Tuple[float, Dict[str, int]]:
+    """VmHWM in MiB of a fresh process after *newlines* batches, and its resident KiB by kind then; a run whose
+    batch came out short (another lab's test restarting the shared libvirtd) is started again, up to *attempts*
+    times."""
     for attempt in range(1, attempts + 1):
         process = KvmTelegraf(argv)
         try:
             process.start()  # the first newline and its batch
             for _ in range(newlines - 1):
                 process.cycle()
-            return process.peak_rss_mib()
+            assert process.driver.pid is not None
+            return process.peak_rss_mib(), resident_by_kind(process.driver.pid)
         except RuntimeError as exc:
             if attempt == attempts:
                 raise
@@ -65,13 +70,19 @@ def peak_after(argv: Sequence[str], newlines: int, attempts: int = 3) -> float:
     raise AssertionError("unreachable")
 
 
-def interleaved(runs: Sequence[Contender], rounds: int, newlines: int) -> Dict[str, List[float]]:
-    """Each contender's VmHWM per round; the order reversed every other round."""
+Resident = Dict[str, List[Dict[str, int]]]  # contender -> its resident KiB by kind, one dict per round
+
+
+def interleaved(runs: Sequence[Contender], rounds: int, newlines: int) -> Tuple[Dict[str, List[float]], Resident]:
+    """Each contender's VmHWM and resident memory by kind per round; the order reversed every other round."""
     peaks: Dict[str, List[float]] = {name: [] for name, _ in runs}
+    resident: Resident = {name: [] for name, _ in runs}
     for round_ in range(rounds):
         for name, argv in runs if round_ % 2 == 0 else list(reversed(runs)):
-            peaks[name].append(peak_after(argv, newlines))
-    return peaks
+            peak, kinds = peak_after(argv, newlines)
+            peaks[name].append(peak)
+            resident[name].append(kinds)
+    return peaks, resident
 
 
 def table(peaks: Dict[str, List[float]]) -> str:
@@ -84,6 +95,21 @@ def table(peaks: Dict[str, List[float]]) -> str:
     return "\n".join(rows)
 
 
+def where_table(resident: Resident) -> str:
+    """Each contender's resident memory by kind (median MiB over the rounds), and how much above the bare call's."""
+    medians = {
+        name: {kind: statistics.median(kinds[kind] for kinds in rounds) / 1024 for kind in KINDS}
+        for name, rounds in resident.items()
+    }
+    bare = medians["bare call"]
+    rows = ["| Process | " + " | ".join(KINDS) + " |", "|---|" + "---|" * len(KINDS)]
+    for name, kinds in medians.items():
+        above = {kind: "" if kinds is bare else f" ({kinds[kind] - bare[kind]:+.2f})" for kind in KINDS}
+        cells = [f"{kinds[kind]:.2f}{above[kind]}" for kind in KINDS]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("uri", nargs="?", default=URI)
@@ -93,7 +119,10 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rss-floor-") as workdir:
         runs = contenders(install_as_documented(workdir), args.uri, args.glob)
-        print(table(interleaved(runs, args.rounds, args.newlines)))
+        peaks, resident = interleaved(runs, args.rounds, args.newlines)
+        print(table(peaks))
+        print("\nResident MiB by kind after the last batch, medians (above the bare call's):\n")
+        print(where_table(resident))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ import time
 from benchmarks.agreement import MAPPING, agreement, theirs_by_key
 from benchmarks.figures import paired_median, verdict
 from benchmarks.peers import collectd_config
-from benchmarks.procstat import peak_rss_mib, schedstat_cpu_ns, stat_cpu_s
-from benchmarks.rss_floor import table
+from benchmarks.procstat import peak_rss_mib, resident_by_kind, schedstat_cpu_ns, stat_cpu_s, status_kib
+from benchmarks.rss_floor import table, where_table
 from benchmarks.synthetic import kept_per_domain_kib, recorded_pairs, reference_batch, steady_host, synthetic_host
 from benchmarks.under_telegraf import parse
 from kvm_telegraf.groups import resolve
@@ -113,6 +113,15 @@ def test_peak_rss_is_the_kernels_high_water_mark_of_this_process():
     assert peak_rss_mib(os.getpid()) >= 64 and len(ballast)
 
 
+def test_resident_memory_by_kind_sums_to_the_processs_rss_and_finds_a_fresh_buffer_among_the_anonymous_maps():
+    before = resident_by_kind(os.getpid())
+    ballast = bytearray(b"x" * (48 * 1024 * 1024))  # written: 48 MiB more resident, in an anonymous map
+    after = resident_by_kind(os.getpid())
+    assert abs(sum(after.values()) - status_kib(os.getpid(), "VmRSS")) < 1024
+    assert after["anonymous"] - before["anonymous"] >= 47 * 1024
+    assert after["interpreter"] > 0 and after["libraries"] > 0 and len(ballast)
+
+
 def test_the_results_file_shows_every_target_of_the_latest_run():
     results = (pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "results.md").read_text()
     assert "| Measure | Measured | Target | |" in results
@@ -176,3 +185,18 @@ def test_the_floor_table_gives_each_process_its_median_and_its_distance_from_the
     text = table({"bare call": [27.0, 27.4, 27.2], "kvm-telegraf": [34.1, 33.9, 34.0]})
     assert "| bare call | 27.20 MiB | 27.00 to 27.40 | +0.00 MiB |" in text
     assert "| kvm-telegraf | 34.00 MiB | 33.90 to 34.10 | +6.80 MiB |" in text
+
+
+def test_the_resident_table_gives_each_kinds_median_and_what_it_adds_to_the_bare_calls():
+    def kinds(anonymous: int, heap: int) -> dict:
+        return {"anonymous": anonymous, "heap": heap, "stacks": 64, "interpreter": 4608, "libraries": 15360}
+
+    text = where_table(
+        {
+            "bare call": [kinds(3072, 1024), kinds(4096, 2048), kinds(3584, 1536)],
+            "kvm-telegraf": [kinds(8192, 3072), kinds(9216, 3072), kinds(8704, 2560)],
+        }
+    )
+    assert "| Process | anonymous | heap | stacks | interpreter | libraries |" in text
+    assert "| bare call | 3.50 | 1.50 | 0.06 | 4.50 | 15.00 |" in text
+    assert "| kvm-telegraf | 8.50 (+5.00) | 3.00 (+1.50) | 0.06 (+0.00) | 4.50 (+0.00) | 15.00 (+0.00) |" in text
