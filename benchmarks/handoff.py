@@ -8,10 +8,11 @@ call each way:
 - ``future``: the same thread handed a concurrent.futures.Future, which the worker used before;
 - ``direct``: the call made on the caller's thread, for the floor.
 
-    .venv/bin/python -m benchmarks.handoff 2000
+    .venv/bin/python -m benchmarks.handoff 2000        # back to back
+    .venv/bin/python -m benchmarks.handoff 150 0.2     # 0.2 s idle before each call, as an interval leaves it
 
 It prints the median ``time.process_time_ns()`` per round (every thread of the process counted).
-Measured here (2 cores, busy with other labs): call 13.6 us, future 47.5 us, direct 0.8 us.
+Measured here (2 cores, busy with other labs): call 13.6 us, future 47.5 us, direct 0.8 us back to back.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FutureWorker:
 
 def main(argv: List[str]) -> int:
     rounds = int(argv[0]) if argv else 2000
+    idle_s = float(argv[1]) if len(argv) > 1 else 0.0  # threads that slept wake slower: the cycle's case
     worker, old = Worker("handoff"), FutureWorker()
     worker.start()
     ways: Dict[str, Callable[[], Any]] = {
@@ -62,6 +64,8 @@ def main(argv: List[str]) -> int:
     samples: Dict[str, List[int]] = {name: [] for name in ways}
     for _ in range(rounds):
         for name, way in ways.items():
+            if idle_s:
+                time.sleep(idle_s)
             started = time.process_time_ns()
             way()
             samples[name].append(time.process_time_ns() - started)
