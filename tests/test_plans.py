@@ -45,7 +45,7 @@ def rates_read(history: Dict) -> Dict:
             reading.started_ns,
             reading.finished_ns,
             dict(reading.vcpu_times),
-            {name: latency_counters(fields) for name, fields in reading.disks.items() if latency_counters(fields)},
+            {name: counters for name, fields in reading.disks.items() if (counters := latency_counters(fields))},
             dict(reading.carried),
         )
         for key, reading in history.items()
